@@ -1,0 +1,60 @@
+"""The `mpliver` command line: one typer app; each command lives in its own module in this package.
+
+A command module defines `register(app: typer.Typer) -> None`. Modules are discovered here, so adding a
+command is adding a file. `MpliverError`s become one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+
+import typer
+
+from mpliver.errors import MpliverError
+
+app = typer.Typer(
+    name="mpliver",
+    help="Multi-phase CT liver tumour segmentation (SAM + URIM). Research software, not for clinical use.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Multi-phase CT liver tumour segmentation (SAM + URIM). Research software, not for clinical use."""
+
+
+def _register_commands() -> None:
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(app)
+
+
+_register_commands()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    try:
+        app(args=argv, prog_name="mpliver")
+    except MpliverError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as exc:  # click's normal exit path, also for usage errors
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

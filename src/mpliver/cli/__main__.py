@@ -1,0 +1,5 @@
+import sys
+
+from mpliver.cli import main
+
+sys.exit(main())

@@ -1,0 +1,25 @@
+"""User-facing errors: each one becomes a single line on the command line, naming the file and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class MpliverError(Exception):
+    """An error the user can act on. The CLI prints `error: <message>` and exits with status 2."""
+
+    def __init__(self, message: str, path: str | Path | None = None):
+        self.path = None if path is None else Path(path)
+        super().__init__(f"{self.path}: {message}" if self.path is not None else message)
+
+
+class InputError(MpliverError):
+    """Bad input data: missing or unreadable files, wrong geometry, non-HU values, NaNs, empty masks."""
+
+
+class DatasetError(InputError):
+    """A dataset folder that does not follow the case layout (SPEC §2)."""
+
+
+class ConfigError(MpliverError):
+    """An invalid configuration, preset or override."""
