@@ -1,0 +1,2 @@
+"""Metrics of SPEC §5 (metrics, lesions), their aggregation over cases (aggregate), the paper-style tables
+(tables) and `mpliver evaluate` on folders of label maps (evaluate)."""

@@ -24,6 +24,27 @@ from mpliver.io.nifti import read_geometry, read_nifti
 TUMOR_TYPES = ("cyst", "FNH", "HEM", "HCC", "METS")
 LABELS = {"background": 0, "liver": 1, "tumor": 2}
 FILE_ENDING = ".nii.gz"
+_TYPE_ALIASES = {"cysts": "cyst", "hemangioma": "HEM", "haemangioma": "HEM", "hem": "HEM", "fnh": "FNH",
+                 "hcc": "HCC", "mets": "METS", "met": "METS", "metastasis": "METS", "metastases": "METS"}
+
+
+def normalize_tumor_type(name: str, allow_other: bool = False, path: str | Path | None = None) -> str:
+    """Map a tumour type to its canonical spelling (`cyst`, `FNH`, `HEM`, `HCC`, `METS`), case-insensitively.
+
+    Common long forms (haemangioma, metastasis...) are accepted. Any other type is refused with a one-line
+    error naming `path` unless `allow_other` (SPEC §2 allows other types; a typo should not pass silently).
+    """
+    text = str(name).strip()
+    low = text.lower()
+    for t in TUMOR_TYPES:
+        if low == t.lower():
+            return t
+    if low in _TYPE_ALIASES:
+        return _TYPE_ALIASES[low]
+    if allow_other and text:
+        return text
+    raise DatasetError(f"unknown tumour type '{text}' (known: {', '.join(TUMOR_TYPES)}; "
+                       "pass --allow-other-types to keep other types)", path)
 
 
 @dataclass
@@ -158,7 +179,8 @@ class Dataset:
             if ttype is not None and ttype not in TUMOR_TYPES:
                 # Other types are allowed by SPEC §2, but an unknown spelling of a known one is a typo.
                 if ttype.lower() in {t.lower() for t in TUMOR_TYPES}:
-                    raise DatasetError(f"case {case}: tumour type '{ttype}' is misspelt", self.root / "dataset.json")
+                    raise DatasetError(f"case {case}: tumour type '{ttype}' is misspelt",
+                                       self.root / "dataset.json")
         return cases
 
     def load_case(self, case: str, split: str = "Tr", with_label: bool = True,

@@ -1,4 +1,4 @@
-"""NIfTI reading and writing that keeps the geometry exactly (nibabel; the affine is stored as sform and qform)."""
+"""NIfTI reading and writing that keeps the geometry exactly (nibabel; the affine goes to sform and qform)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,80 @@
+"""`mpliver bench`: training/inference throughput and peak memory of paper, add, single_phase and nnunet2d."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+GPU_DEFAULTS = {"size": 512, "batch": 16, "width": 1.0, "dtype": "bf16"}
+CPU_DEFAULTS = {"size": 128, "batch": 4, "width": 0.25, "dtype": "fp32"}
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def print_table(result: dict[str, Any]) -> None:
+    """The ratio table (ratios to `add`, measured in the same rounds)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    cfg = result["config"]
+    flags = (f"{result['device_name']} ({result['device']}), {cfg['size']}x{cfg['size']}, batch {cfg['batch']}, "
+             f"width {cfg['width']}, {cfg['dtype']}, compile={cfg['compile']}, "
+             f"channels_last={cfg['channels_last']}, {cfg['iters']} rounds")
+    table = Table(title=f"mpliver bench: {flags}")
+    for col in ("model", "params (M)", "train slices/s", "train / add", "infer slices/s", "infer / add",
+                "train peak MiB", "infer peak MiB"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for r in result["results"]:
+        table.add_row(r["model"], f"{r['params'] / 1e6:.2f}", _fmt(r["train_slices_per_s"], ".2f"),
+                      _fmt(r["train_ratio"], ".2f"), _fmt(r["infer_slices_per_s"], ".2f"),
+                      _fmt(r["infer_ratio"], ".2f"), _fmt(r["train_peak_mib"], ".0f"),
+                      _fmt(r["infer_peak_mib"], ".0f"))
+    console = Console(width=160)
+    console.print(table)
+    console.print(f"memory: {result['memory_method']}; medians over rounds; ratios > 1 are faster than add")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("bench")
+    def bench(
+        models: str = typer.Option("paper,add,single_phase,nnunet2d", help="Comma-separated model names."),
+        size: int = typer.Option(None, help="Slice size in px (default: 512 on a GPU, 128 on the CPU)."),
+        batch: int = typer.Option(None, help="Slices per step (default: 16 on a GPU, 4 on the CPU)."),
+        width: float = typer.Option(None, help="Channel width multiplier (default: 1 on a GPU, 0.25 on the CPU)."),
+        dtype: str = typer.Option(None, help="bf16 or fp32 autocast (default: bf16 on a GPU, fp32 on the CPU)."),
+        device: str = typer.Option("auto", help="auto, cpu or cuda."),
+        compile: bool = typer.Option(False, "--compile", help="torch.compile every model (inductor)."),
+        channels_last: bool = typer.Option(False, "--channels-last", help="channels_last memory format."),
+        iters: int = typer.Option(5, help="Timed rounds (medians are reported)."),
+        warmup: int = typer.Option(2, help="Untimed warm-up rounds (compilation happens here)."),
+        train: bool = typer.Option(True, "--train/--no-train", help="Measure training steps."),
+        infer: bool = typer.Option(True, "--infer/--no-infer", help="Measure inference passes."),
+        memory: bool = typer.Option(True, "--memory/--no-memory", help="Measure peak memory."),
+        threads: int = typer.Option(0, help="CPU threads for torch (0: torch's default)."),
+        out: Path = typer.Option(Path("bench.json"), help="Where to write the JSON result."),
+    ) -> None:
+        """Throughput (slices/s) and peak memory, all models in one run; ratios to `add` in a table."""
+        import torch
+
+        from mpliver.engine.bench import BenchConfig, resolve_device, run_bench, write_json
+
+        if threads > 0:
+            torch.set_num_threads(threads)
+        dev = resolve_device(device)
+        defaults = GPU_DEFAULTS if dev.type == "cuda" else CPU_DEFAULTS
+        given = {"size": size, "batch": batch, "width": width, "dtype": dtype}
+        chosen = {k: defaults[k] if v is None else v for k, v in given.items()}
+        cfg = BenchConfig(models=tuple(m.strip() for m in models.split(",") if m.strip()), device=str(dev),
+                          compile=compile, channels_last=channels_last, iters=iters, warmup=warmup,
+                          train=train, infer=infer, memory=memory, **chosen)
+        from rich.console import Console
+
+        console = Console(stderr=True)
+        with console.status("bench") as status:
+            result = run_bench(cfg, progress=lambda msg: status.update(f"bench: {msg}"))
+        print_table(result)
+        typer.echo(f"wrote {write_json(result, out)}")

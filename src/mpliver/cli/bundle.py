@@ -1,0 +1,28 @@
+"""`mpliver bundle RUN_DIR --out model.mpliver [--liver-run LIVER_RUN]`: pack trained runs for `predict`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("bundle")
+    def bundle(
+        run_dir: Path = typer.Argument(..., help="Tumour training run folder (config.yaml, checkpoints/)."),
+        out: Path = typer.Option(..., "--out", "-o", help="Bundle file to write, e.g. model.mpliver."),
+        liver_run: Path | None = typer.Option(
+            None, "--liver-run", help="Liver training run (--task liver) to include as the liver stage."),
+        checkpoint: str = typer.Option("best", "--checkpoint", help="best or last."),
+        registration: str = typer.Option(
+            "liver", "--registration", help="Registration at inference: liver (label-free) or none."),
+    ) -> None:
+        """Pack a trained model (and its liver model) with its pre-processing into one file."""
+        from rich.console import Console
+
+        from mpliver.engine.bundle import bundle_from_runs, load_bundle
+
+        path = bundle_from_runs(run_dir, out, liver_run=liver_run, checkpoint=checkpoint,
+                                registration=registration)
+        Console(stderr=True).print(f"bundle written: {path}: {load_bundle(path).describe()}")

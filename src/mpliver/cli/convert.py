@@ -1,0 +1,138 @@
+"""`mpliver convert`: DICOM / DICOM-SEG / NIfTI studies -> the case layout; a layout dataset -> nnU-Net v2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from mpliver.errors import ConfigError
+
+_HELP = """Convert studies into the case layout, or a case-layout dataset into an nnU-Net v2 raw dataset.
+
+\b
+One case (repeat to add cases to the same dataset):
+  mpliver convert --pv PV_DIR --art ART_DIR [--label SEG_OR_NIFTI] [--case-id ID] --out DATASET
+Many cases from a CSV with columns case,pv,art[,label][,tumor_type] (paths relative to the CSV):
+  mpliver convert --from-csv cases.csv --out DATASET
+To nnU-Net v2 (ART resampled onto the PV grid; writes NNUNET_RAW/Dataset501_MPLiver/):
+  mpliver convert DATASET --to nnunet --out NNUNET_RAW [--dataset-id 501 --name MPLiver]
+
+Phases are DICOM series folders or NIfTI files. A label is a DICOM-SEG (segments named liver / tumour)
+or a NIfTI label map (0 background, 1 liver, 2 tumour) on the PV grid. Cases without a label go to imagesTs.
+"""
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("convert", help=_HELP)
+    def convert(
+        source: Path | None = typer.Argument(None, help="A case-layout dataset (only with --to nnunet)."),
+        out: Path = typer.Option(..., "--out", "-o", help="Dataset folder to write or add to "
+                                 "(nnU-Net: the raw root)."),
+        pv: Path | None = typer.Option(None, "--pv", help="PV phase: DICOM series folder or NIfTI file."),
+        art: Path | None = typer.Option(None, "--art", help="ART phase: DICOM series folder or NIfTI file."),
+        label: Path | None = typer.Option(None, "--label", help="DICOM-SEG file/folder or NIfTI label."),
+        case_id: str | None = typer.Option(None, "--case-id", help="Case id (default: next free case_NNN)."),
+        tumor_type: str | None = typer.Option(None, "--tumor-type", help="cyst, FNH, HEM, HCC or METS."),
+        from_csv: Path | None = typer.Option(None, "--from-csv", help="CSV: case,pv,art[,label],..."),
+        to: str = typer.Option("layout", "--to", help="Output format: layout (default) or nnunet."),
+        dataset_id: int = typer.Option(501, "--dataset-id", help="nnU-Net dataset id (1-999)."),
+        name: str = typer.Option("MPLiver", "--name", help="nnU-Net dataset name."),
+        resample_label: bool = typer.Option(False, "--resample-label",
+                                            help="Resample a NIfTI label off the PV grid (nearest)."),
+        allow_other_types: bool = typer.Option(False, "--allow-other-types",
+                                               help="Keep tumour types other than the five known ones."),
+        pv_series: str | None = typer.Option(None, "--pv-series", help="Series UID in a mixed PV folder."),
+        art_series: str | None = typer.Option(None, "--art-series", help="Series UID in a mixed ART folder."),
+        label_map: str | None = typer.Option(None, "--label-map",
+                                             help="Remap NIfTI label values, e.g. '5=1' (TotalSegmentator "
+                                                  "liver); values not listed become background."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing cases or dataset."),
+    ) -> None:
+        from rich.console import Console
+
+        console = Console(stderr=True)
+        if to == "nnunet":
+            if source is None:
+                raise ConfigError("--to nnunet needs the case-layout DATASET as argument")
+            case_options = (pv, art, label, from_csv, case_id, pv_series, art_series, label_map)
+            if any(x is not None for x in case_options):
+                raise ConfigError("--to nnunet takes a DATASET, not --pv/--art/--label/--from-csv/--case-id")
+            from mpliver.io.nnunet import export_nnunet
+
+            with _progress(console, "nnU-Net export") as step:
+                target = export_nnunet(source, out, dataset_id=dataset_id, name=name, overwrite=overwrite,
+                                       progress=step)
+            typer.echo(f"wrote {target}")
+            return
+        if to != "layout":
+            raise ConfigError(f"--to must be 'layout' or 'nnunet', got '{to}'")
+        if source is not None:
+            raise ConfigError("a DATASET argument goes only with --to nnunet; use --pv/--art or --from-csv")
+
+        from mpliver.io.convert import CaseSource, convert_cases, next_case_id, read_cases_csv
+        from mpliver.io.layout import normalize_tumor_type
+
+        if from_csv is not None:
+            if any(x is not None for x in (pv, art, label, case_id, tumor_type, pv_series, art_series)):
+                raise ConfigError("--from-csv excludes --pv/--art/--label/--case-id/--tumor-type/--*-series")
+            sources = read_cases_csv(from_csv, allow_other_types)
+        else:
+            if pv is None and art is None:
+                raise ConfigError("give the phases with --pv and --art (or many cases with --from-csv)")
+            if pv is None or art is None:
+                raise ConfigError(f"missing phase {'PV' if pv is None else 'ART'}: pass both --pv and --art")
+            ttype = normalize_tumor_type(tumor_type, allow_other_types) if tumor_type else None
+            series = {k: v for k, v in (("PV", pv_series), ("ART", art_series)) if v}
+            sources = [CaseSource(case_id or next_case_id(out), {"PV": pv, "ART": art}, label, ttype, series)]
+        with _progress(console, "converting") as step:
+            ids = convert_cases(sources, out, overwrite=overwrite, resample_label=resample_label,
+                                label_map=_parse_label_map(label_map), progress=step)
+        more = " ..." if len(ids) > 10 else ""
+        typer.echo(f"wrote {len(ids)} case(s) to {out}: {', '.join(ids[:10])}{more}")
+
+
+def _parse_label_map(text: str | None) -> dict[int, int] | None:
+    """'5=1,6=2' -> {5: 1, 6: 2}; targets must be 0, 1 or 2."""
+    if not text:
+        return None
+    out = {}
+    for item in text.split(","):
+        try:
+            src, dst = (int(x) for x in item.split("="))
+        except ValueError:
+            raise ConfigError(f"--label-map: '{item}' is not SOURCE=TARGET (integers, e.g. 5=1)") from None
+        if dst not in (0, 1, 2):
+            raise ConfigError(f"--label-map: target {dst} must be 0, 1 or 2")
+        out[src] = dst
+    return out
+
+
+class _progress:
+    """A rich progress line on stderr (terminals only, so errors stay one line in logs); the context value is
+    a callback taking the finished case id."""
+
+    def __init__(self, console, what: str):
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self._p = None
+        if console.is_terminal:
+            self._p = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                               console=console, transient=True)
+        self._what = what
+        self._n = 0
+
+    def __enter__(self):
+        if self._p is not None:
+            self._p.start()
+            self._task = self._p.add_task(self._what)
+        return self._step
+
+    def _step(self, case: str) -> None:
+        self._n += 1
+        if self._p is not None:
+            self._p.update(self._task, description=f"{self._what}: {self._n} done (last {case})")
+
+    def __exit__(self, *exc) -> None:
+        if self._p is not None:
+            self._p.stop()

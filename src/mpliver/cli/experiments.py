@@ -1,0 +1,45 @@
+"""`mpliver experiments SET DATASET --out EXP [--preset cpu-small] [--folds K] [--only a,b] [key=value ...]`:
+run a named set of configurations (comparison, fusion, ablation, backbones) and tabulate them side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("experiments")
+    def experiments(
+        set_name: str = typer.Argument(..., metavar="SET", help="comparison, fusion, ablation or backbones."),
+        dataset: Path = typer.Argument(..., help="Dataset folder with folds in dataset.json."),
+        overrides: list[str] = typer.Argument(None, help="Overrides for every row, e.g. optim.epochs=4."),
+        out: Path = typer.Option(..., "--out", "-o", help="Experiments folder (rows in OUT/SET/ROW)."),
+        preset: str = typer.Option("cpu-small", "--preset", "-p", help="Config preset name or YAML file."),
+        folds: int = typer.Option(None, "--folds", help="Run only the first K folds (a quick run)."),
+        only: str = typer.Option(None, "--only", help="Comma-separated rows to run (default: all)."),
+    ) -> None:
+        """Reproduce one of the paper's tables: every row a cross-validation, finished rows skipped."""
+        import time
+
+        from rich.console import Console
+
+        from mpliver.engine.experiments import get_set, run_experiments
+
+        console = Console(stderr=True)
+
+        def say(msg: str) -> None:
+            console.print(msg, markup=False, highlight=False)
+
+        exp = get_set(set_name)
+        rows = [r.strip() for r in only.split(",") if r.strip()] if only else None
+        console.print(f"[bold]mpliver experiments[/bold] {exp.name}: rows "
+                      f"{', '.join(rows or [r.name for r in exp.rows])}; preset {preset} -> {out / exp.name}")
+        started = time.time()
+        result = run_experiments(exp.name, dataset, out, preset=preset, overrides=overrides or [],
+                                 folds=folds, only=rows, on_event=say)
+        typer.echo((result.out_dir / "table1.md").read_text())
+        typer.echo((result.out_dir / "comparison.md").read_text())
+        console.print(f"ran {result.ran or 'nothing'}, "
+                      f"skipped (finished earlier) {result.skipped or 'none'}; "
+                      f"{time.time() - started:.0f} s; all tables: {result.out_dir / 'tables.md'}")

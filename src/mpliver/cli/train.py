@@ -1,0 +1,78 @@
+"""`mpliver train DATASET_OR_CACHE --preset cpu-small --fold 0 --out RUNS/NAME [--resume] [key=value ...]`.
+
+The same command runs under `torchrun --nproc_per_node N -m mpliver.cli train ...` for DDP.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def parse_fold(text: str) -> int | None:
+    """`--fold`: a fold number, or `none` to train on every case."""
+    from mpliver.errors import ConfigError
+
+    if text.strip().lower() in ("none", "all-cases"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"--fold must be a fold number or 'none', got '{text}'") from None
+
+
+def task_overrides(task: str | None, overrides: list[str]) -> list[str]:
+    """`--task liver` selects the stage-1 liver model (`liver_resunet`) unless `model.name=` is given."""
+    if task is None:
+        return list(overrides)
+    extra = [f"train.task={task}"]
+    if task == "liver" and not any(o.strip().startswith("model.name=") for o in overrides):
+        extra.append("model.name=liver_resunet")
+    return extra + list(overrides)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("train")
+    def train(
+        data: Path = typer.Argument(
+            ..., help="Dataset folder (pre-processed first) or a cache from `preprocess`."
+        ),
+        overrides: list[str] = typer.Argument(
+            None, help="Config overrides such as optim.lr=1e-3 model.width=0.5."
+        ),
+        out: Path = typer.Option(..., "--out", "-o", help="Run folder (config, log, checkpoints)."),
+        preset: str = typer.Option("cpu-small", "--preset", "-p", help="Config preset name or YAML file."),
+        fold: str = typer.Option("0", "--fold", help="Held-out test fold, or 'none' to train on every case."),
+        resume: bool = typer.Option(
+            False, "--resume", help="Continue the run in --out from its last checkpoint."
+        ),
+        task: str = typer.Option(
+            None, "--task", help="tumor (default) or liver (the stage-1 liver_resunet)."
+        ),
+    ) -> None:
+        """Train one model on one fold: SGD + step schedule, validation each epoch, best/last checkpoints."""
+        from rich.console import Console
+
+        from mpliver.engine.config import load_config
+        from mpliver.engine.distributed import env_dist_info
+        from mpliver.engine.train import train as run_training
+
+        config = load_config(preset, task_overrides(task, overrides or []))
+        fold_number = parse_fold(fold)
+        main = env_dist_info().is_main
+        console = Console(stderr=True, quiet=not main)
+        console.print(
+            f"[bold]mpliver train[/bold]: model {config.model.name} {config.model.overrides or ''}, "
+            f"task {config.train.task}, fold {fold_number}, preset {preset} -> {out}"
+        )
+
+        def on_epoch(row: dict) -> None:
+            console.print(
+                f"epoch {row['epoch']:>3}/{config.optim.epochs}  train_loss {row['train_loss']:.4f}  "
+                f"val_loss {row['val_loss']:.4f}  val_dice {row['val_dice']:.4f}  lr {row['lr']:.2e}  "
+                f"{row['slices_per_s']:.1f} slices/s"
+            )
+
+        run_dir = run_training(config, data, fold_number, out, resume=resume, on_epoch=on_epoch)
+        console.print(f"run folder: {run_dir} (checkpoints/best.pt, checkpoints/last.pt, log.csv)")

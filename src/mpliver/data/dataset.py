@@ -1,0 +1,113 @@
+"""A torch Dataset over cached slices, and fold selection from dataset.json.
+
+Item: {'phases': (P, C, H, W) float32, 'label': (H, W) int64, 'case': str, 'slice': int (centre index within
+the cached case), 'axial': int (the axial slice of the PV volume)}. For task 'tumor' the label is tumour (1)
+vs background (0) and each slice of a stack is multiplied by its own liver mask; for task 'liver' (the liver
+model) 'phases' holds PV only (1, C, H, W), unmasked, and the label is liver incl. tumour (1) vs background.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset as TorchDataset
+
+from mpliver.data.cache import CachedCase
+from mpliver.data.sampling import EpochSampler
+from mpliver.data.transforms import AffineAugmentation, RandomAffine
+from mpliver.errors import DatasetError, InputError
+from mpliver.io.layout import Dataset
+
+TASKS = ("tumor", "liver")
+
+
+def split_cases(dataset: Dataset, test_fold: int,
+                val_fold: int | None = None) -> tuple[list[str], list[str], list[str]]:
+    """(train, val, test) case lists from the folds in dataset.json; val is empty when `val_fold` is None."""
+    folds = dataset.folds()
+    for f in (test_fold, val_fold):
+        if f is not None and f not in folds:
+            raise DatasetError(f"fold {f} does not exist (folds: {sorted(folds)})",
+                               dataset.root / "dataset.json")
+    if val_fold is not None and val_fold == test_fold:
+        raise DatasetError(f"validation fold equals test fold ({test_fold})", dataset.root / "dataset.json")
+    test = sorted(folds[test_fold])
+    val = sorted(folds[val_fold]) if val_fold is not None else []
+    train = sorted(c for f, cs in folds.items() if f not in (test_fold, val_fold) for c in cs)
+    return train, val, test
+
+
+class SliceDataset(TorchDataset):
+    """Centre slices of cached cases. Index with an int, or with (int, seed) to augment (see EpochSampler)."""
+
+    def __init__(self, cache: str | Path, cases: list[str], task: str = "tumor",
+                 augmentation: AffineAugmentation | None = None):
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got '{task}'")
+        self.cache, self.task = Path(cache), task
+        self.transform = RandomAffine(augmentation) if augmentation is not None else None
+        self.case_ids = list(cases)
+        self.metas = []
+        for case in self.case_ids:
+            root = self.cache / "cases" / case
+            if not (root / "meta.json").exists():
+                raise InputError(f"case {case} is not in the cache (run `mpliver preprocess`)", self.cache)
+            self.metas.append(CachedCase.open(root))
+        items, tumor = [], []
+        for ci, cc in enumerate(self.metas):
+            tumor_set = set(cc.tumor_slices)
+            for s in range(cc.num_slices):
+                if s in tumor_set:
+                    tumor.append(len(items))
+                items.append((ci, s))
+        self.items = np.asarray(items, dtype=np.int64).reshape(-1, 2)
+        self.tumor_items = np.asarray(tumor, dtype=np.int64)
+        self._arrays: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_arrays"] = {}  # memory maps are reopened in each worker
+        return state
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def other_items(self) -> np.ndarray:
+        """Indices of slices without tumour."""
+        return np.setdiff1d(np.arange(len(self.items)), self.tumor_items)
+
+    def sampler(self, num_samples: int | None = None, tumor_share: float | None = 0.5,
+                seed: int = 0) -> EpochSampler:
+        """An EpochSampler over this dataset (num_samples None = number of tumour slices)."""
+        return EpochSampler(self.tumor_items, self.other_items(), num_samples, tumor_share, seed)
+
+    def _case_arrays(self, ci: int):
+        if ci not in self._arrays:
+            cc = self.metas[ci]
+            self._arrays[ci] = (cc.images, cc.mask, cc.label)
+        return self._arrays[ci]
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        index, seed = (key, None) if np.isscalar(key) else (int(key[0]), int(key[1]))
+        ci, s = (int(v) for v in self.items[index])
+        cc = self.metas[ci]
+        images, mask, label = self._case_arrays(ci)
+        h = cc.halo
+        x = np.asarray(images[:, s:s + 2 * h + 1], dtype=np.float32)            # (P, C, H, W)
+        if label is None:
+            raise InputError(f"case {self.case_ids[ci]} has no label in the cache", cc.root)
+        centre = np.asarray(label[s + h])
+        if self.task == "tumor":
+            x = x * np.asarray(mask[s:s + 2 * h + 1], dtype=np.float32)[None]
+            y = (centre == 2).astype(np.int64)
+        else:
+            x = x[:1]
+            y = (centre >= 1).astype(np.int64)
+        sample = {"phases": torch.from_numpy(np.ascontiguousarray(x)), "label": torch.from_numpy(y)}
+        if self.transform is not None and seed is not None:
+            sample = self.transform(sample, np.random.default_rng(seed))
+        sample.update(case=self.case_ids[ci], slice=s, axial=int(cc.meta["mapping"]["centre_slices"][s]))
+        return sample

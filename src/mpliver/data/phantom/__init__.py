@@ -1,0 +1,27 @@
+"""The synthetic multi-phase CT cohort of SPEC §6: a procedural two-phase (PV, ART) liver phantom with five
+lesion types, inter-phase motion, noise and partial volume, written in the SPEC §2 case layout."""
+
+from mpliver.data.phantom.case import SyntheticCase, case_id_for, generate_case
+from mpliver.data.phantom.cohort import (
+    PAPER_COMPOSITION,
+    cohort_composition,
+    cohort_types,
+    write_case,
+    write_cohort,
+)
+from mpliver.data.phantom.config import GENERATOR_VERSION, PhantomConfig
+from mpliver.data.phantom.lesions import LESION_TYPES
+
+__all__ = [
+    "GENERATOR_VERSION",
+    "LESION_TYPES",
+    "PAPER_COMPOSITION",
+    "PhantomConfig",
+    "SyntheticCase",
+    "case_id_for",
+    "cohort_composition",
+    "cohort_types",
+    "generate_case",
+    "write_case",
+    "write_cohort",
+]

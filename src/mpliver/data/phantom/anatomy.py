@@ -1,0 +1,296 @@
+"""The abdomen of one synthetic case: body wall, fat, spine, lungs, heart, spleen, kidneys, stomach, aorta,
+IVC, and a textured liver with portal and hepatic vein trees inside.
+
+Shapes are laid out on a canonical 360 × 360 × 190 mm abdomen (x to the patient's right, y anterior, z
+superior: RAS) and scaled to the configured field of view, with per-case jitter. `render_anatomy` evaluates
+the anatomy at any world points, so the ART phase is the same anatomy sampled at moved positions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mpliver.data.phantom.shapes import (
+    PointGrid,
+    SmoothField,
+    capsule,
+    capsule_box,
+    ellipsoid,
+    elliptic_cylinder,
+    ramp,
+    smooth_min,
+)
+
+CANONICAL_FOV_MM = np.array([360.0, 360.0, 190.0])
+Segment = tuple[np.ndarray, np.ndarray, float, float]  # start, end, radius at start, radius at end
+
+
+@dataclass
+class Anatomy:
+    """One case's anatomy in world mm (RAS; the field of view is centred on the origin)."""
+
+    scale: np.ndarray  # canonical mm -> world mm, per axis
+    offset: np.ndarray  # world shift of all organs (mm)
+    hu: dict[str, dict[str, float]]  # [phase][structure]
+    body_semi: np.ndarray
+    fat_mm: float
+    liver_lobes: list[tuple[np.ndarray, np.ndarray]]  # (centre, semi-axes) of the right and left lobes
+    liver_blend_mm: float
+    liver_shape: SmoothField
+    liver_shape_mm: float
+    liver_texture: SmoothField
+    texture_sd: dict[str, float]
+    spleen_texture: SmoothField
+    organs: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # ellipsoids
+    tubes: dict[str, Segment] = field(default_factory=dict)  # aorta, IVC, main portal vein
+    portal_tree: list[Segment] = field(default_factory=list)
+    hepatic_tree: list[Segment] = field(default_factory=list)
+
+    def world(self, canonical) -> np.ndarray:
+        return np.asarray(canonical, dtype=np.float64) * self.scale + self.offset
+
+    def size(self, canonical) -> np.ndarray:
+        return np.asarray(canonical, dtype=np.float64) * self.scale
+
+    def liver_box(self) -> tuple[np.ndarray, np.ndarray]:
+        lo = np.min([c - s for c, s in self.liver_lobes], axis=0) - self.liver_shape_mm * 3
+        hi = np.max([c + s for c, s in self.liver_lobes], axis=0) + self.liver_shape_mm * 3
+        return lo, hi
+
+
+def _rotate_towards(
+    direction: np.ndarray, rng: np.random.Generator, angle_deg: float
+) -> tuple[np.ndarray, ...]:
+    """Two unit vectors at ±angle from `direction`, in a random plane through it."""
+    d = direction / np.linalg.norm(direction)
+    v = rng.standard_normal(3)
+    v -= (v @ d) * d
+    v /= np.linalg.norm(v) + 1e-12
+    a = np.deg2rad(angle_deg)
+    return np.cos(a) * d + np.sin(a) * v, np.cos(a) * d - np.sin(a) * v
+
+
+def _branch(rng, start, direction, length, radius, depth, out: list[Segment]) -> None:
+    direction = direction / np.linalg.norm(direction)
+    end = start + direction * length
+    out.append((start, end, radius, radius * 0.85))
+    if depth == 0:
+        return
+    for child in _rotate_towards(direction, rng, rng.uniform(20.0, 45.0)):
+        _branch(rng, end, child, length * rng.uniform(0.55, 0.8), radius * 0.7, depth - 1, out)
+
+
+def sample_anatomy(rng: np.random.Generator, fov_mm, hu: dict[str, dict[str, float]]) -> Anatomy:
+    """Draw one case's anatomy for a field of view `fov_mm` (3,), centred on the world origin."""
+    base = np.asarray(fov_mm, dtype=np.float64) / CANONICAL_FOV_MM
+    jitter = np.array([rng.uniform(0.92, 1.03)] * 2 + [rng.uniform(0.95, 1.05)])
+    scale = base * jitter
+    offset = np.array([rng.normal(0, 4.0), rng.normal(0, 4.0), np.clip(rng.normal(0, 4.0), -6, 6)]) * base
+    lo, hi = -np.asarray(fov_mm) / 2 - 30.0, np.asarray(fov_mm) / 2 + 30.0
+    liver_scale = rng.uniform(0.92, 1.06, size=3)
+    anat = Anatomy(
+        scale=scale,
+        offset=offset,
+        hu=hu,
+        body_semi=np.array([165.0, 115.0]) * scale[:2] * rng.uniform(0.97, 1.03, size=2),
+        fat_mm=float(rng.uniform(8.0, 22.0) * scale[0]),
+        liver_lobes=[],
+        liver_blend_mm=float(25.0 * scale[0]),
+        liver_shape=SmoothField(rng, lo, hi, cell_mm=30.0 * base[0]),
+        liver_shape_mm=float(6.0 * base[0]),
+        liver_texture=SmoothField(rng, lo, hi, cell_mm=10.0),
+        texture_sd={"ART": float(rng.uniform(4.0, 7.0)), "PV": float(rng.uniform(3.0, 5.0))},
+        spleen_texture=SmoothField(rng, lo, hi, cell_mm=7.0),
+    )
+    W, S = anat.world, anat.size
+    right = (W([68.0 + rng.normal(0, 4), 2.0 + rng.normal(0, 4), 5.0]), S([72.0, 76.0, 72.0]) * liver_scale)
+    left = (
+        W([-25.0 + rng.normal(0, 5), 45.0, 20.0 + rng.normal(0, 4)]),
+        S([rng.uniform(55.0, 75.0), 30.0, 40.0]) * liver_scale,
+    )
+    anat.liver_lobes = [right, left]
+    j = lambda v, sd=4.0: np.asarray(v, dtype=np.float64) + rng.normal(0, sd, size=3)  # noqa: E731
+    anat.organs = {
+        "lung_right": (W([62.0, -15.0, 150.0]), S([75.0, 80.0, 85.0])),
+        "lung_left": (W([-62.0, -15.0, 150.0]), S([70.0, 80.0, 80.0])),
+        "heart": (W(j([-15.0, 25.0, 140.0])), S([65.0, 55.0, 50.0])),
+        "spleen": (W(j([-88.0, -40.0, 20.0])), S([30.0, 48.0, 52.0]) * rng.uniform(0.85, 1.15)),
+        "kidney_left": (W(j([-68.0, -52.0, -45.0])), S([27.0, 24.0, 52.0])),
+        "kidney_right": (W(j([62.0, -55.0, -68.0])), S([26.0, 23.0, 50.0])),
+        "stomach": (W(j([-52.0, 35.0, 35.0])), S([42.0, 33.0, 42.0]) * rng.uniform(0.8, 1.15)),
+    }
+    r = float(np.mean(scale[:2]))
+    aorta_xy = W([-15.0 + rng.normal(0, 3), -30.0, 0.0])
+    ivc_xy = W([24.0 + rng.normal(0, 3), -24.0, 0.0])
+    anat.tubes = {
+        "aorta": (np.r_[aorta_xy[:2], -400.0], np.r_[aorta_xy[:2], W([0, 0, 90.0])[2]], 12.0 * r, 12.0 * r),
+        "ivc": (np.r_[ivc_xy[:2], -400.0], np.r_[ivc_xy[:2], W([0, 0, 80.0])[2]], 11.0 * r, 12.0 * r),
+        "portal_trunk": (W([5.0, -8.0, -45.0]), W([28.0, 5.0, -12.0]), 7.0 * r, 7.0 * r),
+    }
+    hilum = W([28.0, 5.0, -12.0])
+    for direction, length, radius in (([1.0, -0.1, 0.25], 38.0, 6.0), ([-1.0, 0.9, 0.35], 42.0, 5.0)):
+        d = np.asarray(direction) + rng.normal(0, 0.15, 3)
+        _branch(rng, hilum, d * scale, length * r, radius * r, 3, anat.portal_tree)
+    confluence = np.r_[ivc_xy[:2], W([0, 0, 55.0])[2]]
+    for direction in ([1.0, 0.2, -0.45], [0.25, 1.0, -0.35], [-0.8, 1.0, -0.15]):
+        d = np.asarray(direction) + rng.normal(0, 0.15, 3)
+        _branch(rng, confluence, d * scale, 55.0 * r, 5.0 * r, 2, anat.hepatic_tree)
+    return anat
+
+
+class _Painter:
+    """Composites shapes into an HU volume with partial volume, tracking the liver's occupancy."""
+
+    def __init__(self, grid: PointGrid, background: float):
+        self.grid = grid
+        self.hu = np.full(grid.shape, background, dtype=np.float32)
+        self.liver = np.zeros(grid.shape, dtype=np.float32)
+
+    def paint(self, lo, hi, occupancy, value, exclude_liver: bool = False, inside_liver: bool = False):
+        sl = self.grid.crop(lo, hi)
+        if sl is None:
+            return None
+        p = self.grid.sub(sl)
+        occ = occupancy(p)
+        if inside_liver:
+            occ = occ * self.liver[sl]
+        h = self.hu[sl]
+        if callable(value):  # evaluate only where the shape is present
+            m = occ > 0
+            h[m] += occ[m] * (value(p[:, m]) - h[m])
+        else:
+            h += occ * (np.float32(value) - h)
+        if exclude_liver:
+            self.liver[sl] *= 1.0 - occ
+        return sl, occ
+
+
+def render_anatomy(grid: PointGrid, anat: Anatomy, phase: str) -> tuple[np.ndarray, np.ndarray]:
+    """HU volume of `phase` at the grid's points, and the liver occupancy (0-1, vessels inside included)."""
+    T = anat.hu[phase]
+    sp = grid.spacing
+    P = _Painter(grid, T["air"])
+    big = 1e4
+    zlo, zhi = -big, big
+
+    def cyl(center, semi, blur=0.0):
+        return lambda p: ramp(*elliptic_cylinder(p, center, semi), sp, blur)
+
+    def ell(center, semi, blur=0.0):
+        return lambda p: ramp(*ellipsoid(p, center, semi), sp, blur)
+
+    def box_e(center, semi, margin=4.0):
+        return np.asarray(center) - semi - margin, np.asarray(center) + semi + margin
+
+    c0 = anat.offset[:2]
+    body = anat.body_semi
+    P.paint(
+        [-body[0] - 5 + c0[0], -body[1] - 5 + c0[1], zlo],
+        [body[0] + 5 + c0[0], body[1] + 5 + c0[1], zhi],
+        cyl(c0, body),
+        T["fat"],
+    )
+    wall = body - anat.fat_mm
+    P.paint([-big, -big, zlo], [big, big, zhi], cyl(c0, wall), T["muscle"])
+    cavity = wall - 10.0 * anat.scale[:2]
+    P.paint([-big, -big, zlo], [big, big, zhi], cyl(c0, cavity), T["fat"])
+    for side in (-1.0, 1.0):  # paraspinal muscles
+        c = anat.world([side * 32.0, -90.0, 0.0])[:2]
+        s = anat.size([22.0, 16.0, 0])[:2]
+        P.paint(
+            [c[0] - s[0] - 5, c[1] - s[1] - 5, zlo],
+            [c[0] + s[0] + 5, c[1] + s[1] + 5, zhi],
+            cyl(c, s),
+            T["muscle"],
+        )
+    for name in ("lung_right", "lung_left"):
+        c, s = anat.organs[name]
+        P.paint(*box_e(c, s), ell(c, s), T["lung"])
+    c, s = anat.organs["heart"]
+    P.paint(*box_e(c, s), ell(c, s), T["heart"])
+    c, s = anat.organs["spleen"]
+    P.paint(
+        *box_e(c, s),
+        ell(c, s, 1.0),
+        lambda p: T["spleen"] + anat.spleen_texture(p) * (22.0 if phase == "ART" else 3.0),
+    )
+    for name in ("kidney_left", "kidney_right"):
+        c, s = anat.organs[name]
+        P.paint(*box_e(c, s), ell(c, s), T["kidney_cortex"])
+        P.paint(*box_e(c, s * 0.6), ell(c, s * 0.6, 2.0), T["kidney_medulla"])
+    c, s = anat.organs["stomach"]
+    P.paint(*box_e(c, s), ell(c, s), T["stomach_wall"])
+    inner = s - 5.0
+    level = c[1] + 0.3 * inner[1]
+
+    def contents(p):
+        air = ramp(level - p[1], None, sp)  # supine: air rises anteriorly (+y)
+        return T["fluid"] + air * (T["air"] - T["fluid"])
+
+    P.paint(*box_e(c, inner), ell(c, inner), contents)
+
+    # Liver: smooth union of two lobes, perturbed by a low-frequency field; textured parenchyma.
+    (c1, s1), (c2, s2) = anat.liver_lobes
+    lo, hi = anat.liver_box()
+
+    def liver_occ(p):
+        d1, n1 = ellipsoid(p, c1, s1)
+        d2, n2 = ellipsoid(p, c2, s2)
+        d = smooth_min(d1, d2, anat.liver_blend_mm)
+        # The perturbation field is bounded by ±3 SD, so it only matters near the surface.
+        near = np.abs(d) < 3.0 * anat.liver_shape_mm + 2.0 * float(np.max(sp))
+        d[near] += anat.liver_shape(p[:, near]) * np.float32(anat.liver_shape_mm)
+        return ramp(d, np.where(d1 < d2, n1, n2), sp, 0.8)
+
+    hit = P.paint(
+        lo, hi, liver_occ, lambda p: T["liver"] + anat.liver_texture(p) * np.float32(anat.texture_sd[phase])
+    )
+    if hit is not None:
+        P.liver[hit[0]] = np.maximum(P.liver[hit[0]], hit[1])
+    for tree, name in ((anat.portal_tree, "portal_vein"), (anat.hepatic_tree, "hepatic_vein")):
+        for a, b, ra, rb in tree:
+            P.paint(
+                *capsule_box(a, b, max(ra, rb) + 4.0), _tube(a, b, ra, rb, sp), T[name], inside_liver=True
+            )
+
+    # Structures that displace the liver (not part of its label).
+    for name, key in (("ivc", "ivc"), ("aorta", "aorta"), ("portal_trunk", "portal_vein")):
+        a, b, ra, rb = anat.tubes[name]
+        P.paint(*capsule_box(a, b, max(ra, rb) + 4.0), _tube(a, b, ra, rb, sp), T[key], exclude_liver=True)
+    _paint_spine(P, anat, T, sp)
+    return P.hu, P.liver
+
+
+def _tube(a, b, ra, rb, sp):
+    return lambda p: ramp(*capsule(p, a, b, ra, rb), sp)
+
+
+def _paint_spine(P: _Painter, anat: Anatomy, T: dict[str, float], sp: np.ndarray) -> None:
+    """Vertebral bodies (cortex, cancellous bone) alternating with discs; the canal and the posterior arch."""
+    big = 1e4
+    body_c = anat.world([0.0, -58.0, 0.0])[:2]
+    radius = anat.size([21.0, 19.0, 0.0])[:2]
+    box = ([body_c[0] - 40, body_c[1] - 70, -big], [body_c[0] + 40, body_c[1] + 30, big])
+    P.paint(
+        *box, lambda p: ramp(*elliptic_cylinder(p, body_c, radius), sp), T["bone_cortex"], exclude_liver=True
+    )
+    period = 32.0 * anat.scale[2]
+
+    def inner_value(p):
+        phase_z = np.mod(p[2] - anat.offset[2], period) / period  # disc where phase_z < 0.22
+        disc = np.clip((0.22 - phase_z) * period / 3.0 + 0.5, 0.0, 1.0)
+        return T["bone_cancellous"] + disc * (T["disc"] - T["bone_cancellous"])
+
+    P.paint(*box, lambda p: ramp(*elliptic_cylinder(p, body_c, radius - 2.5), sp), inner_value)
+    arch_c = anat.world([0.0, -92.0, 0.0])[:2]
+    P.paint(
+        *box,
+        lambda p: ramp(*elliptic_cylinder(p, arch_c, anat.size([16.0, 12.0, 0])[:2]), sp),
+        T["bone_cortex"] * 0.8,
+    )
+    canal_c = anat.world([0.0, -84.0, 0.0])[:2]
+    P.paint(
+        *box, lambda p: ramp(*elliptic_cylinder(p, canal_c, anat.size([8.0, 7.0, 0])[:2]), sp), T["fluid"]
+    )

@@ -1,0 +1,106 @@
+"""Training augmentation (SPEC §4.6): one random shift, rotation and scale applied identically to every phase
+and to the label.
+
+The array-level function holds the math (`affine_theta` + `warp`): a single sampling grid is built once and
+used for the images (bilinear) and the label (nearest), so they cannot drift apart. `RandomAffine` is the thin
+wrapper over a sample dict. Randomness comes from an explicit `numpy.random.Generator`, so a sample's
+augmentation depends only on the seed it is given, not on the worker that draws it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class AffineParams:
+    """Rotation (degrees, counter-clockwise in the (W, H) = (x, y) plane), isotropic zoom (>1 enlarges the
+    content) and shift (pixels along H and W; the content moves by +shift)."""
+
+    rotation_deg: float = 0.0
+    scale: float = 1.0
+    shift: tuple[float, float] = (0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class AffineAugmentation:
+    """Ranges of the random affine: |shift| <= max_shift x size, |rotation| <= max_rotation_deg, zoom in
+    scale_range; applied with probability `probability`."""
+
+    max_shift: float = 0.1
+    max_rotation_deg: float = 15.0
+    scale_range: tuple[float, float] = (0.85, 1.15)
+    probability: float = 1.0
+
+    def sample(self, rng: np.random.Generator, size: tuple[int, int]) -> AffineParams | None:
+        if rng.random() >= self.probability:
+            return None
+        shift = tuple(float(rng.uniform(-self.max_shift, self.max_shift) * n) for n in size)
+        return AffineParams(float(rng.uniform(-self.max_rotation_deg, self.max_rotation_deg)),
+                            float(math.exp(rng.uniform(*np.log(self.scale_range)))), shift)
+
+
+def affine_theta(params: AffineParams, size: tuple[int, int]) -> torch.Tensor:
+    """The (1, 2, 3) `affine_grid` matrix that maps output to input normalised (x=W, y=H) coordinates.
+
+    Output pixel p is read from input pixel c + R^-1 (p - c - shift) / scale (c the image centre), i.e. the
+    content is rotated, zoomed about the centre and then shifted.
+    """
+    h, w = size
+    a = math.radians(params.rotation_deg)
+    rot_inv = np.array([[math.cos(a), math.sin(a)], [-math.sin(a), math.cos(a)]]) / params.scale
+    # pixel -> normalised coordinates (align_corners=False): x_n = (2 x + 1) / W - 1, 2/W about the centre
+    scale_xy = np.diag([2.0 / w, 2.0 / h])
+    m = scale_xy @ rot_inv @ np.linalg.inv(scale_xy)
+    shift_n = np.array([params.shift[1] * 2.0 / w, params.shift[0] * 2.0 / h])
+    theta = np.zeros((2, 3))
+    theta[:, :2] = m
+    theta[:, 2] = -m @ shift_n
+    return torch.tensor(theta, dtype=torch.float32)[None]
+
+
+def sampling_grid(theta: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The (1, H, W, 2) grid of `theta`, computed once and shared by every array of a sample."""
+    return F.affine_grid(theta, [1, 1, *size], align_corners=False)
+
+
+def warp(x: torch.Tensor, theta: torch.Tensor | None = None, mode: str = "bilinear",
+         grid: torch.Tensor | None = None) -> torch.Tensor:
+    """Warp (C, H, W) by `theta` (or a precomputed `grid`) with zero padding; mode 'bilinear' for images,
+    'nearest' for labels."""
+    if grid is None:
+        grid = sampling_grid(theta, tuple(x.shape[-2:]))
+    out = F.grid_sample(x[None].float(), grid, mode=mode, padding_mode="zeros", align_corners=False)[0]
+    return out.to(x.dtype) if mode == "nearest" else out
+
+
+class RandomAffine:
+    """Dict wrapper: warps sample['phases'] ((P, C, H, W), bilinear) and sample['label'] ((H, W), nearest)
+    with one shared random affine."""
+
+    def __init__(self, augmentation: AffineAugmentation | None = None,
+                 image_keys: tuple[str, ...] = ("phases",), label_keys: tuple[str, ...] = ("label",)):
+        self.augmentation = augmentation or AffineAugmentation()
+        self.image_keys, self.label_keys = image_keys, label_keys
+
+    def __call__(self, sample: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+        size = tuple(sample[self.label_keys[0]].shape[-2:]) if self.label_keys else \
+            tuple(sample[self.image_keys[0]].shape[-2:])
+        params = self.augmentation.sample(rng, size)
+        if params is None:
+            return sample
+        grid = sampling_grid(affine_theta(params, size), size)
+        out = dict(sample)
+        for key in self.image_keys:
+            x = sample[key]
+            out[key] = warp(x.reshape(-1, *x.shape[-2:]), mode="bilinear", grid=grid).reshape(x.shape)
+        for key in self.label_keys:
+            y = sample[key]
+            out[key] = warp(y.reshape(1, *y.shape[-2:]), mode="nearest", grid=grid).reshape(y.shape)
+        return out

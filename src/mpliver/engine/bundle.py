@@ -1,0 +1,256 @@
+"""A model bundle: everything `predict` needs in one file (`model.mpliver`), and nothing it must guess.
+
+The file is a `torch.save` dict of tensors and plain containers, read with `torch.load(weights_only=True)`
+(opening a bundle never runs pickled code). It holds:
+- `tumor`: the tumour model's `ModelConfig` (name, overrides resolved, number of phases) and its weights;
+- `liver`: the stage-1 liver model's config, weights and slice input (size, window, context), or None;
+- `phases`: the phase names in the model's input order (PV first);
+- `preprocess`: the `PreprocessConfig` used at inference (window, input size, crop, margin, registration,
+  liver-mask source);
+- `training`: what the model was trained on (synthetic or real, number of cases, dataset, run, epoch);
+- `mpliver_version`, `format` and `format_version`. A reader refuses a newer format or another major version
+  with one line.
+`mpliver bundle RUN_DIR --out model.mpliver [--liver-run LIVER_RUN]` builds one from training run folders.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+import mpliver
+from mpliver.data.config import PreprocessConfig
+from mpliver.errors import ConfigError, InputError, MpliverError
+from mpliver.io.atomic import atomic_path
+
+FORMAT = "mpliver-bundle"
+FORMAT_VERSION = 1
+SUFFIX = ".mpliver"
+
+
+class BundleError(MpliverError):
+    """A bundle that is missing, corrupt, incompatible or inconsistent."""
+
+
+@dataclass
+class LiverStage:
+    """The stage-1 liver network and the slice input it was trained on (whole slices, unmasked)."""
+
+    model: nn.Module
+    input_size: int
+    window: tuple[float, float] = (-70.0, 180.0)
+    context_slices: int = 3
+
+
+@dataclass
+class Bundle:
+    """A loaded bundle: the rebuilt models (eval mode, on the CPU) and their metadata."""
+
+    tumor_model: nn.Module
+    phases: list[str]
+    preprocess: PreprocessConfig
+    liver: LiverStage | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+    mpliver_version: str = mpliver.__version__
+    format_version: int = FORMAT_VERSION
+    path: Path | None = None
+
+    @property
+    def synthetic(self) -> bool:
+        """True when the tumour model was trained on the synthetic phantom cohort."""
+        return bool(self.training.get("synthetic", False))
+
+    @property
+    def model_config(self):
+        return self.tumor_model.config
+
+    def describe(self) -> str:
+        cfg = self.model_config
+        liver = "with a liver model" if self.liver is not None else "no liver model (pass --liver-mask)"
+        data = "synthetic" if self.synthetic else "real"
+        return (f"{cfg.name} (width {cfg.width}, phases {', '.join(self.phases)}), input "
+                f"{self.preprocess.input_size}px {'liver crop' if self.preprocess.crop else 'whole slice'}, "
+                f"{liver}; trained on {self.training.get('num_cases', '?')} {data} cases")
+
+
+def _model_entry(model: nn.Module, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    config = getattr(model, "config", None)
+    if config is None or not hasattr(config, "to_dict"):
+        raise ConfigError("a bundled model must be an mpliver model (with a ModelConfig in `model.config`)")
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    return {"config": config.to_dict(), "state": state, **(extra or {})}
+
+
+def save_bundle(path: str | Path, tumor_model: nn.Module, phases: list[str], preprocess: PreprocessConfig,
+                training: dict[str, Any] | None = None, liver: LiverStage | None = None) -> Path:
+    """Write a bundle file atomically and return its path."""
+    phases = list(phases)
+    if not phases or phases[0] != "PV":
+        raise ConfigError(f"bundle phases must start with PV, got {phases}")
+    cfg = tumor_model.config
+    single = cfg.arch == "liver_resunet" or cfg.fusion == "single"
+    if not single and cfg.num_phases != len(phases):
+        raise ConfigError(f"the model takes {cfg.num_phases} phases but {len(phases)} names were given: "
+                          f"{phases}")
+    content = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "mpliver_version": mpliver.__version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "phases": phases,
+        "tumor": _model_entry(tumor_model),
+        "liver": None if liver is None else _model_entry(
+            liver.model, {"input_size": int(liver.input_size), "window": [float(v) for v in liver.window],
+                          "context_slices": int(liver.context_slices)}),
+        "preprocess": preprocess.to_dict(),
+        "training": dict(training or {}),
+    }
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(content, tmp)
+    return path
+
+
+def _major(version: str) -> str:
+    return str(version).split(".")[0]
+
+
+def _rebuild(entry: dict[str, Any], what: str, path: Path) -> nn.Module:
+    from mpliver.models import ModelConfig, build_model
+
+    try:
+        model = build_model(ModelConfig.from_dict(entry["config"]))
+        model.load_state_dict(entry["state"])
+    except (ConfigError, RuntimeError, KeyError, TypeError) as exc:
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise BundleError(f"the {what} model cannot be rebuilt from the bundle ({reason})", path) from None
+    return model.eval()
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Read a bundle and rebuild its models; a `BundleError` (one line) for anything unusable."""
+    path = Path(path)
+    if not path.is_file():
+        raise BundleError("model bundle not found" + (" (a folder was given)" if path.is_dir() else ""), path)
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for damaged or foreign files
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise BundleError(f"not a readable mpliver model bundle ({reason})", path) from None
+    if not isinstance(content, dict) or content.get("format") != FORMAT:
+        raise BundleError("not an mpliver model bundle (build one with `mpliver bundle RUN_DIR`)", path)
+    version = content.get("format_version")
+    written_by = str(content.get("mpliver_version", "unknown"))
+    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+        raise BundleError(f"bundle format {version} (written by mpliver {written_by}) is not supported by "
+                          f"mpliver {mpliver.__version__}, which reads format {FORMAT_VERSION}; "
+                          "use a matching mpliver version or rebuild the bundle", path)
+    if _major(written_by) != _major(mpliver.__version__):
+        raise BundleError(f"bundle written by mpliver {written_by} is incompatible with mpliver "
+                          f"{mpliver.__version__} (different major version); rebuild the bundle", path)
+    try:
+        phases = [str(p) for p in content["phases"]]
+        preprocess = PreprocessConfig.from_dict(content["preprocess"])
+        tumor = _rebuild(content["tumor"], "tumour", path)
+        liver = None
+        if content.get("liver") is not None:
+            entry = content["liver"]
+            liver = LiverStage(_rebuild(entry, "liver", path), int(entry["input_size"]),
+                               tuple(float(v) for v in entry["window"]), int(entry["context_slices"]))
+    except (KeyError, TypeError, ConfigError) as exc:
+        raise BundleError(f"incomplete or inconsistent bundle ({type(exc).__name__}: {exc})", path) from None
+    return Bundle(tumor, phases, preprocess, liver, dict(content.get("training") or {}), written_by, version,
+                  path)
+
+
+# ---- from training run folders ---------------------------------------------------------------------------
+
+
+def _run_model(run_dir: Path, checkpoint: str, task: str) -> tuple[nn.Module, Any, dict[str, Any]]:
+    """(model with the checkpoint's weights, engine Config, run_info) of a training run folder."""
+    from mpliver.engine.checkpoint import load_checkpoint
+    from mpliver.engine.config import config_from_dict
+    from mpliver.models import create_model
+
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise InputError("not a training run folder (no config.yaml)", run_dir)
+    config = config_from_dict(yaml.safe_load(config_path.read_text()) or {}, source=str(config_path))
+    if config.train.task != task:
+        raise ConfigError(f"expected a {task} run, got train.task={config.train.task!r}", run_dir)
+    ckpt_path = run_dir / config.train.checkpoint_dir / f"{checkpoint}.pt"
+    state = load_checkpoint(ckpt_path)
+    model = create_model(config.model.name, **config.model.overrides)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise BundleError(f"checkpoint does not fit the run's model ({str(exc).splitlines()[0]})",
+                          ckpt_path) from None
+    info_path = run_dir / "run_info.json"
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    info["_epoch"] = int(state.get("epoch", 0))
+    return model.eval(), config, info
+
+
+def _training_summary(run_dir: Path, info: dict[str, Any],
+                      checkpoint: str) -> tuple[dict[str, Any], list[str]]:
+    from mpliver.io.layout import Dataset
+
+    fold = info.get("fold_info") or {}
+    dataset_dir = Path(fold.get("dataset", "")) if fold.get("dataset") else None
+    phases, synthetic, generator = None, False, None
+    if dataset_dir is not None and (dataset_dir / "dataset.json").is_file():
+        ds = Dataset(dataset_dir)
+        phases = ds.phases
+        block = ds.meta.get("synthetic")
+        synthetic = block is not None
+        generator = block.get("generator") if isinstance(block, dict) else None
+    cases = len(fold.get("train_cases", [])) + len(fold.get("val_cases", []))
+    summary = {"synthetic": synthetic, "num_cases": cases, "dataset": str(dataset_dir or ""),
+               "generator": generator, "fold": fold.get("fold"), "run": str(run_dir.resolve()),
+               "checkpoint": checkpoint, "epoch": info.get("_epoch")}
+    return summary, phases or []
+
+
+def bundle_from_runs(run_dir: str | Path, out: str | Path, liver_run: str | Path | None = None,
+                     checkpoint: str = "best", registration: str = "liver",
+                     synthetic: bool | None = None) -> Path:
+    """Build a bundle from a tumour training run (and optionally a liver run) and write it to `out`.
+
+    The tumour run's input size and crop become the inference pre-processing; `registration` is the
+    label-free method used on new studies ('tumor-center' needs labels and cannot run there). `synthetic`
+    overrides what the run's dataset.json says.
+    """
+    if checkpoint not in ("best", "last"):
+        raise ConfigError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
+    if registration not in ("liver", "none"):
+        raise ConfigError(f"inference registration must be 'liver' or 'none', got {registration!r}")
+    run_dir = Path(run_dir)
+    model, config, info = _run_model(run_dir, checkpoint, "tumor")
+    training, phases = _training_summary(run_dir, info, checkpoint)
+    training["train_registration"] = config.data.registration
+    if synthetic is not None:
+        training["synthetic"] = bool(synthetic)
+    cfg = model.config
+    single = cfg.arch == "liver_resunet" or cfg.fusion == "single"
+    n = 1 if single else cfg.num_phases
+    if len(phases) < n:
+        phases = ["PV", "ART"] + [f"PHASE{i}" for i in range(2, n)] if n > 1 else ["PV"]
+    phases = phases[:n]
+    liver = None
+    if liver_run is not None:
+        liver_model, liver_config, _ = _run_model(Path(liver_run), checkpoint, "liver")
+        liver = LiverStage(liver_model, liver_config.data.input_size)
+        training["liver_run"] = str(Path(liver_run).resolve())
+    preprocess = PreprocessConfig(
+        input_size=config.data.input_size, crop=config.data.crop_to_liver, registration=registration,
+        liver_mask_source="model" if liver is not None else "file",
+        liver_mask_pattern=None if liver is not None else "(given to predict)")
+    return save_bundle(out, model, phases, preprocess, training, liver)

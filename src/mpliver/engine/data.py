@@ -1,0 +1,157 @@
+"""The training data of one fold: which cache, which cases, which datasets and sampler (`TrainingData`).
+
+`train` accepts a dataset folder (pre-processed here, into `data.cache` or `DATASET.cache/<tag>`) or a cache
+written by `mpliver preprocess`. Folds come from the dataset's `dataset.json`: the test fold is held out, and
+a seeded share (`data.val_fraction`) of the remaining cases validates each epoch. The tumour model reads
+liver-masked stacks; the liver model (`--task liver`) reads the unmasked PV phase of whole slices, so it
+needs a cache of whole slices that keeps every slice (`crop_to_liver=false`, `keep_slices='all'`).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch.utils.data import Subset
+
+from mpliver.engine.config import Config
+from mpliver.engine.distributed import DistInfo, barrier
+from mpliver.errors import ConfigError, InputError
+
+
+def preprocess_config_for(config: Config):
+    """The `PreprocessConfig` a run needs: size, crop, registration from `data`; all slices for liver."""
+    from mpliver.data.config import PreprocessConfig
+
+    liver = config.train.task == "liver"
+    return PreprocessConfig(
+        input_size=config.data.input_size,
+        crop=False if liver else config.data.crop_to_liver,
+        registration=config.data.registration,
+        keep_slices="all" if liver else "liver",
+    )
+
+
+def default_cache_dir(dataset_dir: Path, config: Config) -> Path:
+    """`DATASET.cache/<crop|full><size>[-all]-<registration>` beside the dataset (one per input kind)."""
+    pp = preprocess_config_for(config)
+    tag = f"{'crop' if pp.crop else 'full'}{pp.input_size}{'-all' if pp.keep_slices == 'all' else ''}"
+    return dataset_dir.parent / f"{dataset_dir.name}.cache" / f"{tag}-{pp.registration}"
+
+
+def resolve_cache(config: Config, data_dir: Path, dist_info: DistInfo) -> tuple[Path, Path]:
+    """(cache dir, dataset dir) for `data_dir`; pre-processes a dataset folder first (rank 0, others wait)."""
+    from mpliver.data.cache import preprocess_dataset, read_manifest
+
+    if (data_dir / "manifest.json").exists():
+        cache = data_dir
+        manifest = read_manifest(cache)
+        dataset_dir = Path(manifest.get("dataset", ""))
+        if not (dataset_dir / "dataset.json").exists():
+            raise InputError(
+                f"the cache's dataset ({dataset_dir}) is gone: its dataset.json holds the folds",
+                cache / "manifest.json",
+            )
+        check_cache_matches(manifest.get("config", {}), config, cache)
+        return cache, dataset_dir
+    if not (data_dir / "dataset.json").exists():
+        raise InputError(
+            "neither a dataset (dataset.json) nor a pre-processed cache (manifest.json)", data_dir
+        )
+    cache = Path(config.data.cache) if config.data.cache else default_cache_dir(data_dir, config)
+    if dist_info.is_main:
+        preprocess_dataset(
+            data_dir, cache, preprocess_config_for(config), workers=max(1, config.data.num_workers)
+        )
+    barrier()
+    return cache, data_dir
+
+
+def check_cache_matches(cache_config: dict[str, Any], config: Config, cache: Path) -> None:
+    """A given cache must match the run's input size (and hold whole slices, all kept, for the liver task)."""
+    size = cache_config.get("input_size")
+    if size != config.data.input_size:
+        raise ConfigError(
+            f"the cache holds {size}x{size} slices but data.input_size={config.data.input_size}; "
+            f"pass data.input_size={size} or pre-process again",
+            cache,
+        )
+    if config.train.task == "liver" and (
+        cache_config.get("crop", True) or cache_config.get("keep_slices") != "all"
+    ):
+        raise ConfigError(
+            "the liver model trains on whole slices: pre-process with --no-crop --all-slices "
+            "(or pass the dataset folder to train)",
+            cache,
+        )
+
+
+def split_train_val(cases: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Hold out round(fraction x n) cases (at least one when fraction > 0 and n > 1), chosen with `seed`."""
+    cases = sorted(cases)
+    if fraction <= 0 or len(cases) < 2:
+        return cases, []
+    n_val = min(len(cases) - 1, max(1, int(math.floor(fraction * len(cases) + 0.5))))
+    order = np.random.default_rng([seed, 7919]).permutation(len(cases))
+    val = sorted(cases[i] for i in order[:n_val])
+    return [c for c in cases if c not in val], val
+
+
+def training_data(config: Config, data_dir: Path, fold: int | None, dist_info: DistInfo) -> tuple[Any, dict]:
+    """(TrainingData, metadata for run_info) of `fold` (held-out test fold; None = train on all cases)."""
+    from mpliver.data.cache import open_cache
+    from mpliver.data.dataset import SliceDataset, split_cases
+    from mpliver.data.transforms import AffineAugmentation
+    from mpliver.engine.train import TrainingData
+    from mpliver.io.layout import Dataset
+
+    cache, dataset_dir = resolve_cache(config, Path(data_dir), dist_info)
+    dataset = Dataset(dataset_dir)
+    if fold is None:
+        train_cases, test_cases = dataset.cases("Tr"), []
+    else:
+        train_cases, _, test_cases = split_cases(dataset, fold)
+    cached = set(open_cache(cache))
+    missing = sorted(set(train_cases) - cached)
+    if missing:
+        raise InputError(
+            f"{len(missing)} training case(s) missing from the cache (first: {missing[0]}); "
+            "run `mpliver preprocess` again",
+            cache,
+        )
+    train_cases, val_cases = split_train_val(train_cases, config.data.val_fraction, config.train.seed)
+    d, task = config.data, config.train.task
+    augmentation = AffineAugmentation(
+        max_shift=d.shift, max_rotation_deg=d.rotate_deg, scale_range=(d.scale_min, d.scale_max)
+    )
+    train_set = SliceDataset(cache, train_cases, task=task, augmentation=augmentation)
+    sampler = train_set.sampler(
+        num_samples=d.slices_per_epoch,
+        tumor_share=d.tumor_share if task == "tumor" else None,
+        seed=config.train.seed,
+    )
+
+    def epoch_indices(epoch: int) -> list[tuple[int, int]]:
+        sampler.set_epoch(epoch)
+        return sampler.indices()
+
+    val_set = None
+    if val_cases:
+        val_set = SliceDataset(cache, val_cases, task=task, augmentation=None)
+        if d.val_max_slices is not None and len(val_set) > d.val_max_slices:
+            keep = np.linspace(0, len(val_set) - 1, d.val_max_slices).round().astype(int)
+            val_set = Subset(val_set, sorted(set(keep.tolist())))
+    meta = {
+        "fold": fold,
+        "dataset": str(dataset_dir),
+        "cache": str(cache),
+        "train_cases": train_cases,
+        "val_cases": val_cases,
+        "test_cases": test_cases,
+        "train_slices": len(train_set),
+        "tumor_slices": int(len(train_set.tumor_items)),
+        "slices_per_epoch": len(sampler),
+    }
+    return TrainingData(train=train_set, epoch_indices=epoch_indices, val=val_set), meta

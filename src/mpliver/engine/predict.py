@@ -1,0 +1,317 @@
+"""`predict`: one study (phases as NIfTI files, DICOM folders or arrays) -> label map, uncertainty, lesions.
+
+Stages, each timed (`PredictionResult.timings`, seconds): `io` (read and check the phases and a given liver
+mask), `liver` (the liver mask on the PV grid: a given mask resampled through the geometry, or the bundle's
+liver model), `registration` (every other phase onto the PV grid, label-free), `preprocess` (window, liver
+crop, resize: `data.prepare.prepare_case`, the same code as training), `network` (batched slices, bf16
+autocast on GPU, optional flip TTA) and `postprocess` (paste back onto the PV grid, uncertainty, label map,
+lesion table). `write_outputs` adds `writing`.
+
+Uncertainty (SPEC §3, every model alike): u = exp(1 - S_max / S_min) of the final two-class softmax, S_min
+clamped at 1e-6 (as URIM's), computed from the tumour probability after it is mapped back onto the PV grid,
+so u and the label map (p > 0.5) come from the same numbers. u = 1 where p = 0.5; u -> 0 where the model is
+sure (and outside the liver box, where p = 0).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mpliver.data.prepare import prepare_case
+from mpliver.data.registration import FILL_HU, RigidTransform, register_phase
+from mpliver.engine.bundle import Bundle, load_bundle
+from mpliver.engine.inference import case_stacks, label_map, predict_slices
+from mpliver.errors import ConfigError, InputError
+from mpliver.evaluation.lesion_report import lesion_table, write_lesion_report
+from mpliver.io.checks import check_hu
+from mpliver.io.geometry import Geometry
+from mpliver.io.layout import CaseVolumes
+
+S_MIN_FLOOR = 1e-6
+MIN_LIVER_COVERAGE = 0.5  # share of the PV liver a registered phase must cover
+NIFTI_NOTE = "mpliver research software, not for clinical use"
+SYNTHETIC_NOTE = "; synthetic-trained model"
+PhaseInput = str | Path | np.ndarray | tuple[np.ndarray, Geometry]
+STAGES = ("io", "liver", "registration", "preprocess", "network", "postprocess")
+
+
+@dataclass
+class PredictionResult:
+    """One study on its PV grid: `label` uint8 (0/1/2), `uncertainty` and `probability` float32, the
+    liver mask used, the lesion table, the transforms of the registered phases and per-stage timings."""
+
+    case_id: str
+    label: np.ndarray
+    uncertainty: np.ndarray
+    probability: np.ndarray
+    liver: np.ndarray
+    lesions: list[dict[str, Any]]
+    geometry: Geometry
+    synthetic: bool
+    timings: dict[str, float] = field(default_factory=dict)
+    transforms: dict[str, RigidTransform] = field(default_factory=dict)
+    pv_dicom: Path | None = None  # the PV DICOM folder, when PV came from one (for DICOM-SEG)
+
+
+def resolve_device(name: str = "auto", local_rank: int | None = None) -> torch.device:
+    """auto -> CUDA (the process's LOCAL_RANK GPU under torchrun) when available, else the CPU."""
+    if name not in ("auto", "cpu", "cuda") and not name.startswith("cuda:"):
+        raise ConfigError(f"--device must be auto, cpu or cuda, got '{name}'")
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ConfigError("--device cuda but no CUDA device is available")
+    if name.startswith("cuda:"):
+        return torch.device(name)
+    return torch.device("cuda", local_rank or 0)
+
+
+def uncertainty_from_probability(p: np.ndarray) -> np.ndarray:
+    """u = exp(1 - S_max / S_min) of the two-class softmax (S = (1 - p, p)), S_min clamped at 1e-6."""
+    p = np.asarray(p, dtype=np.float32)
+    s_max = np.maximum(p, 1.0 - p)
+    s_min = np.maximum(np.minimum(p, 1.0 - p), np.float32(S_MIN_FLOOR))
+    with np.errstate(under="ignore", over="ignore"):
+        return np.exp(1.0 - s_max / s_min).astype(np.float32)
+
+
+def read_volume(source: PhaseInput, what: str) -> tuple[np.ndarray, Geometry, Path | None]:
+    """(float32 array, geometry, DICOM folder or None) of a NIfTI file, a DICOM folder or an array input.
+
+    A bare array gets a 1 mm RAS-aligned grid; pass `(array, Geometry)` to keep a real one.
+    """
+    from mpliver.io.dicom import read_dicom_series
+    from mpliver.io.nifti import read_nifti
+
+    if isinstance(source, tuple):
+        array, geom = source
+        array = np.asarray(array, dtype=np.float32)
+        if tuple(array.shape) != tuple(geom.shape):
+            raise InputError(f"{what}: array shape {array.shape} does not match its geometry {geom.shape}")
+        return array, geom, None
+    if isinstance(source, np.ndarray):
+        if source.ndim != 3:
+            raise InputError(f"{what}: expected a 3-D array, got shape {source.shape}")
+        geom = Geometry.from_spacing(source.shape, (1.0, 1.0, 1.0))
+        return source.astype(np.float32, copy=False), geom, None
+    path = Path(source)
+    if path.is_dir():
+        array, geom = read_dicom_series(path)
+        return array, geom, path
+    if not path.exists():
+        raise InputError(f"{what} not found", path)
+    if path.suffix.lower() == ".dcm":
+        raise InputError(f"{what}: give the folder of the DICOM series, not one file", path)
+    array, geom = read_nifti(path, dtype=np.float32)
+    return array, geom, None
+
+
+def liver_mask_on_grid(source: PhaseInput, pv_geom: Geometry, values: tuple[int, ...] | None = None,
+                       what: str = "liver mask") -> np.ndarray:
+    """A user-supplied liver mask (any grid; `values` select the liver labels, None = non-zero) on the PV
+    grid: placed exactly when its voxels are PV voxels (e.g. another axis order), else resampled (nearest)."""
+    from mpliver.data.liver_mask import check_liver_mask
+    from mpliver.io.resample import reorient_to_grid, resample_to_grid
+
+    array, geom, _ = read_volume(source, what)
+    mask = (np.isin(np.rint(array), values) if values else array != 0).astype(np.uint8)
+    on_pv = reorient_to_grid(mask, geom, pv_geom)
+    if on_pv is None:
+        on_pv = resample_to_grid(mask, geom, pv_geom, interpolation="nearest", fill=0)
+    origin = source if isinstance(source, str | Path) else what
+    if not on_pv.any() and mask.any():
+        raise InputError("the liver mask does not overlap the PV phase (different study or broken header)",
+                         origin)
+    return check_liver_mask(on_pv > 0, origin)
+
+
+class _GivenMask:
+    """A liver-mask source that returns a mask computed beforehand (so its time counts as the liver stage)."""
+
+    def __init__(self, mask: np.ndarray, origin: str):
+        self.mask, self._origin = mask, origin
+
+    def origin(self, case_id: str) -> str:
+        return self._origin
+
+    def __call__(self, case: CaseVolumes) -> np.ndarray:
+        return self.mask
+
+
+@torch.no_grad()
+def _network(model: torch.nn.Module, stacks: np.ndarray, batch_size: int, device: torch.device,
+             tta: bool) -> np.ndarray:
+    """(S, n, n) tumour probability; with `tta` the mean over the identity and the H, W and HW flips."""
+    amp = device.type == "cuda"
+    flips: list[tuple[int, ...]] = [()] + ([(-1,), (-2,), (-2, -1)] if tta else [])
+    total = None
+    for dims in flips:
+        x = np.flip(stacks, axis=dims) if dims else stacks
+        p = predict_slices(model, np.ascontiguousarray(x), batch_size, device, amp).probability
+        p = np.flip(p, axis=dims) if dims else p
+        total = p if total is None else total + p
+    return (total / len(flips)).astype(np.float32)
+
+
+def predict(
+    model: Bundle | str | Path,
+    phases: Mapping[str, PhaseInput],
+    *,
+    liver_mask: PhaseInput | None = None,
+    liver_mask_values: tuple[int, ...] | None = None,
+    case_id: str = "case",
+    device: str | torch.device = "auto",
+    tta: bool = False,
+    batch_size: int = 16,
+    registration: str | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> PredictionResult:
+    """Segment one study with a bundle. `phases` maps phase names (the bundle's, e.g. PV and ART) to NIfTI
+    paths, DICOM folders, `(array, Geometry)` pairs or arrays. `liver_mask` (any grid) replaces the bundle's
+    liver model; `registration` ('liver' or 'none') overrides the bundle's. Returns a `PredictionResult`
+    on the PV grid."""
+    bundle = model if isinstance(model, Bundle) else load_bundle(model)
+    dev = device if isinstance(device, torch.device) else resolve_device(str(device))
+    method = registration or bundle.preprocess.registration
+    if method not in ("liver", "none"):
+        raise ConfigError(f"registration at inference must be 'liver' or 'none', got '{method}'")
+    marks: list[tuple[str, float]] = []
+
+    def mark(name: str) -> None:
+        marks.append((name, time.perf_counter()))
+        if on_stage is not None:
+            on_stage(name)
+
+    # ---- io -------------------------------------------------------------------------------------------
+    mark("io")
+    given, expected = list(phases), bundle.phases
+    missing = [p for p in expected if p not in given]
+    if missing:
+        raise InputError(f"case {case_id}: missing phase {missing[0]} (the model takes "
+                         f"{', '.join(expected)})")
+    extra = [p for p in given if p not in expected]
+    if extra:
+        raise InputError(f"case {case_id}: phase {extra[0]} is not one of the model's phases "
+                         f"({', '.join(expected)}); the bundle was trained on {len(expected)} phase(s)")
+    volumes: dict[str, np.ndarray] = {}
+    geoms: dict[str, Geometry] = {}
+    sources: dict[str, Path | None] = {}
+    pv_dicom = None
+    for name in expected:
+        src = phases[name]
+        array, geom, dicom = read_volume(src, f"{name} phase")
+        origin = src if isinstance(src, str | Path) else None
+        try:
+            check_hu(array, origin)
+        except InputError as exc:
+            raise InputError(f"{name} phase: {exc}") from None
+        volumes[name], geoms[name] = array, geom
+        sources[name] = Path(src) if isinstance(src, str | Path) else None
+        if name == "PV":
+            pv_dicom = dicom
+    pv, pv_geom = volumes["PV"], geoms["PV"]
+
+    # ---- liver ----------------------------------------------------------------------------------------
+    mark("liver")
+    if liver_mask is not None:
+        liver = liver_mask_on_grid(liver_mask, pv_geom, liver_mask_values)
+        liver_origin = str(liver_mask) if isinstance(liver_mask, str | Path) else "the given liver mask"
+    elif bundle.liver is not None:
+        from mpliver.data.liver_mask import FromModel
+
+        stage1 = bundle.liver
+        stage1.model.to(dev)
+        source = FromModel(stage1.model, stage1.input_size, stage1.window, stage1.context_slices,
+                           bundle.preprocess.axial_axis, batch_size, dev, name="the bundle's liver model")
+        liver = source(CaseVolumes(case_id, {"PV": pv}, {"PV": pv_geom}))
+        liver_origin = source.origin(case_id)
+    else:
+        raise InputError(f"case {case_id}: the bundle has no liver model; give a liver mask (--liver-mask)",
+                         bundle.path)
+
+    # ---- registration ---------------------------------------------------------------------------------
+    mark("registration")
+    on_pv: dict[str, np.ndarray] = {"PV": pv}
+    transforms: dict[str, RigidTransform] = {}
+    for name in expected[1:]:
+        if method == "none" and geoms[name].same_grid(pv_geom):
+            on_pv[name], transforms[name] = volumes[name], RigidTransform()
+            continue
+        on_pv[name], transforms[name] = register_phase(
+            method, pv, pv_geom, volumes[name], geoms[name], liver_mask=liver, moving_path=sources[name])
+        coverage = float(np.mean(on_pv[name][liver] > FILL_HU + 0.5))
+        if coverage < MIN_LIVER_COVERAGE:
+            raise InputError(f"case {case_id}: the {name} phase covers only {coverage:.0%} of the PV liver "
+                             "after registration: phases of different patients or studies, or a wrong file",
+                             sources[name])
+
+    # ---- preprocess -----------------------------------------------------------------------------------
+    mark("preprocess")
+    config = replace(bundle.preprocess, registration="none", liver_mask_source="label",
+                     liver_mask_pattern=None)
+    case = CaseVolumes(case_id, on_pv, {name: pv_geom for name in on_pv})
+    prepared = prepare_case(case, config, mask_source=_GivenMask(liver, liver_origin),
+                            paths={k: v for k, v in sources.items() if v is not None})
+    stacks = case_stacks(prepared.images, prepared.mask, prepared.halo)
+
+    # ---- network --------------------------------------------------------------------------------------
+    mark("network")
+    net = bundle.tumor_model.to(dev)
+    if dev.type == "cuda":
+        net = net.to(memory_format=torch.channels_last)
+    prob_slices = _network(net, stacks, batch_size, dev, tta)
+
+    # ---- postprocess ----------------------------------------------------------------------------------
+    mark("postprocess")
+    probability = prepared.mapping.paste_back(prob_slices, mode="linear", fill=0.0).astype(np.float32)
+    uncertainty = uncertainty_from_probability(probability)
+    label = label_map(probability > 0.5, liver)
+    lesions = lesion_table(label, uncertainty, pv_geom, axial_axis=bundle.preprocess.axial_axis)
+    marks.append(("end", time.perf_counter()))
+    timings = {name: marks[i + 1][1] - t for i, (name, t) in enumerate(marks[:-1])}
+    return PredictionResult(case_id, label, uncertainty, probability, liver, lesions, pv_geom,
+                            bundle.synthetic, timings, transforms, pv_dicom)
+
+
+# ---- outputs ------------------------------------------------------------------------------------------
+
+
+def output_paths(out_dir: str | Path, case_id: str, dicom_seg: bool = False) -> dict[str, Path]:
+    """The files `write_outputs` writes for a case (the DICOM-SEG only when asked for)."""
+    out = Path(out_dir)
+    paths = {"label": out / f"{case_id}.nii.gz", "uncertainty": out / f"{case_id}_uncertainty.nii.gz",
+             "lesions_csv": out / f"{case_id}_lesions.csv", "lesions_json": out / f"{case_id}_lesions.json"}
+    if dicom_seg:
+        paths["dicom_seg"] = out / f"{case_id}_seg.dcm"
+    return paths
+
+
+def write_outputs(result: PredictionResult, out_dir: str | Path, dicom_seg: bool = False,
+                  meta: dict[str, Any] | None = None) -> dict[str, Path]:
+    """Write the label map, uncertainty map and lesion report (and a DICOM-SEG when PV was DICOM and
+    `dicom_seg`), each atomically; adds `writing` to `result.timings`. Returns the paths written."""
+    from mpliver.io.dicom_seg import write_dicom_seg
+    from mpliver.io.nifti import write_nifti
+
+    start = time.perf_counter()
+    if dicom_seg and result.pv_dicom is None:
+        raise InputError(f"case {result.case_id}: --dicom-seg needs the PV phase as a DICOM series folder")
+    paths = output_paths(out_dir, result.case_id, dicom_seg)
+    note = NIFTI_NOTE + (SYNTHETIC_NOTE if result.synthetic else "")
+    write_nifti(paths["uncertainty"], result.uncertainty.astype(np.float32), result.geometry, note)
+    write_lesion_report(paths["lesions_csv"], paths["lesions_json"], result.lesions, result.case_id,
+                        result.synthetic, {"spacing_mm": result.geometry.spacing.tolist(), **(meta or {})})
+    if dicom_seg:
+        write_dicom_seg(paths["dicom_seg"], result.label, result.pv_dicom, algorithm="mpliver",
+                        series_description="mpliver research segmentation (not for clinical use)")
+    # the label map last: its presence marks a finished case for the batch mode's skip
+    write_nifti(paths["label"], result.label.astype(np.uint8), result.geometry, note)
+    result.timings["writing"] = time.perf_counter() - start
+    return paths

@@ -1,0 +1,138 @@
+"""The lesion table of one predicted study: one row per 26-connected tumour component (`mpliver predict`).
+
+Each row: volume (mL), longest axial diameter (mm), centroid (voxel indices and RAS mm), mean uncertainty and
+the axial slice range. The longest axial diameter is the largest in-plane Feret diameter over the lesion's
+axial slices, measured on the union of its voxel squares (a voxel is a square of its in-plane spacing, so a
+box of a x b voxels at spacing sx x sy measures sqrt((a sx)^2 + (b sy)^2)), in mm through the affine. Rows are
+sorted by volume, largest first. Reports carry the research-use notice and, for a model trained on the
+synthetic cohort, a synthetic-training notice.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial import ConvexHull, QhullError
+from scipy.spatial.distance import pdist
+
+from mpliver.data.orientation import slice_orientation
+from mpliver.io.atomic import write_json_atomic, write_text_atomic
+from mpliver.io.geometry import Geometry
+
+RESEARCH_NOTICE = "mpliver research software: not for clinical use."
+SYNTHETIC_NOTICE = ("The model was trained on mpliver's synthetic phantom cohort only: its output says "
+                    "nothing reliable about real patients.")
+COLUMNS = ("lesion", "volume_ml", "longest_axial_diameter_mm", "centroid_i", "centroid_j", "centroid_k",
+           "centroid_x_mm", "centroid_y_mm", "centroid_z_mm", "mean_uncertainty", "first_slice", "last_slice",
+           "voxels")
+TUMOR = 2
+
+
+def _feret_mm(points_ij: np.ndarray, plane_affine: np.ndarray) -> float:
+    """Largest distance (mm) between the corners of the given voxels of one slice.
+
+    `points_ij` (n, 2) in-plane voxel indices; `plane_affine` (3, 2) maps an in-plane index step to mm.
+    """
+    offsets = np.array([[-0.5, -0.5], [-0.5, 0.5], [0.5, -0.5], [0.5, 0.5]])
+    corners = np.unique((points_ij[:, None, :] + offsets[None]).reshape(-1, 2), axis=0)
+    if len(corners) > 8:
+        try:  # the farthest pair lies on the convex hull; a linear map keeps hull vertices
+            corners = corners[ConvexHull(corners).vertices]
+        except QhullError:  # collinear points (one row of voxels): keep them all
+            pass
+    return float(pdist(corners @ plane_affine.T).max())
+
+
+def lesion_table(label: np.ndarray, uncertainty: np.ndarray | None, geometry: Geometry,
+                 tumor_value: int = TUMOR, axial_axis: int | None = None) -> list[dict[str, Any]]:
+    """One dict per 26-connected component of `label == tumor_value` (COLUMNS), largest volume first.
+
+    `uncertainty` (same shape, or None) gives `mean_uncertainty`; `axial_axis` None detects it from the
+    affine.
+    """
+    label = np.asarray(label)
+    if tuple(label.shape) != tuple(geometry.shape):
+        raise ValueError(f"label shape {label.shape} does not match the geometry {geometry.shape}")
+    if uncertainty is not None and np.shape(uncertainty) != label.shape:
+        raise ValueError(f"uncertainty shape {np.shape(uncertainty)} differs from the label {label.shape}")
+    components, n = ndimage.label(label == tumor_value, structure=np.ones((3, 3, 3), bool))
+    if n == 0:
+        return []
+    axial = slice_orientation(geometry, axial_axis).axial_axis
+    plane = [a for a in range(3) if a != axial]
+    plane_affine = geometry.affine[:3, plane]  # (3, 2): mm per in-plane index step
+    voxel_ml = abs(float(np.linalg.det(geometry.affine[:3, :3]))) / 1000.0
+    rows = []
+    for index, box in enumerate(ndimage.find_objects(components), start=1):
+        local = components[box] == index
+        idx = np.argwhere(local) + np.array([s.start for s in box])
+        centroid = idx.mean(axis=0)
+        world = geometry.index_to_world(centroid)
+        diameter = 0.0
+        for k in np.unique(idx[:, axial]):
+            diameter = max(diameter, _feret_mm(idx[idx[:, axial] == k][:, plane].astype(float), plane_affine))
+        mean_u = float("nan")
+        if uncertainty is not None:
+            mean_u = float(np.mean(np.asarray(uncertainty)[box][local], dtype=np.float64))
+        rows.append({
+            "volume_ml": len(idx) * voxel_ml,
+            "longest_axial_diameter_mm": diameter,
+            **{f"centroid_{a}": float(c) for a, c in zip("ijk", centroid, strict=True)},
+            **{f"centroid_{a}_mm": float(c) for a, c in zip("xyz", world, strict=True)},
+            "mean_uncertainty": mean_u,
+            "first_slice": int(idx[:, axial].min()), "last_slice": int(idx[:, axial].max()),
+            "voxels": len(idx),
+        })
+    rows.sort(key=lambda r: -r["volume_ml"])
+    for number, row in enumerate(rows, start=1):
+        row["lesion"] = number
+    return [{c: r[c] for c in COLUMNS} for r in rows]
+
+
+def notices(synthetic: bool) -> list[str]:
+    """The notices every report carries."""
+    return [RESEARCH_NOTICE] + ([SYNTHETIC_NOTICE] if synthetic else [])
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return "" if not np.isfinite(value) else f"{value:.4f}".rstrip("0").rstrip(".")
+    return str(value)
+
+
+def lesion_csv(rows: Sequence[dict[str, Any]], synthetic: bool = False) -> str:
+    """CSV text: notice lines starting with '#', then the header and one line per lesion."""
+    buf = io.StringIO()
+    for line in notices(synthetic):
+        buf.write(f"# {line}\n")
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for row in rows:
+        writer.writerow([_cell(row[c]) for c in COLUMNS])
+    return buf.getvalue()
+
+
+def write_lesion_report(csv_path: str | Path, json_path: str | Path, rows: Sequence[dict[str, Any]],
+                        case_id: str, synthetic: bool = False,
+                        meta: dict[str, Any] | None = None) -> tuple[Path, Path]:
+    """Write the lesion table as CSV and JSON (with the notices and `meta`, e.g. the model), atomically."""
+    write_text_atomic(csv_path, lesion_csv(rows, synthetic))
+    doc = {
+        "case": case_id,
+        "notice": " ".join(notices(synthetic)),
+        "research_use_only": True,
+        "synthetic_training": bool(synthetic),
+        "num_lesions": len(rows),
+        "total_volume_ml": float(sum(r["volume_ml"] for r in rows)),
+        **(meta or {}),
+        "lesions": [{k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in r.items()}
+                    for r in rows],
+    }
+    write_json_atomic(json_path, doc)
+    return Path(csv_path), Path(json_path)

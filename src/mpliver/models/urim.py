@@ -1,0 +1,86 @@
+"""URIM, the uncertain region inpainting module (paper §2.2, SPEC §3), and its LC-Conv.
+
+Standalone: `URIM(channels)` takes decision features (B, C, h, w) and the initial logits (B, K, h, w) at the
+same resolution and returns refined logits and the confidence map M (eq. 3). `LCConv` is eq. 4, computed as a
+convolution over X * M divided by a box filter of M (no unfolding).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+S_MIN_FLOOR = 1e-6  # keeps S_max / S_min finite; M is then 1 - exp(1 - 1e6) = 1 for such pixels
+DENOM_FLOOR = 1e-6  # box-sum of M over a window with no confident pixel
+
+
+def confidence_map(logits: torch.Tensor) -> torch.Tensor:
+    """M = 1 - exp(1 - S_max / S_min) (eq. 3) of softmax(logits) over classes: (B, 1, h, w) in [0, 1].
+
+    Computed in float32 and detached: M steers the convolutions but is not trained through.
+    """
+    with torch.autocast(device_type=logits.device.type, enabled=False):
+        s = torch.softmax(logits.detach().float(), dim=1)
+        s_max = s.amax(dim=1, keepdim=True)
+        s_min = s.amin(dim=1, keepdim=True).clamp_min(S_MIN_FLOOR)
+        return 1.0 - torch.exp(1.0 - s_max / s_min)
+
+
+def uncertainty_map(logits: torch.Tensor) -> torch.Tensor:
+    """u = exp(1 - S_max / S_min) = 1 - M, in [0, 1]: the per-pixel uncertainty shown to users (SPEC §3)."""
+    return 1.0 - confidence_map(logits)
+
+
+def box_sum(m: torch.Tensor, kernel_size: int = 3) -> torch.Tensor:
+    """Sum of m over each k x k window, zero outside the image (an average pool times k^2)."""
+    return F.avg_pool2d(m, kernel_size, stride=1, padding=kernel_size // 2,
+                        count_include_pad=True) * (kernel_size * kernel_size)
+
+
+class LCConv(nn.Module):
+    """Local-confidence convolution (eq. 4): y = conv(x * m) / box-sum(m) + b, then ReLU; m' = max-pool3x3(m).
+
+    The denominator is the sum of M over the kernel window (one value per pixel, shared by all channels),
+    clamped away from 0. Outside the image x and m count as 0 (zero padding), so borders are handled exactly.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int | None = None, kernel_size: int = 3,
+                 relu: bool = True):
+        super().__init__()
+        out_channels = in_channels if out_channels is None else out_channels
+        self.kernel_size = kernel_size
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False)
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+        self.relu = relu
+
+    def forward(self, x: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (B, C, h, w); m: (B, 1, h, w) in [0, 1]. Returns (y, m_next)."""
+        num = self.conv(x * m.to(x.dtype))  # m is small (one channel): cast it, never the features
+        m_acc = m.to(torch.promote_types(m.dtype, torch.float32))  # float32 at least (M is one channel)
+        denom = box_sum(m_acc, self.kernel_size).clamp_min(DENOM_FLOOR)
+        y = num / denom.to(num.dtype) + self.bias.to(num.dtype).view(1, -1, 1, 1)
+        if self.relu:
+            y = F.relu(y)
+        m_next = F.max_pool2d(m, 3, stride=1, padding=1)  # the "max-value convolution"
+        return y, m_next
+
+
+class URIM(nn.Module):
+    """`num_layers` LC-Convs over the decision features, guided by M; concat(refined, input) -> 1x1 conv."""
+
+    def __init__(self, channels: int, num_classes: int = 2, num_layers: int = 4):
+        super().__init__()
+        self.layers = nn.ModuleList(LCConv(channels) for _ in range(num_layers))
+        self.classifier = nn.Conv2d(2 * channels, num_classes, 1)
+
+    def forward(self, features: torch.Tensor, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (final_logits (B, K, h, w), confidence M (B, 1, h, w), float32)."""
+        if features.shape[-2:] != logits.shape[-2:]:
+            raise ValueError(f"URIM: features {tuple(features.shape)} and logits {tuple(logits.shape)} "
+                             "must share the spatial size")
+        confidence = confidence_map(logits)
+        x, m = features, confidence
+        for layer in self.layers:
+            x, m = layer(x, m)
+        return self.classifier(torch.cat([x, features], dim=1)), confidence

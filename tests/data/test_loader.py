@@ -1,0 +1,116 @@
+"""SliceDataset, EpochSampler and the DataLoader: content, masking, tumour share, deterministic seeding,
+fold selection."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from prep_scene import write_scene_dataset  # noqa: E402
+
+from mpliver.data.cache import CachedCase, preprocess_dataset  # noqa: E402
+from mpliver.data.config import PreprocessConfig  # noqa: E402
+from mpliver.data.dataset import SliceDataset, split_cases  # noqa: E402
+from mpliver.data.sampling import EpochSampler, make_loader  # noqa: E402
+from mpliver.data.transforms import AffineAugmentation  # noqa: E402
+from mpliver.errors import DatasetError  # noqa: E402
+from mpliver.io.layout import Dataset  # noqa: E402
+
+CASES = ["SCENE_000", "SCENE_001", "SCENE_002"]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    root = tmp_path_factory.mktemp("loader")
+    ds = write_scene_dataset(root / "ds", num_cases=3)
+    preprocess_dataset(ds, root / "cache", PreprocessConfig(input_size=32, registration="none"), workers=1)
+    return root
+
+
+def test_items_are_masked_stacks_with_tumour_labels(cache):
+    data = SliceDataset(cache / "cache", CASES)
+    cc = CachedCase.open(cache / "cache" / "cases" / "SCENE_001")
+    assert len(data) == sum(CachedCase.open(cache / "cache" / "cases" / c).num_slices for c in CASES)
+    first = [i for i, (ci, _) in enumerate(data.items) if ci == 1][0]
+    s = 3
+    item = data[first + s]
+    assert item["case"] == "SCENE_001" and item["slice"] == s
+    assert item["axial"] == cc.meta["mapping"]["centre_slices"][s]
+    x, y = item["phases"], item["label"]
+    assert x.shape == (2, 3, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.int64
+    # reference: cached float16 images times each slice's own mask; tumour = label 2
+    ref = np.asarray(cc.images[:, s:s + 3], np.float32) * np.asarray(cc.mask[s:s + 3], np.float32)[None]
+    np.testing.assert_array_equal(x.numpy(), ref)
+    np.testing.assert_array_equal(y.numpy(), (np.asarray(cc.label[s + 1]) == 2).astype(np.int64))
+    # tumour items are exactly the slices whose label holds tumour
+    for i in range(len(data)):
+        assert (i in set(data.tumor_items.tolist())) == bool(data[i]["label"].any())
+
+
+def test_liver_task_gives_unmasked_pv_and_liver_labels(cache):
+    data = SliceDataset(cache / "cache", ["SCENE_000"], task="liver")
+    cc = CachedCase.open(cache / "cache" / "cases" / "SCENE_000")
+    item = data[2]
+    assert item["phases"].shape == (1, 3, 32, 32)
+    np.testing.assert_array_equal(item["phases"].numpy()[0], np.asarray(cc.images[0, 2:5], np.float32))
+    np.testing.assert_array_equal(item["label"].numpy(), (np.asarray(cc.label[3]) >= 1).astype(np.int64))
+
+
+def test_sampler_share_length_and_epochs():
+    s = EpochSampler(tumor_items=range(10), other_items=range(10, 100), num_samples=40, tumor_share=0.25,
+                     seed=3)
+    idx = [i for i, _ in s]
+    assert len(idx) == 40 and sum(i < 10 for i in idx) == 10
+    assert len(set(i for i in idx if i < 10)) == 10   # without replacement while the pool lasts
+    s.set_epoch(0)
+    a = s.indices()
+    s.set_epoch(1)
+    b = s.indices()
+    s.set_epoch(0)
+    assert s.indices() == a and a != b
+    default = EpochSampler(range(7), range(7, 30), tumor_share=0.5)
+    assert len(default) == 7                           # an epoch = number of tumour slices
+    only_tumour = [i for i, _ in EpochSampler(range(5), range(5, 9), num_samples=12, tumor_share=1.0)]
+    assert all(i < 5 for i in only_tumour)
+    with pytest.raises(ValueError):
+        EpochSampler(range(3), range(3, 6), tumor_share=1.5)
+
+
+def _batches(data, workers: int, epoch: int):
+    sampler = data.sampler(num_samples=12, tumor_share=0.5, seed=7)
+    sampler.set_epoch(epoch)
+    loader = make_loader(data, batch_size=4, sampler=sampler, num_workers=workers, seed=7)
+    return [(b["phases"].clone(), b["label"].clone(), list(b["case"])) for b in loader]
+
+
+@pytest.mark.slow
+def test_same_seed_same_batches_with_workers(cache):
+    data = SliceDataset(cache / "cache", CASES, augmentation=AffineAugmentation())
+    serial = _batches(data, 0, epoch=2)
+    parallel = _batches(data, 2, epoch=2)
+    assert len(serial) == 3
+    for (xa, ya, ca), (xb, yb, cb) in zip(serial, parallel, strict=True):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb) and ca == cb
+    other_epoch = _batches(data, 0, epoch=3)
+    assert not all(torch.equal(a[0], b[0]) for a, b in zip(serial, other_epoch, strict=True))
+    # augmentation happened: the augmented item differs from the plain one
+    plain = SliceDataset(cache / "cache", CASES)
+    i, seed = data.sampler(num_samples=12, seed=7).indices()[0]
+    assert not torch.equal(data[(i, seed)]["phases"], plain[i]["phases"])
+
+
+def test_split_cases(tmp_path):
+    ds = Dataset(write_scene_dataset(tmp_path / "ds", num_cases=5, shape=(16, 16, 6), folds=3))
+    train, val, test = split_cases(ds, test_fold=0, val_fold=1)
+    assert test == ["SCENE_000", "SCENE_003"] and val == ["SCENE_001", "SCENE_004"] and train == ["SCENE_002"]
+    train, val, test = split_cases(ds, test_fold=2)
+    assert val == [] and test == ["SCENE_002"] and len(train) == 4
+    with pytest.raises(DatasetError, match="fold 7"):
+        split_cases(ds, test_fold=7)
+    with pytest.raises(DatasetError, match="equals"):
+        split_cases(ds, 1, 1)

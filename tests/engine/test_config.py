@@ -1,0 +1,125 @@
+"""Config presets, dotted overrides, validation and YAML round trip."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from mpliver.engine.config import Config, config_from_dict, list_presets, load_config, parse_value
+from mpliver.errors import ConfigError
+
+
+def test_paper_preset_has_the_papers_settings():
+    cfg = load_config("paper")
+    assert cfg.model.name == "paper" and cfg.model.overrides == {}
+    assert cfg.optim.lr == pytest.approx(5e-4)
+    assert cfg.optim.momentum == pytest.approx(0.9)
+    assert cfg.optim.weight_decay == pytest.approx(1e-4)
+    assert (cfg.optim.step_epochs, cfg.optim.gamma, cfg.optim.epochs) == (50, pytest.approx(0.1), 150)
+    assert cfg.data.input_size == 512 and cfg.data.crop_to_liver is False
+    assert cfg.train.task == "tumor"
+
+
+def test_presets_listed_and_cpu_small_is_small():
+    assert {"paper", "cpu-small"} <= set(list_presets())
+    small = load_config("cpu-small")
+    assert small.model.overrides["width"] < 1
+    assert small.data.input_size <= 128
+    assert small.optim.epochs < 150
+
+
+def test_dotted_overrides_are_typed():
+    cfg = load_config(
+        "paper",
+        [
+            "optim.lr=1e-3",
+            "model.width=0.5",
+            "data.batch_size=4",
+            "train.amp=false",
+            "data.slices_per_epoch=null",
+            "optim.epochs=3",
+            "model.name=add",
+        ],
+    )
+    assert cfg.optim.lr == pytest.approx(1e-3) and isinstance(cfg.optim.lr, float)
+    assert cfg.model.overrides == {"width": 0.5} and cfg.model.name == "add"
+    assert cfg.data.batch_size == 4 and cfg.train.amp is False and cfg.optim.epochs == 3
+    assert cfg.data.slices_per_epoch is None
+    # an int given for a float field becomes a float
+    assert load_config("paper", ["optim.lr=1"]).optim.lr == 1.0
+
+
+def test_parse_value_reads_scientific_notation_that_yaml_keeps_as_text():
+    assert yaml.safe_load("1e-3") == "1e-3"  # the YAML 1.1 trap this guards against
+    assert parse_value("1e-3") == pytest.approx(0.001)
+    assert parse_value("7") == 7 and parse_value("true") is True and parse_value("paper") == "paper"
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("optim.learning_rate=1", "optim.learning_rate"),
+        ("bogus.lr=1", "bogus.lr"),
+        ("data.batchsize=2", "data.batchsize"),
+        ("lr=1", "lr"),
+    ],
+)
+def test_unknown_keys_name_the_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config("paper", [override])
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("optim.lr=-1", "optim.lr"),
+        ("train.task=spleen", "train.task"),
+        ("data.batch_size=abc", "data.batch_size"),
+        ("train.device=tpu", "train.device"),
+        ("data.tumor_share=1.5", "data.tumor_share"),
+        ("optim.epochs=2.5", "optim.epochs"),
+    ],
+)
+def test_bad_values_name_the_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config("paper", [override])
+
+
+def test_malformed_override_and_unknown_preset():
+    with pytest.raises(ConfigError, match="section.key=value"):
+        load_config("paper", ["optim.lr"])
+    with pytest.raises(ConfigError, match="unknown preset 'nope'"):
+        load_config("nope")
+
+
+def test_yaml_file_preset_and_round_trip(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("model:\n  name: add\n  width: 0.25\noptim:\n  epochs: 3\n")
+    cfg = load_config(path, ["train.seed=7"])
+    assert (cfg.model.name, cfg.model.overrides, cfg.optim.epochs, cfg.train.seed) == (
+        "add",
+        {"width": 0.25},
+        3,
+        7,
+    )
+    assert cfg.optim.lr == pytest.approx(5e-4)  # unspecified keys keep the defaults
+    saved = cfg.save(tmp_path / "out" / "config.yaml")
+    again = config_from_dict(yaml.safe_load(saved.read_text()))
+    assert again.to_dict() == cfg.to_dict()
+
+
+def test_bad_yaml_files(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim: [1, 2\n")
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        load_config(bad)
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text("optim:\n  lr: 1.0e-3\n  nesterov_typo: true\n")
+    with pytest.raises(ConfigError, match=r"optim\.nesterov_typo"):
+        load_config(wrong)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_defaults_are_the_paper_preset():
+    assert Config().to_dict()["optim"] == load_config("paper").to_dict()["optim"]

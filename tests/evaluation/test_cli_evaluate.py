@@ -1,0 +1,45 @@
+"""`mpliver evaluate` end to end on a 3-case folder (cohort fixture in conftest.py)."""
+
+import csv
+import json
+
+import numpy as np
+
+from mpliver.cli import main
+from mpliver.io.geometry import Geometry
+from mpliver.io.nifti import write_nifti
+
+
+def test_cli_writes_the_tables_and_prints_the_summary(cohort, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(["evaluate", str(cohort.preds), str(cohort.labels), "--out", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    for name in ("per_case.csv", "summary.json", "summary.md", "per_type.csv", "per_type.md"):
+        assert (out / name).is_file(), name
+    header = next(csv.reader((out / "per_case.csv").open()))
+    assert header[:7] == ["case", "tumor_type", "dice", "voe", "rvd", "assd", "rmsd"]
+    summary = json.loads((out / "summary.json").read_text())
+    expected = {"dpc", "dg", "voe", "rvd", "assd", "rmsd", "dpc_sd", "assd_undefined", "n_cases"}
+    assert expected <= summary.keys()
+    assert "DPC (%)" in captured.out and "1 undefined" in captured.out and "per tumour type" in captured.out
+
+
+def test_cli_off_grid_prediction_is_one_line_and_exit_2(cohort, tmp_path, capsys):
+    write_nifti(cohort.preds / "c1.nii.gz", np.zeros((12, 12, 9), np.uint8),
+                Geometry.from_spacing((12, 12, 9), (0.7, 0.9, 2.5)))
+    rc = main(["evaluate", str(cohort.preds), str(cohort.labels), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert err.startswith("error: ") and "c1.nii.gz" in err and "not on the grid" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_cli_missing_prediction(cohort, tmp_path, capsys):
+    (cohort.preds / "c2.nii.gz").unlink()
+    assert main(["evaluate", str(cohort.preds), str(cohort.labels), "--out", str(tmp_path / "a")]) == 2
+    assert "no prediction for case c2" in capsys.readouterr().err
+    rc = main(["evaluate", str(cohort.preds), str(cohort.labels), "--out", str(tmp_path / "b"),
+               "--missing-as-empty"])
+    assert rc == 0
+    assert "scored as empty" in capsys.readouterr().out

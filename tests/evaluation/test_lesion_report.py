@@ -1,0 +1,101 @@
+"""The lesion table against hand-computed values: a box lesion of known size, anisotropic spacing."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+
+from mpliver.evaluation.lesion_report import (
+    COLUMNS,
+    RESEARCH_NOTICE,
+    SYNTHETIC_NOTICE,
+    lesion_table,
+    write_lesion_report,
+)
+from mpliver.io.geometry import Geometry
+
+SPACING = (0.8, 1.5, 3.0)
+
+
+def _scene(direction=None):
+    geom = Geometry.from_spacing((20, 20, 12), SPACING, origin=(10.0, -20.0, 5.0), direction=direction)
+    label = np.zeros(geom.shape, np.uint8)
+    label[1:19, 1:19, 1:11] = 1                       # liver
+    label[3:8, 4:7, 2:6] = 2                          # box: 5 x 3 voxels in plane, 4 slices
+    label[12, 12, 8] = 2                              # two voxels touching by a corner only (26-connected)
+    label[13, 13, 9] = 2
+    unc = np.zeros(geom.shape, np.float32)
+    unc[3:8, 4:7, 2:6] = 0.25
+    unc[12, 12, 8], unc[13, 13, 9] = 0.5, 1.0
+    return label, unc, geom
+
+
+def test_box_lesion_hand_computed():
+    label, unc, geom = _scene()
+    rows = lesion_table(label, unc, geom)
+    assert len(rows) == 2 and list(rows[0]) == list(COLUMNS)
+    box, pair = rows
+    assert box["lesion"] == 1 and pair["lesion"] == 2          # sorted by volume
+    assert box["voxels"] == 60
+    assert box["volume_ml"] == pytest.approx(60 * 0.8 * 1.5 * 3.0 / 1000.0)  # 0.216 mL
+    # edge-to-edge diagonal of the 5x3 voxel box: sqrt((5*0.8)^2 + (3*1.5)^2)
+    assert box["longest_axial_diameter_mm"] == pytest.approx(math.sqrt(4.0**2 + 4.5**2))
+    assert (box["centroid_i"], box["centroid_j"], box["centroid_k"]) == pytest.approx((5.0, 5.0, 3.5))
+    assert (box["centroid_x_mm"], box["centroid_y_mm"], box["centroid_z_mm"]) == pytest.approx(
+        (10 + 5 * 0.8, -20 + 5 * 1.5, 5 + 3.5 * 3.0))
+    assert box["mean_uncertainty"] == pytest.approx(0.25)
+    assert (box["first_slice"], box["last_slice"]) == (2, 5)
+    # the corner-touching pair is one lesion; each slice holds one voxel: its diagonal is the diameter
+    assert pair["voxels"] == 2 and pair["volume_ml"] == pytest.approx(2 * 3.6 / 1000)
+    assert pair["longest_axial_diameter_mm"] == pytest.approx(math.hypot(0.8, 1.5))
+    assert pair["mean_uncertainty"] == pytest.approx(0.75)
+    assert (pair["first_slice"], pair["last_slice"]) == (8, 9)
+
+
+def test_centroid_mm_follows_a_flipped_affine():
+    label, unc, geom = _scene(direction=np.diag([-1.0, -1.0, 1.0]))
+    box = lesion_table(label, unc, geom)[0]
+    expected = geom.affine @ np.array([5.0, 5.0, 3.5, 1.0])
+    assert (box["centroid_x_mm"], box["centroid_y_mm"], box["centroid_z_mm"]) == pytest.approx(expected[:3])
+    assert box["longest_axial_diameter_mm"] == pytest.approx(math.sqrt(4.0**2 + 4.5**2))
+
+
+def test_l_shape_diameter_is_the_farthest_corner_pair():
+    geom = Geometry.from_spacing((10, 10, 3), (1.0, 2.0, 5.0))
+    label = np.zeros(geom.shape, np.uint8)
+    label[1:6, 1, 1] = 2   # a row of 5 voxels along i
+    label[1, 1:4, 1] = 2   # and a column of 3 along j, sharing voxel (1, 1)
+    (row,) = lesion_table(label, None, geom)
+    # farthest corners: (5.5, 0.5) and (0.5, 3.5) in index units -> (5 mm, 6 mm) apart
+    assert row["longest_axial_diameter_mm"] == pytest.approx(math.hypot(5.0, 6.0))
+    assert math.isnan(row["mean_uncertainty"])
+
+
+def test_no_tumour_gives_an_empty_table_and_bad_shapes_are_refused():
+    geom = Geometry.from_spacing((8, 8, 4), (1.0, 1.0, 1.0))
+    assert lesion_table(np.ones(geom.shape, np.uint8), None, geom) == []
+    with pytest.raises(ValueError, match="uncertainty shape"):
+        lesion_table(np.ones(geom.shape, np.uint8), np.zeros((8, 8, 3)), geom)
+
+
+@pytest.mark.parametrize("synthetic", [False, True])
+def test_report_files_carry_the_notices(tmp_path, synthetic):
+    label, unc, geom = _scene()
+    rows = lesion_table(label, unc, geom)
+    csv_path, json_path = write_lesion_report(tmp_path / "c.csv", tmp_path / "c.json", rows, "CASE",
+                                              synthetic=synthetic, meta={"model": "paper"})
+    lines = csv_path.read_text().splitlines()
+    comments = [line for line in lines if line.startswith("#")]
+    assert RESEARCH_NOTICE in comments[0]
+    assert (SYNTHETIC_NOTICE in " ".join(comments)) is synthetic
+    table = list(csv.DictReader(line for line in lines if not line.startswith("#")))
+    assert len(table) == 2 and float(table[0]["volume_ml"]) == pytest.approx(0.216)
+    doc = json.loads(json_path.read_text())
+    assert doc["research_use_only"] is True and doc["synthetic_training"] is synthetic
+    assert ("synthetic" in doc["notice"]) is synthetic and doc["num_lesions"] == 2
+    assert doc["lesions"][0]["longest_axial_diameter_mm"] == pytest.approx(math.sqrt(36.25))
+    assert doc["model"] == "paper"

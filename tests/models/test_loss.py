@@ -1,0 +1,49 @@
+"""The loss: CE(initial) + CE(final) with URIM, CE(logits) without, against a float64 re-computation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mpliver.models import create_model, loss_terms, segmentation_loss
+
+
+def _ce64(logits: torch.Tensor, target: torch.Tensor) -> float:
+    z = logits.detach().double()
+    logp = z - torch.logsumexp(z, dim=1, keepdim=True)
+    return float(-logp.gather(1, target[:, None]).mean())
+
+
+def test_urim_loss_is_the_sum_of_both_terms():
+    torch.manual_seed(0)
+    out = {"logits": torch.randn(2, 2, 8, 8), "initial": torch.randn(2, 2, 8, 8),
+           "confidence": torch.rand(2, 1, 2, 2)}
+    y = torch.randint(0, 2, (2, 8, 8))
+    expected = _ce64(out["logits"], y) + _ce64(out["initial"], y)
+    assert float(segmentation_loss(out, y)) == pytest.approx(expected, rel=1e-5)
+    assert set(loss_terms(out, y)) == {"final", "initial"}
+
+
+def test_plain_loss_and_bf16_logits():
+    torch.manual_seed(1)
+    out = {"logits": torch.randn(3, 2, 4, 4)}
+    y = torch.randint(0, 2, (3, 4, 4), dtype=torch.uint8)
+    assert float(segmentation_loss(out, y)) == pytest.approx(_ce64(out["logits"], y.long()), rel=1e-5)
+    low = segmentation_loss({"logits": out["logits"].bfloat16()}, y)
+    assert low.dtype == torch.float32
+
+
+@pytest.mark.parametrize("name", ["paper", "dlf", "mc_fcn"])
+def test_loss_on_model_outputs(name):
+    model = create_model(name, width=0.25, blocks=(1, 1, 1, 1))
+    out = model([torch.rand(1, 3, 64, 64) for _ in range(2)])
+    y = torch.randint(0, 2, (1, 64, 64))
+    expected = sum(_ce64(out[k], y) for k in ("logits", "initial") if k in out)
+    loss = segmentation_loss(out, y)
+    assert loss.requires_grad
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-5)
+
+
+def test_bad_target_is_refused():
+    with pytest.raises(ValueError, match="integer class map"):
+        segmentation_loss({"logits": torch.randn(1, 2, 4, 4)}, torch.rand(1, 4, 4))

@@ -1,0 +1,61 @@
+"""`nnunet2d`: nnU-Net's 8-stage 2D configuration, centre-slice input, padding to its geometry."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mpliver.models import create_model
+
+
+def _phases(size: int, batch: int = 1, n: int = 2) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return [torch.rand(batch, 3, size, size, generator=g) for _ in range(n)]
+
+
+def test_architecture_is_nnunets_2d_plan():
+    model = create_model("nnunet2d")
+    convs = [m for m in model.encoder.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs[::2]] == [32, 64, 128, 256, 512, 512, 512, 512]
+    assert len(convs) == 16  # two convs per stage
+    assert [c.stride for c in convs[::2]] == [(1, 1)] + [(2, 2)] * 7  # strided-conv downsampling
+    assert all(c.stride == (1, 1) and c.kernel_size == (3, 3) and c.bias is not None for c in convs[1::2])
+    assert convs[0].in_channels == 2  # one centre slice per phase
+    norms = [m for m in model.modules() if isinstance(m, nn.InstanceNorm2d)]
+    acts = [m for m in model.modules() if isinstance(m, nn.LeakyReLU)]
+    assert len(norms) == len(acts) == 16 + 14 and all(n.affine for n in norms)
+    assert all(a.negative_slope == 0.01 for a in acts)
+    ups = [m for m in model.modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert len(ups) == 7 and all(u.stride == (2, 2) and u.kernel_size == (2, 2) for u in ups)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+
+
+def test_only_the_centre_slice_of_each_phase_is_used():
+    model = create_model("nnunet2d", width=0.125).eval()
+    xs = _phases(64)
+    changed = [x.clone() for x in xs]
+    for x in changed:
+        x[:, 0] = torch.rand_like(x[:, 0])
+        x[:, 2] = 0
+    with torch.no_grad():
+        torch.testing.assert_close(model(xs)["logits"], model(changed)["logits"])
+        swapped = model([xs[1], xs[0]])["logits"]
+    assert not torch.allclose(swapped, model(xs)["logits"])  # the phases are distinct input channels
+
+
+def test_small_inputs_are_zero_padded_to_the_8_stage_geometry_and_cropped():
+    torch.manual_seed(0)
+    model = create_model("nnunet2d", width=0.125).eval()
+    xs = _phases(64, batch=2)
+    centre = torch.stack([xs[0][:, 1], xs[1][:, 1]], dim=1)
+    padded = F.pad(centre, (96, 96, 96, 96))  # 64 -> 256, centred: the smallest 8-stage input
+    shapes = []
+    hook = model.encoder.stages[-1].register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape)))
+    with torch.no_grad():
+        out = model(xs)["logits"]
+        ref = model.classifier(model.decoder(model.encoder(padded)))[..., 96:160, 96:160]
+    hook.remove()
+    assert out.shape == (2, 2, 64, 64)
+    torch.testing.assert_close(out, ref)
+    assert shapes[0][-2:] == (2, 2)  # bottleneck: 256 / 128
