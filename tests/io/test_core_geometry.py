@@ -48,3 +48,16 @@ def test_same_grid_tolerance():
 def test_singular_affine_refused():
     with pytest.raises(ValueError):
         Geometry(np.zeros((4, 4)), (2, 2, 2))
+
+
+def test_atomic_write_gives_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    from mpliver.io.atomic import write_text_atomic
+
+    write_text_atomic(tmp_path / "x.txt", "hi")
+    mode = stat.S_IMODE(os.stat(tmp_path / "x.txt").st_mode)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert mode == 0o666 & ~mask
