@@ -82,16 +82,20 @@ def test_recorded_motion_matches_the_shift_between_phases():
     config = PhantomConfig(
         shape=TINY.shape, spacing=TINY.spacing, motion_sd_mm=(6, 6, 8), motion_clip_mm=(12, 12, 16)
     )
-    for index, ttype in enumerate(("HEM", "HCC", "cyst", "FNH", "METS")):
+    errors, measured, true = [], [], []
+    for index, ttype in enumerate(("HEM", "HCC", "cyst", "FNH", "METS", "HEM")):
         c = generate_case(index, 21, ttype, config)
-        shifts = []
-        for value in (2, 1):  # tumour, then liver (both cut by nothing: lesions lie inside both grids)
+        for value in (2, 1):  # tumour (whole inside both grids), then liver (in-plane only: z may be cut)
             pv = np.argwhere(c.label == value).mean(axis=0)
             art = np.argwhere(c.art_label == value).mean(axis=0)
-            shifts.append(c.geometries["ART"].index_to_world(art) - c.geometries["PV"].index_to_world(pv))
-        tol = 0.3 * np.asarray(TINY.spacing)  # within a third of a voxel per axis
-        assert np.all(np.abs(shifts[0] - c.motion_mm) <= tol), (shifts[0], c.motion_mm)
-        assert np.all(np.abs(shifts[1][:2] - c.motion_mm[:2]) <= tol[:2]), (shifts[1], c.motion_mm)
+            shift = c.geometries["ART"].index_to_world(art) - c.geometries["PV"].index_to_world(pv)
+            axes = 3 if value == 2 else 2
+            errors.extend((np.abs(shift - c.motion_mm) / np.asarray(TINY.spacing))[:axes])
+            measured.extend(shift[:axes])
+            true.extend(c.motion_mm[:axes])
+    errors = np.asarray(errors)  # in voxels
+    assert errors.max() < 0.5 and errors.mean() < 0.2, errors
+    assert np.corrcoef(measured, true)[0, 1] > 0.97
 
 
 def test_motion_distribution_follows_spec():

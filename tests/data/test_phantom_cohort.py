@@ -204,3 +204,14 @@ def test_inspect_on_a_dataset_without_phase_labels(tmp_path, capsys):
     assert rows["A"]["phases"]["PV"]["delta_hu"] == pytest.approx(-50.0, abs=4.0)
     assert rows["B"]["phases"]["ART"] is None
     assert report["per_type"]["HCC"]["ART"]["delta_hu"] == pytest.approx(60.0, abs=4.0)
+
+
+def test_print_cohort_table(cohort):
+    from rich.console import Console
+
+    from mpliver.data.phantom.stats import print_cohort_table
+
+    console = Console(record=True, width=200)
+    summary = print_cohort_table(cohort, console=console)
+    text = console.export_text()
+    assert summary["all"]["cases"] == 5 and "noise SD PV" in text and "METS" in text

@@ -1,5 +1,5 @@
-"""The abdomen of one synthetic case: body wall, fat, spine, lungs, heart, spleen, kidneys, stomach, aorta,
-IVC, and a textured liver with portal and hepatic vein trees inside.
+"""The abdomen of one synthetic case: body wall, fat, spine, lungs, heart, spleen, kidneys, stomach, bowel
+loops, gallbladder, aorta, IVC, and a textured liver with portal and hepatic vein trees inside.
 
 Shapes are laid out on a canonical 360 × 360 × 190 mm abdomen (x to the patient's right, y anterior, z
 superior: RAS) and scaled to the configured field of view, with per-case jitter. `render_anatomy` evaluates
@@ -45,6 +45,9 @@ class Anatomy:
     spleen_texture: SmoothField
     organs: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # ellipsoids
     tubes: dict[str, Segment] = field(default_factory=dict)  # aorta, IVC, main portal vein
+    bowel: list[tuple[np.ndarray, np.ndarray, str]] = field(
+        default_factory=list
+    )  # loops: centre, semi, content
     portal_tree: list[Segment] = field(default_factory=list)
     hepatic_tree: list[Segment] = field(default_factory=list)
 
@@ -120,7 +123,13 @@ def sample_anatomy(rng: np.random.Generator, fov_mm, hu: dict[str, dict[str, flo
         "kidney_left": (W(j([-68.0, -52.0, -45.0])), S([27.0, 24.0, 52.0])),
         "kidney_right": (W(j([62.0, -55.0, -68.0])), S([26.0, 23.0, 50.0])),
         "stomach": (W(j([-52.0, 35.0, 35.0])), S([42.0, 33.0, 42.0]) * rng.uniform(0.8, 1.15)),
+        # Under the liver's inferior surface: a fluid-filled, cyst-like structure that is not liver.
+        "gallbladder": (W(j([42.0, 42.0, -48.0], 3.0)), S([15.0, 14.0, 30.0]) * rng.uniform(0.8, 1.15)),
     }
+    for _ in range(int(rng.integers(4, 8))):  # bowel loops in the lower abdomen
+        centre = [rng.uniform(-90.0, 90.0), rng.uniform(-10.0, 60.0), rng.uniform(-95.0, -35.0)]
+        semi = rng.uniform([12.0, 12.0, 15.0], [22.0, 20.0, 30.0])
+        anat.bowel.append((W(centre), S(semi), str(rng.choice(["air", "fluid", "mixed"], p=[0.3, 0.4, 0.3]))))
     r = float(np.mean(scale[:2]))
     aorta_xy = W([-15.0 + rng.normal(0, 3), -30.0, 0.0])
     ivc_xy = W([24.0 + rng.normal(0, 3), -24.0, 0.0])
@@ -230,6 +239,10 @@ def render_anatomy(grid: PointGrid, anat: Anatomy, phase: str) -> tuple[np.ndarr
         return T["fluid"] + air * (T["air"] - T["fluid"])
 
     P.paint(*box_e(c, inner), ell(c, inner), contents)
+    for c, s, content in anat.bowel:
+        P.paint(*box_e(c, s), ell(c, s), T["stomach_wall"])
+        fill = {"air": T["air"], "fluid": T["fluid"] + 15.0, "mixed": 0.5 * (T["air"] + T["fluid"])}[content]
+        P.paint(*box_e(c, s - 3.0), ell(c, s - 3.0), fill)
 
     # Liver: smooth union of two lobes, perturbed by a low-frequency field; textured parenchyma.
     (c1, s1), (c2, s2) = anat.liver_lobes
@@ -256,6 +269,8 @@ def render_anatomy(grid: PointGrid, anat: Anatomy, phase: str) -> tuple[np.ndarr
             )
 
     # Structures that displace the liver (not part of its label).
+    c, s = anat.organs["gallbladder"]
+    P.paint(*box_e(c, s), ell(c, s), T["fluid"], exclude_liver=True)
     for name, key in (("ivc", "ivc"), ("aorta", "aorta"), ("portal_trunk", "portal_vein")):
         a, b, ra, rb = anat.tubes[name]
         P.paint(*capsule_box(a, b, max(ra, rb) + 4.0), _tube(a, b, ra, rb, sp), T[key], exclude_liver=True)
