@@ -24,6 +24,7 @@ from mpliver.io.atomic import atomic_path
 
 FORMATS = ("onnx", "torchscript")
 TOLERANCE = 1e-4
+OPSET = 17
 
 
 class ExportError(MpliverError):
@@ -48,6 +49,21 @@ class ExportResult:
     max_abs_diff: float
     tolerance: float
     input_names: list[str]
+
+
+def _register_onnx_symbolics(opset: int) -> None:
+    """ONNX forms of ops the TorchScript-based exporter lacks: `addcdiv` (URIM's LC-Conv), a + v * t1 / t2."""
+    from torch.onnx import register_custom_op_symbolic, symbolic_helper
+
+    @symbolic_helper.parse_args("v", "v", "v", "f")
+    def addcdiv(g, base, t1, t2, value=1.0):
+        quotient = g.op("Div", t1, t2)
+        if value != 1.0:
+            scale = g.op("Constant", value_t=torch.tensor(value, dtype=torch.float32))
+            quotient = g.op("Mul", quotient, scale)
+        return g.op("Add", base, quotient)
+
+    register_custom_op_symbolic("aten::addcdiv", addcdiv, opset)
 
 
 def _require_onnx():
@@ -84,10 +100,11 @@ def export_model(model: Bundle | str | Path, fmt: str, out: str | Path, batch: i
                     traced = torch.jit.trace(net, inputs, check_trace=False)
                 traced.save(str(tmp))
             else:
+                _register_onnx_symbolics(OPSET)
                 torch.onnx.export(
                     net, inputs, str(tmp), input_names=names, output_names=["logits"],
                     dynamic_axes={**{n: {0: "batch"} for n in names}, "logits": {0: "batch"}},
-                    opset_version=17, dynamo=False)
+                    opset_version=OPSET, dynamo=False)
         except Exception as exc:
             reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             raise ExportError(f"{fmt} export failed ({type(exc).__name__}: {reason})", out) from None

@@ -308,10 +308,10 @@ def write_outputs(result: PredictionResult, out_dir: str | Path, dicom_seg: bool
     write_nifti(paths["uncertainty"], result.uncertainty.astype(np.float32), result.geometry, note)
     write_lesion_report(paths["lesions_csv"], paths["lesions_json"], result.lesions, result.case_id,
                         result.synthetic, {"spacing_mm": result.geometry.spacing.tolist(), **(meta or {})})
-    if dicom_seg:
+    # the label map after the others: with them, it marks a finished case for the batch mode's skip
+    write_nifti(paths["label"], result.label.astype(np.uint8), result.geometry, note)
+    if dicom_seg:  # last: a series that cannot take a SEG (e.g. no SOP Instance UIDs) keeps the NIfTI outputs
         write_dicom_seg(paths["dicom_seg"], result.label, result.pv_dicom, algorithm="mpliver",
                         series_description="mpliver research segmentation (not for clinical use)")
-    # the label map last: its presence marks a finished case for the batch mode's skip
-    write_nifti(paths["label"], result.label.astype(np.uint8), result.geometry, note)
     result.timings["writing"] = time.perf_counter() - start
     return paths
