@@ -1,0 +1,190 @@
+"""The newcomer's end-to-end run: synthetic cohort -> pre-processing -> liver model -> cross-validation of the
+full model and the single-phase model -> tables -> report -> bundle -> prediction of a held-out case.
+
+Every stage is the library function the corresponding command uses; the demo only chooses sizes that fit a
+2-core CPU (or uses the GPU when there is one) and prints what each stage produced.
+
+Folder:
+    OUT/cohort/               the synthetic dataset (SPEC §2 layout, previews/)
+    OUT/cohort.cache/         pre-processed slices (shared by every training run)
+    OUT/liver/                the stage-1 liver model (trained with fold 0 held out)
+    OUT/experiments/demo/     single_phase and paper cross-validations, the side-by-side tables, report/
+    OUT/model.mpliver         the bundle of fold 0's full model plus the liver model
+    OUT/predict/              the prediction of one fold-0 test case (never seen by either model)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mpliver.engine.experiments import REFERENCE, ExperimentSet, Row
+
+DEMO_SET = ExperimentSet(
+    "demo",
+    "Demo: single-phase (PV only) vs the full two-phase model (SAM + URIM)",
+    (
+        Row("single_phase", ("model.name=single_phase", "model.urim=false")),
+        Row(REFERENCE, ("model.name=paper",)),
+    ),
+    (("single_phase", REFERENCE),),
+)
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Sizes of the demo. The default fits 15 minutes on 2 CPU cores; `quick()` is the smoke version."""
+
+    cases: int = 40
+    folds: int = 3  # every fold runs, so every case is evaluated once (40 cases give 7 FNH; 48 give 8)
+    seed: int = 0
+    preset: str = "cpu-small"
+    overrides: tuple[str, ...] = ()
+    liver_overrides: tuple[str, ...] = ("optim.epochs=4", "data.slices_per_epoch=160")
+    phantom_shape: tuple[int, int, int] | None = None
+    phantom_spacing: tuple[float, float, float] | None = None
+
+    @classmethod
+    def quick(cls) -> DemoSettings:
+        """A sub-3-minute smoke run: tiny cohort, one short epoch per model, 64-pixel inputs."""
+        tiny = ("data.input_size=64", "optim.epochs=1", "data.slices_per_epoch=24", "data.val_max_slices=16",
+                "data.batch_size=8")
+        return cls(
+            cases=8,
+            folds=2,
+            overrides=tiny,
+            liver_overrides=tiny,
+            phantom_shape=(96, 96, 24),
+            phantom_spacing=(3.2, 3.2, 7.0),
+        )
+
+
+@dataclass
+class DemoResult:
+    out_dir: Path
+    seconds: dict[str, float] = field(default_factory=dict)
+    tables_md: Path | None = None
+    report: Path | None = None
+    bundle: Path | None = None
+    predicted_case: str | None = None
+    predicted_dice: float | None = None
+    fnh_dpc: dict[str, float | None] = field(default_factory=dict)
+
+
+def run_demo(out_dir: str | Path, settings: DemoSettings | None = None,
+             say: Callable[[str], None] | None = None) -> DemoResult:
+    """Run every stage into `out_dir`; finished stages of an earlier demo in the same folder are reused."""
+    from mpliver.data.phantom import PhantomConfig, write_cohort
+    from mpliver.engine import experiments
+    from mpliver.engine.bundle import bundle_from_runs
+    from mpliver.engine.config import load_config
+    from mpliver.engine.predict import predict, write_outputs
+    from mpliver.engine.report import write_report
+    from mpliver.engine.train import train
+    from mpliver.io.layout import Dataset
+
+    settings = settings or DemoSettings()
+    say = say or print
+    out = Path(out_dir)
+    result = DemoResult(out)
+    clock = time.perf_counter()
+
+    def stage(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        result.seconds[name] = round(now - clock, 1)
+        clock = now
+
+    # 1. the synthetic cohort
+    cohort = out / "cohort"
+    config = PhantomConfig()
+    if settings.phantom_shape:
+        config = dataclasses.replace(config, shape=settings.phantom_shape)
+    if settings.phantom_spacing:
+        config = dataclasses.replace(config, spacing=settings.phantom_spacing)
+    if _cohort_matches(cohort, settings, config):
+        say(f"[1/6] synthetic cohort: reusing {cohort}")
+    else:
+        say(f"[1/6] synthetic cohort: {settings.cases} cases, {settings.folds} stratified folds -> {cohort}")
+        write_cohort(cohort, settings.cases, seed=settings.seed, config=config, overwrite=True, previews=True,
+                     progress=True, num_folds=settings.folds)
+    stage("cohort")
+    dataset = Dataset(cohort)
+
+    # 2. the liver model (stage 1), fold 0 held out; its training pre-processes the cohort into the cache
+    liver_dir = out / "liver"
+    liver_config = load_config(settings.preset, ["train.task=liver", "model.name=liver_resunet",
+                                                 *settings.liver_overrides])
+    if (liver_dir / "done").exists():
+        say(f"[2/6] liver model: reusing {liver_dir}")
+    else:
+        say("[2/6] pre-processing and liver model (liver_resunet, fold 0 held out)")
+        train(liver_config, cohort, 0, liver_dir)
+        (liver_dir / "done").touch()
+    stage("liver")
+
+    # 3. cross-validation of the single-phase and the full model, every fold
+    say(f"[3/6] cross-validation ({settings.folds} folds, every case tested once): single_phase, then paper")
+    experiments.EXPERIMENT_SETS.setdefault(DEMO_SET.name, DEMO_SET)
+    exp = experiments.run_experiments(DEMO_SET.name, cohort, out / "experiments", preset=settings.preset,
+                                      overrides=list(settings.overrides), folds=settings.folds,
+                                      on_event=lambda msg: say(f"      {msg}"))
+    result.tables_md = exp.out_dir / "tables.md"
+    for name, res in exp.results.items():
+        fnh = res.by_type.get("FNH", {})
+        result.fnh_dpc[name] = fnh.get("dpc")
+    stage("crossval")
+
+    # 4. the report
+    say("[4/6] report: overlays, confidence maps, training curves, per-type bars")
+    result.report = write_report(exp.out_dir / REFERENCE)
+    write_report(exp.out_dir)
+    stage("report")
+
+    # 5. bundle fold 0's full model with the liver model
+    say("[5/6] model bundle (fold 0 full model + liver model)")
+    fold0 = exp.out_dir / REFERENCE / "fold_0"
+    result.bundle = bundle_from_runs(fold0, out / "model.mpliver", liver_run=liver_dir)
+    stage("bundle")
+
+    # 6. predict one case that neither model saw, from its NIfTI files, with the liver model's mask
+    case = dataset.folds()[0][0]
+    say(f"[6/6] predict {case} (a fold-0 test case) with the bundle -> {out / 'predict'}")
+    phases = {name: dataset.image_path(case, i) for i, name in enumerate(dataset.phases)}
+    prediction = predict(result.bundle, phases, case_id=case)
+    write_outputs(prediction, out / "predict")
+    result.predicted_case = case
+    result.predicted_dice = _tumor_dice(prediction.label, dataset, case)
+    stage("predict")
+    return result
+
+
+def _cohort_matches(cohort: Path, settings: DemoSettings, config: Any) -> bool:
+    """True when `cohort` holds the cohort these settings would write (same seed, size, folds, config)."""
+    import json
+
+    meta_path = cohort / "dataset.json"
+    if not meta_path.is_file():
+        return False
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError:
+        return False
+    synthetic = meta.get("synthetic") or {}
+    wanted = json.loads(json.dumps(config.to_dict()))  # tuples become lists, as in the stored block
+    return (synthetic.get("seed") == settings.seed and synthetic.get("num_cases") == settings.cases
+            and synthetic.get("num_folds") == settings.folds and synthetic.get("config") == wanted)
+
+
+def _tumor_dice(label_pred: Any, dataset: Any, case: str) -> float:
+    import numpy as np
+
+    from mpliver.evaluation.metrics import dice
+    from mpliver.io.nifti import read_nifti
+
+    ref, _ = read_nifti(dataset.label_path(case))
+    return float(dice(ref == 2, np.asarray(label_pred) == 2))
