@@ -159,3 +159,10 @@ def test_a_set_runs_each_row_once_and_skips_finished_rows(tmp_path_factory, caps
 def test_unknown_set_or_row_is_a_clear_error(tmp_path, capsys):
     assert main(["experiments", "tables", str(tmp_path), "--out", str(tmp_path / "exp")]) == 2
     assert "unknown experiment set 'tables'" in capsys.readouterr().err
+    args = ["experiments", "ablation", str(tmp_path), "--out", str(tmp_path / "exp"), "--only", "mc_fcn"]
+    assert main(args) == 2
+    assert "has no row 'mc_fcn'" in capsys.readouterr().err
+    # a row the models cannot build is refused before anything trains (blocks do not apply to a U-Net)
+    with pytest.raises(ConfigError, match="row 'add_unet'.*blocks"):
+        run_experiments("backbones", tmp_path, tmp_path / "exp", overrides=["model.blocks=[1,1,1,1]"])
+    assert not (tmp_path / "exp").exists()

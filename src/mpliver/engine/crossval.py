@@ -65,6 +65,7 @@ class CrossvalResult:
     summary: dict[str, Any] = field(default_factory=dict)
     by_type: dict[str, dict[str, Any]] = field(default_factory=dict)
     by_fold: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seconds: float | None = None  # wall time of the call that produced it
 
 
 def select_folds(available: Sequence[int], folds: int | Sequence[int] | None) -> list[int]:
@@ -193,6 +194,7 @@ def crossval(
 
     from mpliver.data.dataset import split_cases
 
+    call_started = time.time()
     result = CrossvalResult(run_dir=run_dir, method=method, folds=selected, model=config.model.name)
     test_cases: list[str] = []
     for fold in selected:
@@ -223,7 +225,7 @@ def crossval(
         result.trained.append(fold)
 
     say(f"evaluating {len(test_cases)} pooled test cases")
-    evaluate_run(result, dataset, sorted(test_cases))
+    evaluate_run(result, dataset, sorted(test_cases), started=call_started)
     return result
 
 
@@ -299,8 +301,10 @@ def _save_confidence(path: Path, cached, pred, choose) -> None:
         )
 
 
-def evaluate_run(result: CrossvalResult, dataset, test_cases: Sequence[str]) -> None:
-    """Evaluate the pooled predictions and write Tables 1 and 2, the per-fold table and crossval.json."""
+def evaluate_run(result: CrossvalResult, dataset, test_cases: Sequence[str],
+                 started: float | None = None) -> None:
+    """Evaluate the pooled predictions and write Tables 1 and 2, the per-fold table and crossval.json
+    (with the wall time since `started`)."""
     from mpliver.evaluation.aggregate import summarize, summarize_by_type
     from mpliver.evaluation.evaluate import evaluate_folders, read_per_case_csv
     from mpliver.evaluation.tables import table1_csv, table1_markdown, table2_csv, table2_markdown
@@ -315,6 +319,7 @@ def evaluate_run(result: CrossvalResult, dataset, test_cases: Sequence[str]) -> 
     records = read_per_case_csv(run_dir / EVALUATION / "per_case.csv")
     for r in records:
         r["fold"] = dataset.fold(r["case"])
+    result.seconds = None if started is None else round(time.time() - started, 1)
     result.records = records
     result.summary = summarize(records)
     result.by_type = summarize_by_type(records)
@@ -342,6 +347,7 @@ def evaluate_run(result: CrossvalResult, dataset, test_cases: Sequence[str]) -> 
             "by_type": result.by_type,
             "by_fold": result.by_fold,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "seconds": result.seconds,
         },
     )
 
@@ -366,4 +372,5 @@ def load_result(run_dir: str | Path) -> CrossvalResult:
         summary=info["summary"],
         by_type=info["by_type"],
         by_fold=info.get("by_fold", {}),
+        seconds=info.get("seconds"),
     )

@@ -159,12 +159,18 @@ def run_experiments(
     from mpliver.engine.run_info import write_run_info
     from mpliver.engine.train import resolve_device
     from mpliver.io.layout import Dataset
+    from mpliver.models import resolve_config
 
     exp = get_set(set_name)
     rows = list(exp.rows) if only is None else [exp.row(n) for n in only]
     say = on_event or (lambda _msg: None)
     set_dir = Path(out_dir) / exp.name
     configs = {row.name: load_config(preset, list(overrides) + list(row.overrides)) for row in rows}
+    for row_name, config in configs.items():  # refuse a row the models cannot build before any training
+        try:
+            resolve_config(config.model.name, **config.model.overrides)
+        except ConfigError as exc:
+            raise ConfigError(f"row '{row_name}' of set '{exp.name}': {exc}") from None
     selected = select_folds(list(Dataset(dataset_dir).folds()), folds)
     base = load_config(preset, list(overrides))
     write_run_info(
@@ -358,6 +364,7 @@ def write_tables(result: ExperimentResult) -> None:
             "rows": names,
             "ran": result.ran,
             "skipped": result.skipped,
+            "seconds": {n: res[n].seconds for n in names},
             "summaries": summaries,
             "comparisons": comparisons,
         },
