@@ -42,6 +42,7 @@ def _params(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+@pytest.mark.slow
 def test_resume_equals_uninterrupted(tmp_path):
     # augmentation draws from the global RNG: epoch 2's RNG must depend on (seed, epoch) only
     straight = _model()

@@ -91,6 +91,7 @@ class TrainConfig:
     tensorboard: bool = True
     find_unused_parameters: bool = False
     threads: int | None = None  # CPU threads of torch (None = torch's default: one per core)
+    fg_weight: float = 1.0  # weight of the foreground class in both CE terms; 1.0 = the paper's plain CE
 
 
 @dataclass
@@ -110,6 +111,7 @@ class Config:
             ("train.device", self.train.device in DEVICES, f"must be one of {', '.join(DEVICES)}"),
             ("train.best_metric", self.train.best_metric in BEST_METRICS, f"must be one of {BEST_METRICS}"),
             ("train.val_every", self.train.val_every >= 1, "must be >= 1"),
+            ("train.fg_weight", self.train.fg_weight > 0, "must be > 0"),
             ("optim.lr", self.optim.lr > 0, "must be > 0"),
             ("optim.epochs", self.optim.epochs >= 1, "must be >= 1"),
             ("optim.step_epochs", self.optim.step_epochs >= 1, "must be >= 1"),

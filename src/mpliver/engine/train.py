@@ -85,12 +85,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _worker_init(worker_id: int) -> None:
-    # torch seeds python/numpy/torch in each worker from the loader's generator; nothing else to do, but a
-    # named function keeps the loader picklable under the spawn start method.
-    del worker_id
-
-
 def make_optimizer(model: nn.Module, config: Config) -> tuple[torch.optim.Optimizer, Any]:
     """SGD with momentum and weight decay, and the StepLR schedule (stepped once per epoch)."""
     o = config.optim
@@ -289,7 +283,6 @@ def _loader(
         sampler=list(indices),
         num_workers=workers,
         generator=generator,
-        worker_init_fn=_worker_init if workers else None,
         pin_memory=device.type == "cuda",
         drop_last=False,
     )
