@@ -35,7 +35,9 @@ def test_bench_cli_prints_ratio_table_and_writes_json(tmp_path, capsys):
     for r in rows.values():
         assert r["params"] > 0 and len(r["train_times"]) == 1 and len(r["infer_times"]) == 1
         assert r["train_slices_per_s"] == pytest.approx(2 / r["train_step_s"])
+        # one round: the paired ratio is the ratio of the two medians
         assert r["infer_ratio"] == pytest.approx(r["infer_slices_per_s"] / rows["add"]["infer_slices_per_s"])
+        assert r["train_ratio"] == pytest.approx(rows["add"]["train_step_s"] / r["train_step_s"])
         # memory includes at least the float32 parameters; training also holds grads and activations
         assert r["infer_peak_mib"] * 2**20 > 4 * r["params"]
         assert r["train_peak_mib"] > r["infer_peak_mib"]

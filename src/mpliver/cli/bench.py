@@ -21,8 +21,8 @@ def print_table(result: dict[str, Any]) -> None:
     from rich.table import Table
 
     cfg = result["config"]
-    flags = (f"{result['device_name']} ({result['device']}), {cfg['size']}x{cfg['size']}, batch {cfg['batch']}, "
-             f"width {cfg['width']}, {cfg['dtype']}, compile={cfg['compile']}, "
+    flags = (f"{result['device_name']} ({result['device']}), {cfg['size']}x{cfg['size']}, "
+             f"batch {cfg['batch']}, width {cfg['width']}, {cfg['dtype']}, compile={cfg['compile']}, "
              f"channels_last={cfg['channels_last']}, {cfg['iters']} rounds")
     table = Table(title=f"mpliver bench: {flags}")
     for col in ("model", "params (M)", "train slices/s", "train / add", "infer slices/s", "infer / add",
@@ -35,7 +35,8 @@ def print_table(result: dict[str, Any]) -> None:
                       _fmt(r["infer_peak_mib"], ".0f"))
     console = Console(width=160)
     console.print(table)
-    console.print(f"memory: {result['memory_method']}; medians over rounds; ratios > 1 are faster than add")
+    console.print(f"memory: {result['memory_method']}; slices/s: medians over rounds; ratio: median of the "
+                  "per-round paired ratios, > 1 is faster than add")
 
 
 def register(app: typer.Typer) -> None:
@@ -44,8 +45,8 @@ def register(app: typer.Typer) -> None:
         models: str = typer.Option("paper,add,single_phase,nnunet2d", help="Comma-separated model names."),
         size: int = typer.Option(None, help="Slice size in px (default: 512 on a GPU, 128 on the CPU)."),
         batch: int = typer.Option(None, help="Slices per step (default: 16 on a GPU, 4 on the CPU)."),
-        width: float = typer.Option(None, help="Channel width multiplier (default: 1 on a GPU, 0.25 on the CPU)."),
-        dtype: str = typer.Option(None, help="bf16 or fp32 autocast (default: bf16 on a GPU, fp32 on the CPU)."),
+        width: float = typer.Option(None, help="Channel width (default: 1 on a GPU, 0.25 on the CPU)."),
+        dtype: str = typer.Option(None, help="bf16 or fp32 (default: bf16 on a GPU, fp32 on the CPU)."),
         device: str = typer.Option("auto", help="auto, cpu or cuda."),
         compile: bool = typer.Option(False, "--compile", help="torch.compile every model (inductor)."),
         channels_last: bool = typer.Option(False, "--channels-last", help="channels_last memory format."),

@@ -2,8 +2,9 @@
 
 Figures on a shared or noisy machine drift, so every model is timed in the same rounds: each round runs one
 training step of every model (in a rotated order), then one inference pass of every model, and the per-model
-median over rounds is reported together with its ratio to `add` (FLF-add). Ratios from one run compare like
-with like (same flags, same noise); absolute figures from different runs do not.
+median over rounds is reported together with its ratio to `add` (FLF-add): the median of the per-round
+ratios, so that both timings of a pair share the machine's state. Ratios from one run compare like with like
+(same flags, same noise); absolute figures from different runs do not.
 
 Memory: on CUDA, `torch.cuda.max_memory_allocated` over one step (after a reset). On the CPU there is no
 allocator statistic, so the peak is the largest total size of live tensor storages during one eager step,
@@ -23,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from mpliver.engine.run_info import environment, git_revision
@@ -106,7 +106,8 @@ class _Case:
         n = max(1, self.model.config.num_phases)
         g = torch.Generator().manual_seed(cfg.seed)
         shape = (cfg.batch, self.model.config.in_channels, cfg.size, cfg.size)
-        self.inputs = [torch.rand(shape, generator=g).to(device).contiguous(memory_format=fmt) for _ in range(n)]
+        self.inputs = [torch.rand(shape, generator=g).to(device).contiguous(memory_format=fmt)
+                       for _ in range(n)]
         self.target = (torch.rand(cfg.batch, cfg.size, cfg.size, generator=g) > 0.8).long().to(device)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=1e-4, momentum=0.9, weight_decay=1e-4)
         self.forward: Callable[..., dict[str, torch.Tensor]] = (
@@ -211,7 +212,7 @@ def peak_memory_mib(case: _Case, device: torch.device, dtype: str, mode: str) ->
 
 
 def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Measure every model of `cfg` in interleaved rounds; returns the JSON-ready result (see `write_json`)."""
+    """Measure every model of `cfg` in interleaved rounds; returns the JSON-ready result."""
     device = resolve_device(cfg.device)
     say = progress or (lambda _msg: None)
     torch.manual_seed(cfg.seed)
@@ -255,14 +256,17 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
 
 
 def _add_ratios(results: Sequence[ModelResult]) -> None:
+    """Ratio of each model's throughput to the reference's: the median over rounds of the paired ratio
+    t_ref / t_model, both timed in the same round, so that a slow spell of the machine cancels out."""
     ref = next((r for r in results if r.model == REFERENCE), None)
     if ref is None:
         return
     for r in results:
-        if r.train_slices_per_s and ref.train_slices_per_s:
-            r.train_ratio = r.train_slices_per_s / ref.train_slices_per_s
-        if r.infer_slices_per_s and ref.infer_slices_per_s:
-            r.infer_ratio = r.infer_slices_per_s / ref.infer_slices_per_s
+        for mode in ("train", "infer"):
+            ours, theirs = getattr(r, f"{mode}_times"), getattr(ref, f"{mode}_times")
+            if ours and len(ours) == len(theirs):
+                paired = [t / o for t, o in zip(theirs, ours, strict=True)]
+                setattr(r, f"{mode}_ratio", statistics.median(paired))
 
 
 def _device_name(device: torch.device) -> str:

@@ -104,7 +104,7 @@ def validate_config(cfg: ModelConfig) -> ModelConfig:
     if cfg.arch == "mw_unet" and cfg.backbone != "unet":
         raise bad("mw_unet is built on U-Net encoders: backbone must be 'unet'")
     if cfg.arch == "nnunet2d" and (cfg.backbone != "unet" or cfg.fusion != "ilf"):
-        raise bad("nnunet2d is a plain U-Net over the phases as input channels: backbone 'unet', fusion 'ilf'")
+        raise bad("nnunet2d is a plain U-Net over the phases as channels: backbone 'unet', fusion 'ilf'")
     if cfg.arch == "liver_resunet" and cfg.backbone != "unet":
         raise bad("liver_resunet is a residual U-Net: backbone must be 'unet'")
     if cfg.shared_encoder and (single_input or cfg.fusion == "ilf"):

@@ -9,7 +9,7 @@
 | single_phase | PV only, one stream | yes |
 | mc_fcn, mw_unet, pa_resseg | the comparison baselines | no (refused) |
 | liver_resunet | stage-1 liver model, PV only | no (refused) |
-| nnunet2d | nnU-Net-style plain 2D U-Net over the centre slices (speed reference for `bench`) | no (refused) |
+| nnunet2d | nnU-Net-style plain 2D U-Net over the centre slices (`bench` reference) | no (refused) |
 
 "Every feature-level variant keeps eq. 2 feedback and URIM unless told otherwise" (SPEC §3), so the fusion
 table compares rows that differ only in the aggregation; the ablation rows are `single_phase`, `add` and `sam`

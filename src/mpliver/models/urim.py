@@ -38,11 +38,31 @@ def box_sum(m: torch.Tensor, kernel_size: int = 3) -> torch.Tensor:
                         count_include_pad=True) * (kernel_size * kernel_size)
 
 
+def lc_denominator(m: torch.Tensor, kernel_size: int = 3) -> torch.Tensor:
+    """max(box-sum(M), floor) in at least float32: eq. 4's per-pixel normaliser (one channel)."""
+    m_acc = m.to(torch.promote_types(m.dtype, torch.float32))
+    return box_sum(m_acc, kernel_size).clamp_min(DENOM_FLOOR)
+
+
+def confidence_pyramid(m: torch.Tensor, num_layers: int, kernel_size: int = 3
+                       ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(M_i, box-sum(M_i)) for each LC-Conv layer i of a chain, M_{i+1} = max-pool3x3(M_i).
+
+    None of this depends on the features, so URIM computes it once, before the feature convolutions.
+    """
+    levels = []
+    for _ in range(num_layers):
+        levels.append((m, lc_denominator(m, kernel_size)))
+        m = F.max_pool2d(m, 3, stride=1, padding=1)  # the "max-value convolution"
+    return levels
+
+
 class LCConv(nn.Module):
     """Local-confidence convolution (eq. 4): y = conv(x * m) / box-sum(m) + b, then ReLU; m' = max-pool3x3(m).
 
     The denominator is the sum of M over the kernel window (one value per pixel, shared by all channels),
     clamped away from 0. Outside the image x and m count as 0 (zero padding), so borders are handled exactly.
+    Division and bias run as one `addcdiv` pass, then an in-place ReLU.
     """
 
     def __init__(self, in_channels: int, out_channels: int | None = None, kernel_size: int = 3,
@@ -56,14 +76,14 @@ class LCConv(nn.Module):
 
     def forward(self, x: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (B, C, h, w); m: (B, 1, h, w) in [0, 1]. Returns (y, m_next)."""
+        y = self.apply_with(x, m, lc_denominator(m, self.kernel_size))
+        return y, F.max_pool2d(m, 3, stride=1, padding=1)  # the "max-value convolution"
+
+    def apply_with(self, x: torch.Tensor, m: torch.Tensor, denom: torch.Tensor) -> torch.Tensor:
+        """Eq. 4 with a precomputed `lc_denominator(m)` (see `confidence_pyramid`)."""
         num = self.conv(x * m.to(x.dtype))  # m is small (one channel): cast it, never the features
-        m_acc = m.to(torch.promote_types(m.dtype, torch.float32))  # float32 at least (M is one channel)
-        denom = box_sum(m_acc, self.kernel_size).clamp_min(DENOM_FLOOR)
-        y = num / denom.to(num.dtype) + self.bias.to(num.dtype).view(1, -1, 1, 1)
-        if self.relu:
-            y = F.relu(y)
-        m_next = F.max_pool2d(m, 3, stride=1, padding=1)  # the "max-value convolution"
-        return y, m_next
+        y = torch.addcdiv(self.bias.to(num.dtype).view(1, -1, 1, 1), num, denom.to(num.dtype))
+        return F.relu(y, inplace=True) if self.relu else y
 
 
 class URIM(nn.Module):
@@ -80,7 +100,14 @@ class URIM(nn.Module):
             raise ValueError(f"URIM: features {tuple(features.shape)} and logits {tuple(logits.shape)} "
                              "must share the spatial size")
         confidence = confidence_map(logits)
-        x, m = features, confidence
-        for layer in self.layers:
-            x, m = layer(x, m)
+        kernels = {layer.kernel_size for layer in self.layers}
+        x = features
+        if len(kernels) == 1:  # the usual case: every mask level and denominator computed up front
+            levels = confidence_pyramid(confidence, len(self.layers), kernels.pop())
+            for layer, (m, denom) in zip(self.layers, levels, strict=True):
+                x = layer.apply_with(x, m, denom)
+        else:
+            m = confidence
+            for layer in self.layers:
+                x, m = layer(x, m)
         return self.classifier(torch.cat([x, features], dim=1)), confidence

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mpliver.models.fusion.base import aggregate, check_phase_features, phase_softmax
@@ -26,6 +27,13 @@ class SAM(nn.Module):
     The N mappings all read the same descriptors, so each branch is one conv with N * 16 outputs (rows
     [16p, 16p + 16) belong to phase p) and the final 3x3 convs are one grouped conv with N groups: the same
     maths as N separate mappings, in four kernel launches instead of 4N.
+
+    Two phases (the usual case) take a cheaper, equal route: softmax over two logits is sigmoid(w0_1 - w0_2),
+    and the difference of the two groups of `project` (which read disjoint inputs) is one dense conv with
+    weights [W_1, -W_2] and bias b_1 - b_2. That gives C output channels instead of 2C, no grouped conv (slow
+    in oneDNN's backward), no stacked (B, 2, C, H, W) weights, and eqs. 1-2 become
+    F_aggr = F_2 + w_1 (F_1 - F_2) and (F_p + F_aggr) / 2 = lerp(F_p, F_aggr, 1/2): three fused passes.
+    The parameters (and so checkpoints) are those of the grouped layout.
     """
 
     def __init__(self, channels: int, num_phases: int = 2, branch_channels: int = 16):
@@ -48,8 +56,8 @@ class SAM(nn.Module):
             parts += [f.mean(dim=1, keepdim=True), f.amax(dim=1, keepdim=True)]
         return torch.cat(parts, dim=1)
 
-    def response_maps(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
-        """w: (B, N, C, H, W), summing to 1 over N at every (b, c, h, w)."""
+    def mapping_outputs(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The four branches of every M(p), phase-major (B, 4 * N * 16, H, W): the input of `project`."""
         check_phase_features(features, self.num_phases)
         d = self.descriptors(features)
         b, _, h, w = d.shape
@@ -57,11 +65,40 @@ class SAM(nn.Module):
         glob = self.branch_global(d).mean(dim=(2, 3), keepdim=True).expand(-1, -1, h, w)
         branches = [glob, self.branch7(d), self.branch3(d), self.branch5(d)]
         # phase-major order (phase, branch, channel) so that group p of `project` sees only M(p)'s outputs
-        stacked = torch.stack([x.reshape(b, n, k, h, w) for x in branches], dim=2).reshape(b, 4 * n * k, h, w)
-        w0 = self.project(stacked).reshape(b, n, self.channels, h, w)
+        return torch.stack([x.reshape(b, n, k, h, w) for x in branches], dim=2).reshape(b, 4 * n * k, h, w)
+
+    def logit_difference(self, mapped: torch.Tensor) -> torch.Tensor:
+        """w0_1 - w0_2 (B, C, H, W) for two phases, as one dense conv (see the class docstring)."""
+        c = self.channels
+        weight, bias = self.project.weight, self.project.bias
+        if torch.is_autocast_enabled(mapped.device.type):  # cast first: no float32 copy of the weights
+            dtype = torch.get_autocast_dtype(mapped.device.type)
+            weight, bias = weight.to(dtype), bias.to(dtype)
+        return F.conv2d(mapped, torch.cat([weight[:c], -weight[c:]], dim=1), bias[:c] - bias[c:], padding=1)
+
+    def response_maps(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        """w: (B, N, C, H, W), summing to 1 over N at every (b, c, h, w)."""
+        mapped = self.mapping_outputs(features)
+        if self.num_phases == 2:
+            z = self.logit_difference(mapped)
+            with torch.autocast(device_type=z.device.type, enabled=False):
+                return torch.stack([torch.sigmoid(z), torch.sigmoid(-z)], dim=1)
+        b, _, h, w = mapped.shape
+        w0 = self.project(mapped).reshape(b, self.num_phases, self.channels, h, w)
         return phase_softmax(w0, dim=1)
 
     def forward(self, features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(F_aggr, [(F_p + F_aggr) / 2 for each phase])."""
-        w = self.response_maps(features)
-        return aggregate(features, w.unbind(dim=1))
+        if self.num_phases != 2:
+            return aggregate(features, self.response_maps(features).unbind(dim=1))
+        z = self.logit_difference(self.mapping_outputs(features))
+        return blend_two(features[0], features[1], z)
+
+
+def blend_two(f1: torch.Tensor, f2: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Eqs. 1-2 for two phases with w_1 = sigmoid(z), w_2 = 1 - w_1, in the features' dtype (no autocast
+    float32 copies): F_aggr = F_2 + w_1 (F_1 - F_2); modulated F_p = lerp(F_p, F_aggr, 1/2)."""
+    with torch.autocast(device_type=f1.device.type, enabled=False):
+        w1 = torch.sigmoid(z.to(f1.dtype))
+        aggr = torch.addcmul(f2, w1, f1 - f2)
+        return aggr, [torch.lerp(f1, aggr, 0.5), torch.lerp(f2, aggr, 0.5)]

@@ -1,0 +1,118 @@
+"""Same-run A/B of the SAM/URIM speed changes (issue 7): `paper` with the original eager SAM and URIM
+forward passes ("paper-before") vs the current ones ("paper"), `add` as the reference, interleaved by round.
+
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/sam_urim_ab.py [--size 128 --batch 4 --width 0.25]
+
+"paper-before" is the same module with the forward methods of the first implementation bound to its SAM,
+LC-Conv and URIM instances (identical parameters): grouped 2N-channel projection + softmax over the stacked
+(B, N, C, H, W) logits + eqs. 1-2 as separate multiplies and adds; LC-Conv's denominator recomputed per layer
+and division, bias and ReLU as three passes. Ratios are medians of per-round paired ratios to `add`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+import types
+
+import torch
+import torch.nn.functional as F
+
+from mpliver.models import SAM, URIM, LCConv, confidence_map, create_model, segmentation_loss
+from mpliver.models.fusion.base import aggregate, phase_softmax
+from mpliver.models.urim import DENOM_FLOOR, box_sum
+
+
+def sam_forward_before(self, features):
+    b, _, h, w = features[0].shape
+    mapped = self.mapping_outputs(features)
+    w0 = self.project(mapped).reshape(b, self.num_phases, self.channels, h, w)
+    return aggregate(features, phase_softmax(w0, dim=1).unbind(dim=1))
+
+
+def lcconv_forward_before(self, x, m):
+    num = self.conv(x * m.to(x.dtype))
+    m_acc = m.to(torch.promote_types(m.dtype, torch.float32))
+    denom = box_sum(m_acc, self.kernel_size).clamp_min(DENOM_FLOOR)
+    y = num / denom.to(num.dtype) + self.bias.to(num.dtype).view(1, -1, 1, 1)
+    if self.relu:
+        y = F.relu(y)
+    return y, F.max_pool2d(m, 3, stride=1, padding=1)
+
+
+def urim_forward_before(self, features, logits):
+    confidence = confidence_map(logits)
+    x, m = features, confidence
+    for layer in self.layers:
+        x, m = layer(x, m)
+    return self.classifier(torch.cat([x, features], dim=1)), confidence
+
+
+def as_before(model: torch.nn.Module) -> torch.nn.Module:
+    before = copy.deepcopy(model)
+    for mod in before.modules():
+        pairs = ((SAM, sam_forward_before), (LCConv, lcconv_forward_before), (URIM, urim_forward_before))
+        for cls, fn in pairs:
+            if isinstance(mod, cls):
+                mod.forward = types.MethodType(fn, mod)
+    return before
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--width", type=float, default=0.25)
+    ap.add_argument("--iters", type=int, default=7)
+    ap.add_argument("--bf16", action="store_true")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    paper = create_model("paper", width=args.width)
+    models = {"paper-before": as_before(paper), "paper": paper, "add": create_model("add", width=args.width)}
+    xs = [torch.rand(args.batch, 3, args.size, args.size) for _ in range(2)]
+    y = (torch.rand(args.batch, args.size, args.size) > 0.8).long()
+    opts = {n: torch.optim.SGD(m.parameters(), lr=1e-4, momentum=0.9) for n, m in models.items()}
+    amp = dict(device_type="cpu", dtype=torch.bfloat16, enabled=args.bf16)
+
+    def train(n):
+        models[n].train()
+        opts[n].zero_grad(set_to_none=True)
+        with torch.autocast(**amp):
+            out = models[n](xs)
+        segmentation_loss(out, y).backward()
+        opts[n].step()
+
+    def infer(n):
+        models[n].eval()
+        with torch.inference_mode(), torch.autocast(**amp):
+            models[n](xs)
+
+    times = {(n, k): [] for n in models for k in ("train", "infer")}
+    names = list(models)
+    for r in range(args.iters + 1):
+        order = names[r % 3:] + names[:r % 3]
+        for kind, fn in (("train", train), ("infer", infer)):
+            for n in order:
+                t = time.perf_counter()
+                fn(n)
+                if r:
+                    times[n, kind].append(time.perf_counter() - t)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.size}x{args.size}, batch "
+          f"{args.batch}, width {args.width}, {'bf16' if args.bf16 else 'fp32'}, {args.iters} rounds")
+    print("| model | train slices/s | train / add | infer slices/s | infer / add |\n|---|---|---|---|---|")
+    for n in names:
+        cells = []
+        for kind in ("train", "infer"):
+            ts, ref = times[n, kind], times["add", kind]
+            ratio = statistics.median(a / b for a, b in zip(ref, ts, strict=True))
+            cells += [f"{args.batch / statistics.median(ts):.2f}", f"{ratio:.2f}"]
+        print(f"| {n} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
