@@ -123,3 +123,30 @@ def test_bad_yaml_files(tmp_path):
 
 def test_defaults_are_the_paper_preset():
     assert Config().to_dict()["optim"] == load_config("paper").to_dict()["optim"]
+
+
+def test_liver_task_keeps_only_width_of_the_preset_model():
+    from mpliver.engine.config import load_task_config
+
+    cfg = load_task_config("cpu-small", "liver", ["optim.epochs=2"])
+    assert cfg.model.name == "liver_resunet"
+    assert cfg.model.overrides == {"width": 0.25}  # cpu-small's `blocks` describe the tumour network
+    assert cfg.train.task == "liver" and cfg.optim.epochs == 2
+    explicit = load_task_config("cpu-small", "liver", ["model.name=single_phase"])
+    assert explicit.model.name == "single_phase" and "blocks" in explicit.model.overrides
+    assert load_task_config("cpu-small", None).train.task == "tumor"
+
+
+def test_optimizer_choice():
+    import torch
+
+    from mpliver.engine.config import load_config
+    from mpliver.engine.train import make_optimizer
+
+    model = torch.nn.Linear(2, 2)
+    sgd, _ = make_optimizer(model, load_config("paper"))
+    adamw, _ = make_optimizer(model, load_config("paper", ["optim.name=adamw", "optim.lr=1e-3"]))
+    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["lr"] == 5e-4
+    assert isinstance(adamw, torch.optim.AdamW) and adamw.defaults["betas"][0] == 0.9
+    with pytest.raises(ConfigError, match="optim.name"):
+        load_config("paper", ["optim.name=rmsprop"])

@@ -60,7 +60,8 @@ def test_cli_resume_equals_uninterrupted_with_real_model_and_data(tiny_cohort, t
 
     run = tmp_path / "straight"
     config = yaml.safe_load((run / "config.yaml").read_text())
-    assert config["model"] == {"name": "paper", "width": 0.25} and config["data"]["input_size"] == 64
+    assert config["model"] == {"name": "paper", "width": 0.25, "blocks": [1, 1, 2, 1]}
+    assert config["data"]["input_size"] == 64
     info = json.loads((run / "run_info.json").read_text())
     fold = info["fold_info"]
     assert fold["fold"] == 0 and fold["test_cases"] == ["PHANTOM_0002"]  # fold 0 of the cohort's dataset.json
@@ -70,7 +71,7 @@ def test_cli_resume_equals_uninterrupted_with_real_model_and_data(tiny_cohort, t
     rows = list(csv.DictReader((run / "log.csv").open()))
     assert [r["epoch"] for r in rows] == ["1", "2"]
     # the cpu-small learning rate, divided by 10 after step_epochs=1
-    assert [float(r["lr"]) for r in rows] == pytest.approx([5e-2, 5e-3])
+    assert [float(r["lr"]) for r in rows] == pytest.approx([3e-3, 3e-4])
     assert (tiny_cohort.parent / "ds.cache" / "crop64-tumor-center" / "manifest.json").exists()
     assert "run folder" in capsys.readouterr().err
 

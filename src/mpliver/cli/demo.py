@@ -13,8 +13,8 @@ def register(app: typer.Typer) -> None:
     def demo(
         out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for everything the demo writes."),
         quick: bool = typer.Option(False, "--quick", help="A sub-3-minute smoke version."),
-        cases: int = typer.Option(None, "--cases", help="Number of synthetic cases (default 40; quick 8)."),
-        folds: int = typer.Option(None, "--folds", help="Folds, all run (default 3; quick 2)."),
+        cases: int = typer.Option(None, "--cases", help="Number of synthetic cases (default 48; quick 8)."),
+        folds: int = typer.Option(None, "--folds", help="Folds, all run (default 2; quick 2)."),
         seed: int = typer.Option(0, "--seed", help="Cohort and training seed."),
     ) -> None:
         """Synthetic cohort -> pre-processing -> liver model -> cross-validation of the full two-phase model

@@ -22,16 +22,6 @@ def parse_fold(text: str) -> int | None:
         raise ConfigError(f"--fold must be a fold number or 'none', got '{text}'") from None
 
 
-def task_overrides(task: str | None, overrides: list[str]) -> list[str]:
-    """`--task liver` selects the stage-1 liver model (`liver_resunet`) unless `model.name=` is given."""
-    if task is None:
-        return list(overrides)
-    extra = [f"train.task={task}"]
-    if task == "liver" and not any(o.strip().startswith("model.name=") for o in overrides):
-        extra.append("model.name=liver_resunet")
-    return extra + list(overrides)
-
-
 def register(app: typer.Typer) -> None:
     @app.command("train")
     def train(
@@ -54,11 +44,11 @@ def register(app: typer.Typer) -> None:
         """Train one model on one fold: SGD + step schedule, validation each epoch, best/last checkpoints."""
         from rich.console import Console
 
-        from mpliver.engine.config import load_config
+        from mpliver.engine.config import load_task_config
         from mpliver.engine.distributed import env_dist_info
         from mpliver.engine.train import train as run_training
 
-        config = load_config(preset, task_overrides(task, overrides or []))
+        config = load_task_config(preset, task, overrides or [])
         fold_number = parse_fold(fold)
         main = env_dist_info().is_main
         console = Console(stderr=True, quiet=not main)

@@ -24,6 +24,7 @@ from mpliver.errors import ConfigError
 from mpliver.io.atomic import write_text_atomic
 
 TASKS = ("tumor", "liver")
+OPTIMIZERS = ("sgd", "adamw")
 DEVICES = ("auto", "cpu", "cuda")
 BEST_METRICS = ("val_dice", "val_loss")
 
@@ -38,8 +39,10 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
-    """SGD with momentum and a step schedule; defaults: the paper's (lr 5e-4, /10 every 50 of 150 epochs)."""
+    """SGD with momentum and a step schedule; defaults: the paper's (lr 5e-4, /10 every 50 of 150 epochs).
+    `name: adamw` swaps in AdamW (beta1 = `momentum`) for short from-scratch runs."""
 
+    name: str = "sgd"
     lr: float = 5e-4
     momentum: float = 0.9
     weight_decay: float = 1e-4
@@ -112,6 +115,7 @@ class Config:
             ("train.best_metric", self.train.best_metric in BEST_METRICS, f"must be one of {BEST_METRICS}"),
             ("train.val_every", self.train.val_every >= 1, "must be >= 1"),
             ("train.fg_weight", self.train.fg_weight > 0, "must be > 0"),
+            ("optim.name", self.optim.name in OPTIMIZERS, f"must be one of {', '.join(OPTIMIZERS)}"),
             ("optim.lr", self.optim.lr > 0, "must be > 0"),
             ("optim.epochs", self.optim.epochs >= 1, "must be >= 1"),
             ("optim.step_epochs", self.optim.step_epochs >= 1, "must be >= 1"),
@@ -190,6 +194,27 @@ def load_config(preset: str | Path | None = "paper", overrides: typing.Sequence[
         config = config_from_dict(data, source=source)
         config.preset = str(preset)
     return apply_overrides(config, overrides).validate()
+
+
+# Model options of a preset that describe the tumour network's backbone and do not apply to `liver_resunet`.
+_LIVER_MODEL_KEYS = ("width",)
+
+
+def load_task_config(
+    preset: str | Path | None, task: str | None, overrides: typing.Sequence[str] = ()
+) -> Config:
+    """`load_config` for a task. For `task='liver'` without an explicit `model.name=`, the model becomes the
+    stage-1 `liver_resunet` and, of the preset's model options, only `width` carries over (a preset's
+    `blocks` or `backbone` describe the tumour network)."""
+    if task is None:
+        return load_config(preset, overrides)
+    explicit_model = any(o.strip().startswith("model.name=") for o in overrides)
+    if task != "liver" or explicit_model:
+        return load_config(preset, [f"train.task={task}", *overrides])
+    base = load_config(preset)
+    base.model = ModelConfig("liver_resunet", {k: v for k, v in base.model.overrides.items()
+                                               if k in _LIVER_MODEL_KEYS})
+    return apply_overrides(base, ["train.task=liver", *overrides]).validate()
 
 
 def config_from_dict(data: dict[str, Any], source: str = "config") -> Config:

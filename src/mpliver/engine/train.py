@@ -86,10 +86,16 @@ def seed_everything(seed: int) -> None:
 
 
 def make_optimizer(model: nn.Module, config: Config) -> tuple[torch.optim.Optimizer, Any]:
-    """SGD with momentum and weight decay, and the StepLR schedule (stepped once per epoch)."""
+    """The optimiser (the paper's SGD with momentum and weight decay, or AdamW) and the StepLR schedule
+    (stepped once per epoch)."""
     o = config.optim
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    if o.name == "adamw":  # for short from-scratch CPU runs; `momentum` is Adam's beta1
+        optimizer: torch.optim.Optimizer = torch.optim.AdamW(
+            params, lr=o.lr, betas=(o.momentum, 0.999), weight_decay=o.weight_decay
+        )
+    else:
+        optimizer = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=o.step_epochs, gamma=o.gamma)
     return optimizer, scheduler
 
