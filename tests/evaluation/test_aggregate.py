@@ -108,5 +108,6 @@ def test_paired_comparison_degenerate_cases():
     b = [{"case": "c0", "dice": float("nan")}, {"case": "c1", "dice": 61.0}, {"case": "zz", "dice": 1.0}]
     partial = paired_comparison(a, b)
     assert partial["n_pairs"] == 1 and partial["n_undefined"] == 1 and partial["mean_diff"] == 1.0
+    assert partial["n_only_a"] == 2 and partial["n_only_b"] == 1  # c2, c3 only in a; zz only in b
     none = paired_comparison(a, [])
     assert none["n_pairs"] == 0 and none["p_value"] is None and none["test"] == "none"

@@ -61,3 +61,14 @@ def test_atomic_write_gives_normal_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert mode == 0o666 & ~mask
+
+
+def test_read_geometry_refuses_4d_volumes(tmp_path):
+    import nibabel as nib
+
+    from mpliver.errors import InputError
+    from mpliver.io.nifti import read_geometry
+
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4, 2), np.float32), np.eye(4)), str(tmp_path / "four.nii.gz"))
+    with pytest.raises(InputError, match="four.nii.gz.*3-D"):
+        read_geometry(tmp_path / "four.nii.gz")

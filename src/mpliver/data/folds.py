@@ -1,4 +1,4 @@
-"""Type-stratified fold assignment, done once and stored in dataset.json so every experiment shares the split."""
+"""Type-stratified fold assignment, done once and stored in dataset.json, so every experiment shares it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from collections.abc import Mapping
 import numpy as np
 
 
-def stratified_folds(case_types: Mapping[str, str | None], num_folds: int = 5, seed: int = 0) -> dict[str, int]:
+def stratified_folds(
+    case_types: Mapping[str, str | None], num_folds: int = 5, seed: int = 0
+) -> dict[str, int]:
     """Assign each case a fold in [0, num_folds) so that every tumour type is spread evenly over folds.
 
     Cases are shuffled within each type (deterministically from `seed`) and dealt round-robin; the deal

@@ -298,9 +298,11 @@ def _truncate_log(path: Path, keep_epochs: int) -> None:
     """Drop log rows past the checkpoint (a run killed after logging an epoch it never saved)."""
     if not path.exists():
         return
+    from mpliver.io.atomic import atomic_path
+
     with path.open(newline="") as handle:
         rows = [r for r in csv.DictReader(handle) if int(r["epoch"]) <= keep_epochs]
-    with path.open("w", newline="") as handle:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:  # a kill here keeps the old log
         writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)

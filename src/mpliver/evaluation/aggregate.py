@@ -85,7 +85,8 @@ def paired_comparison(
 ) -> dict[str, Any]:
     """Compare method B with method A on the cases both evaluated, by the per-case value `key`.
 
-    Returns n_pairs, n_undefined (common cases where either value is undefined), mean_diff and sd_diff of
+    Returns n_pairs, n_undefined (common cases where either value is undefined), n_only_a / n_only_b (cases
+    only one method evaluated: never paired, but counted), mean_diff and sd_diff of
     B − A, p_wilcoxon (Wilcoxon signed-rank), p_ttest (paired t-test), and p_value/test: Wilcoxon's where it
     is defined, else the t-test's. All differences zero gives p = 1 for both; a constant non-zero shift makes
     the t-test degenerate (None) while Wilcoxon still answers.
@@ -102,6 +103,8 @@ def paired_comparison(
         "key": key,
         "n_pairs": int(diffs.size),
         "n_undefined": len(pairs) - len(defined),
+        "n_only_a": len(set(by_case_a) - set(by_case_b)),
+        "n_only_b": len(set(by_case_b) - set(by_case_a)),
         "mean_diff": float(diffs.mean()) if diffs.size else None,
         "sd_diff": float(diffs.std(ddof=1)) if diffs.size >= 2 else None,
         "p_wilcoxon": None,

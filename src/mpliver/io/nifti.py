@@ -49,7 +49,13 @@ def read_geometry(path: str | Path) -> Geometry:
         img = nib.load(str(path))
     except (OSError, EOFError, ValueError, nib.filebasedimages.ImageFileError) as exc:
         raise InputError(f"unreadable NIfTI header ({exc})", path) from None
-    return Geometry(img.affine, img.shape[:3])
+    shape = img.shape[:3] if len(img.shape) == 3 or (len(img.shape) == 4 and img.shape[3] == 1) else None
+    if shape is None:
+        raise InputError(f"expected a 3-D volume, got shape {img.shape}", path)
+    affine = img.affine
+    if affine is None or not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise InputError("missing or degenerate geometry (affine)", path)
+    return Geometry(affine, shape)
 
 
 def write_nifti(
