@@ -53,6 +53,14 @@ def test_sets_resolve_to_the_models_of_the_paper_tables():
         paper = _model_of("backbones", "paper" if bb == "resnext50" else f"paper_{bb}")
         assert (add.fusion, add.urim, add.backbone) == ("add", False, bb)
         assert (paper.fusion, paper.urim, paper.backbone) == ("sam", True, bb)
+    # every row builds under the cpu-small preset, whose `blocks` only apply to ResNeXt/ResNet stages
+    from mpliver.engine.config import load_config
+    from mpliver.models import resolve_config
+
+    for name, exp in EXPERIMENT_SETS.items():
+        for r in exp.rows:
+            cfg = load_config("cpu-small", list(r.overrides))
+            resolve_config(cfg.model.name, **cfg.model.overrides)
     for name, exp in EXPERIMENT_SETS.items():
         rows = {r.name for r in exp.rows}
         assert "paper" in rows and all(a in rows and b in rows for a, b in exp.pairs), name
@@ -162,7 +170,7 @@ def test_unknown_set_or_row_is_a_clear_error(tmp_path, capsys):
     args = ["experiments", "ablation", str(tmp_path), "--out", str(tmp_path / "exp"), "--only", "mc_fcn"]
     assert main(args) == 2
     assert "has no row 'mc_fcn'" in capsys.readouterr().err
-    # a row the models cannot build is refused before anything trains (blocks do not apply to a U-Net)
-    with pytest.raises(ConfigError, match="row 'add_unet'.*blocks"):
-        run_experiments("backbones", tmp_path, tmp_path / "exp", overrides=["model.blocks=[1,1,1,1]"])
+    # a row the models cannot build is refused before anything trains
+    with pytest.raises(ConfigError, match="row 'add_unet'.*width"):
+        run_experiments("backbones", tmp_path, tmp_path / "exp", overrides=["model.width=0"])
     assert not (tmp_path / "exp").exists()

@@ -55,9 +55,13 @@ class ExperimentSet:
 
 
 def _model(name: str, **options: Any) -> tuple[str, ...]:
-    return (f"model.name={name}",) + tuple(
+    out = (f"model.name={name}",) + tuple(
         f"model.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in options.items()
     )
+    if name == "mw_unet" or options.get("backbone") == "unet":
+        # a preset's `blocks` (e.g. cpu-small's) sizes the ResNeXt/ResNet stages; a U-Net encoder has none
+        out += ("model.blocks=null",)
+    return out
 
 
 def _vs_reference(rows: Sequence[Row]) -> tuple[tuple[str, str], ...]:
