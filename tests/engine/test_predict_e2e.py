@@ -33,15 +33,14 @@ TINY = ["data.input_size=64", "data.slices_per_epoch=8", "data.batch_size=4", "d
 def trained(tmp_path_factory):
     """A 5-case cohort, a tumour run and a liver run (one short epoch each), bundled by the CLI."""
     from mpliver.data.phantom import PhantomConfig, write_cohort
-    from mpliver.engine.config import load_config
+    from mpliver.engine.config import load_config, load_task_config
     from mpliver.engine.train import train
 
     root = tmp_path_factory.mktemp("e2e")
     config = PhantomConfig(shape=(64, 64, 16), spacing=(5.0, 5.0, 10.0))
     ds = write_cohort(root / "ds", 5, seed=1, config=config, previews=False, progress=False)
     train(load_config("cpu-small", TINY), ds, 0, root / "tumor")
-    liver = ["train.task=liver", "model.name=liver_resunet", "model.width=0.25"]
-    train(load_config("cpu-small", [*TINY, *liver]), ds, 0, root / "liver")
+    train(load_task_config("cpu-small", "liver", TINY), ds, 0, root / "liver")
     bundle = root / "model.mpliver"
     args = ["bundle", str(root / "tumor"), "--out", str(bundle), "--liver-run", str(root / "liver")]
     assert main(args) == 0
