@@ -57,7 +57,7 @@ def test_sets_resolve_to_the_models_of_the_paper_tables():
     from mpliver.engine.config import load_config
     from mpliver.models import resolve_config
 
-    for name, exp in EXPERIMENT_SETS.items():
+    for exp in EXPERIMENT_SETS.values():
         for r in exp.rows:
             cfg = load_config("cpu-small", list(r.overrides))
             resolve_config(cfg.model.name, **cfg.model.overrides)
