@@ -17,7 +17,7 @@ from mpliver.data.config import PreprocessConfig
 from mpliver.data.liver_mask import LiverMaskSource, check_liver_mask, mask_source_from_config
 from mpliver.data.orientation import slice_orientation
 from mpliver.data.registration import RigidTransform, register_phase
-from mpliver.data.slices import SliceMapping, crop_resize, full_box, liver_box, window
+from mpliver.data.slices import SliceMapping, crop_resize, full_box, liver_box, masked_stacks, window
 from mpliver.errors import InputError
 from mpliver.io.checks import check_finite
 from mpliver.io.layout import CaseVolumes
@@ -50,12 +50,7 @@ class PreparedCase:
 
     def stacks(self, masked: bool = True) -> np.ndarray:
         """(S, P, C, n, n) float32 input of every centre slice, each slice times its own liver mask."""
-        c = 2 * self.halo + 1
-        idx = np.arange(self.num_slices)[:, None] + np.arange(c)[None, :]    # (S, C)
-        x = self.images[:, idx].astype(np.float32)                           # (P, S, C, n, n)
-        if masked:
-            x = x * self.mask[idx][None].astype(np.float32)
-        return np.ascontiguousarray(np.moveaxis(x, 1, 0))
+        return masked_stacks(self.images, self.mask, self.halo, masked)
 
     def centre_label(self) -> np.ndarray | None:
         """(S, n, n) label of the centre slices (0 bg, 1 liver, 2 tumour)."""

@@ -41,6 +41,22 @@ def stack_25d(slices: np.ndarray, halo: int) -> np.ndarray:
     return np.moveaxis(win, -1, 1)
 
 
+def masked_stacks(images: np.ndarray, mask: np.ndarray, halo: int, masked: bool = True) -> np.ndarray:
+    """(S, P, C, n, n) float32 network input from stored (P, T, n, n) images and the (T, n, n) liver mask.
+
+    Stack s holds stored slices s .. s + 2*halo, each multiplied by its own liver mask (as the training
+    `SliceDataset` does); one function serves pre-processing, cross-validation and `predict`.
+    """
+    num_centres = images.shape[1] - 2 * halo
+    if num_centres < 1:
+        raise ValueError(f"{images.shape[1]} stored slices cannot hold a 2.5D stack with halo {halo}")
+    idx = np.arange(num_centres)[:, None] + np.arange(2 * halo + 1)[None, :]  # (S, C)
+    x = np.asarray(images, dtype=np.float32)[:, idx]  # (P, S, C, n, n)
+    if masked:
+        x = x * np.asarray(mask, dtype=np.float32)[idx][None]
+    return np.ascontiguousarray(np.moveaxis(x, 1, 0))
+
+
 @dataclass(frozen=True)
 class CropBox:
     """An in-plane box of the (H, W) plane: `start` may be negative and start + size may pass the edge."""

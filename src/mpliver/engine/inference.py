@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mpliver.data.slices import SliceMapping
+from mpliver.data.slices import SliceMapping, masked_stacks
 
 TUMOR = 2
 LIVER = 1
@@ -41,22 +41,6 @@ class CasePrediction:
     def tumor(self) -> np.ndarray:
         """Binary tumour mask on the PV grid (probability > 0.5, the two-class argmax)."""
         return self.probability > 0.5
-
-
-def case_stacks(images: np.ndarray, mask: np.ndarray, halo: int, masked: bool = True) -> np.ndarray:
-    """(S, P, C, n, n) float32 network input from cached (P, T, n, n) images and (T, n, n) liver mask.
-
-    Stack s holds stored slices s .. s + 2*halo, each multiplied by its own liver mask (as the training
-    `SliceDataset` does).
-    """
-    num_centres = images.shape[1] - 2 * halo
-    if num_centres < 1:
-        raise ValueError(f"{images.shape[1]} stored slices cannot hold a 2.5D stack with halo {halo}")
-    idx = np.arange(num_centres)[:, None] + np.arange(2 * halo + 1)[None, :]  # (S, C)
-    x = np.asarray(images, dtype=np.float32)[:, idx]  # (P, S, C, n, n)
-    if masked:
-        x = x * np.asarray(mask, dtype=np.float32)[idx][None]
-    return np.ascontiguousarray(np.moveaxis(x, 1, 0))
 
 
 @torch.no_grad()
@@ -103,7 +87,7 @@ def predict_case(
     amp: bool = False,
 ) -> CasePrediction:
     """Model output for one pre-processed case, with the tumour probability mapped back onto the PV grid."""
-    stacks = case_stacks(images, mask, halo)
+    stacks = masked_stacks(images, mask, halo)
     slices = predict_slices(model, stacks, batch_size, device, amp)
     probability = mapping.paste_back(slices.probability, mode="linear", fill=0.0).astype(np.float32)
     return CasePrediction(probability, slices)

@@ -27,7 +27,7 @@ import torch
 from mpliver.data.prepare import prepare_case
 from mpliver.data.registration import FILL_HU, RigidTransform, register_phase
 from mpliver.engine.bundle import Bundle, load_bundle
-from mpliver.engine.inference import case_stacks, label_map, predict_slices
+from mpliver.engine.inference import label_map, predict_slices
 from mpliver.errors import ConfigError, InputError
 from mpliver.evaluation.lesion_report import lesion_table, write_lesion_report
 from mpliver.io.checks import check_hu
@@ -259,7 +259,7 @@ def predict(
     case = CaseVolumes(case_id, on_pv, {name: pv_geom for name in on_pv})
     prepared = prepare_case(case, config, mask_source=_GivenMask(liver, liver_origin),
                             paths={k: v for k, v in sources.items() if v is not None})
-    stacks = case_stacks(prepared.images, prepared.mask, prepared.halo)
+    stacks = prepared.stacks()
 
     # ---- network --------------------------------------------------------------------------------------
     mark("network")
