@@ -146,6 +146,7 @@ class FromModel:
         try:
             for s in range(0, k, self.batch_size):
                 batch = torch.from_numpy(resized[idx[s:s + self.batch_size]]).to(self.device)
+                batch = batch.contiguous(memory_format=torch.channels_last)  # as fast or faster, any model
                 logits = self.module([batch] if self.sequence_input else batch)
                 if isinstance(logits, Mapping):  # models that return a dict of outputs
                     logits = logits.get("logits", next(iter(logits.values())))

@@ -61,6 +61,19 @@ class Bundle:
     mpliver_version: str = mpliver.__version__
     format_version: int = FORMAT_VERSION
     path: Path | None = None
+    _fast: dict[tuple[str, str], nn.Module] = field(default_factory=dict, repr=False, compare=False)
+
+    def inference_models(self, device: torch.device) -> tuple[nn.Module, nn.Module | None]:
+        """(tumour, liver or None) as `models.inference_model` copies on `device` (BN folded,
+        channels_last), made once per device and kept, so that a batch of studies pays for them once."""
+        from mpliver.models.inference import inference_model
+
+        key = str(device)
+        if (key, "tumor") not in self._fast:
+            self._fast[(key, "tumor")] = inference_model(self.tumor_model, device)
+            if self.liver is not None:
+                self._fast[(key, "liver")] = inference_model(self.liver.model, device)
+        return self._fast[(key, "tumor")], self._fast.get((key, "liver"))
 
     @property
     def synthetic(self) -> bool:

@@ -249,16 +249,19 @@ def predict_fold(
     ckpt_path = fold_dir(run_dir, fold) / config.train.checkpoint_dir / f"{checkpoint}.pt"
     if not ckpt_path.exists():  # a run without validation keeps last.pt only until it completes
         ckpt_path = ckpt_path.with_name("last.pt")
+    from mpliver.models.inference import inference_model
+
     model = build_model(config)
     model.load_state_dict(load_checkpoint(ckpt_path)["model"])
-    model.to(device)
+    model = inference_model(model.eval(), device)  # BN folded, channels_last: same outputs, faster
     for case in cases:
         cached_root = cache / "cases" / case
         if not (cached_root / "meta.json").exists():
             raise InputError(f"test case {case} is missing from the cache; pre-process again", cache)
         cached = CachedCase.open(cached_root)
         pred = predict_cached_case(
-            model, cached, batch_size=config.data.batch_size, device=device, amp=config.train.amp
+            model, cached, batch_size=config.data.batch_size, device=device, amp=config.train.amp,
+            channels_last=True,
         )
         label, geometry = read_nifti(dataset.label_path(case))
         if label.shape != pred.probability.shape:

@@ -50,10 +50,12 @@ def predict_slices(
     batch_size: int = 16,
     device: torch.device | str = "cpu",
     amp: bool = False,
+    channels_last: bool = False,
 ) -> SlicePrediction:
     """Tumour probability (softmax of the final logits, class 1) of every stack, in batches.
 
     `stacks` is (S, P, C, n, n); phases go in as a list (PV first). bf16 autocast on CUDA only, with `amp`.
+    `channels_last` hands the inputs over in that memory format (for a `models.inference_model` copy).
     """
     device = torch.device(device)
     was_training = model.training
@@ -63,8 +65,11 @@ def predict_slices(
     try:
         for start in range(0, len(stacks), max(1, batch_size)):
             batch = torch.from_numpy(np.ascontiguousarray(stacks[start : start + batch_size])).to(device)
+            phases = list(batch.unbind(1))
+            if channels_last:
+                phases = [x.contiguous(memory_format=torch.channels_last) for x in phases]
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-                out = model(list(batch.unbind(1)))
+                out = model(phases)
             probs.append(torch.softmax(out["logits"].float(), dim=1)[:, 1].cpu().numpy())
             if out.get("confidence") is not None:
                 confs.append(out["confidence"].float()[:, 0].cpu().numpy())
@@ -85,20 +90,22 @@ def predict_case(
     batch_size: int = 16,
     device: torch.device | str = "cpu",
     amp: bool = False,
+    channels_last: bool = False,
 ) -> CasePrediction:
     """Model output for one pre-processed case, with the tumour probability mapped back onto the PV grid."""
     stacks = masked_stacks(images, mask, halo)
-    slices = predict_slices(model, stacks, batch_size, device, amp)
+    slices = predict_slices(model, stacks, batch_size, device, amp, channels_last)
     probability = mapping.paste_back(slices.probability, mode="linear", fill=0.0).astype(np.float32)
     return CasePrediction(probability, slices)
 
 
 def predict_cached_case(
-    model: nn.Module, cached, batch_size: int = 16, device: torch.device | str = "cpu", amp: bool = False
+    model: nn.Module, cached, batch_size: int = 16, device: torch.device | str = "cpu", amp: bool = False,
+    channels_last: bool = False,
 ) -> CasePrediction:
     """`predict_case` for a `mpliver.data.cache.CachedCase`."""
     return predict_case(
-        model, cached.images, cached.mask, cached.halo, cached.mapping, batch_size, device, amp
+        model, cached.images, cached.mask, cached.halo, cached.mapping, batch_size, device, amp, channels_last
     )
 
 

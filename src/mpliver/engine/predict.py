@@ -154,7 +154,8 @@ def _network(model: torch.nn.Module, stacks: np.ndarray, batch_size: int, device
     total = None
     for dims in flips:
         x = np.flip(stacks, axis=dims) if dims else stacks
-        p = predict_slices(model, np.ascontiguousarray(x), batch_size, device, amp).probability
+        p = predict_slices(model, np.ascontiguousarray(x), batch_size, device, amp,
+                           channels_last=True).probability
         p = np.flip(p, axis=dims) if dims else p
         total = p if total is None else total + p
     return (total / len(flips)).astype(np.float32)
@@ -179,6 +180,7 @@ def predict(
     on the PV grid."""
     bundle = model if isinstance(model, Bundle) else load_bundle(model)
     dev = device if isinstance(device, torch.device) else resolve_device(str(device))
+    tumor_net, liver_net = bundle.inference_models(dev)  # BN folded, channels_last; cached on the bundle
     method = registration or bundle.preprocess.registration
     if method not in ("liver", "none"):
         raise ConfigError(f"registration at inference must be 'liver' or 'none', got '{method}'")
@@ -227,8 +229,7 @@ def predict(
         from mpliver.data.liver_mask import FromModel
 
         stage1 = bundle.liver
-        stage1.model.to(dev)
-        source = FromModel(stage1.model, stage1.input_size, stage1.window, stage1.context_slices,
+        source = FromModel(liver_net, stage1.input_size, stage1.window, stage1.context_slices,
                            bundle.preprocess.axial_axis, batch_size, dev, name="the bundle's liver model")
         liver = source(CaseVolumes(case_id, {"PV": pv}, {"PV": pv_geom}))
         liver_origin = source.origin(case_id)
@@ -263,10 +264,7 @@ def predict(
 
     # ---- network --------------------------------------------------------------------------------------
     mark("network")
-    net = bundle.tumor_model.to(dev)
-    if dev.type == "cuda":
-        net = net.to(memory_format=torch.channels_last)
-    prob_slices = _network(net, stacks, batch_size, dev, tta)
+    prob_slices = _network(tumor_net, stacks, batch_size, dev, tta)
 
     # ---- postprocess ----------------------------------------------------------------------------------
     mark("postprocess")

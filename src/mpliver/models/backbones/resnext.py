@@ -26,6 +26,8 @@ class Bottleneck(nn.Module):
     """torchvision's Bottleneck (stride on the 3x3 conv, "ResNet v1.5")."""
 
     expansion = 4
+    # forward applies bnN directly to convN's output: `models.inference.fuse_conv_bn` may fold them
+    CONV_BN_PAIRS = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
 
     def __init__(self, inplanes: int, planes: int, stride: int, groups: int, width_per_group: int,
                  downsample: nn.Module | None):
@@ -52,6 +54,8 @@ class Bottleneck(nn.Module):
 
 class ResNeXtEncoder(nn.Module):
     """B1 = conv 7x7/2, BN, ReLU, max-pool 3x3/2 (stride 4); B2-B5 = layer1..layer4 (strides 4, 8, 16, 32)."""
+
+    CONV_BN_PAIRS = (("conv1", "bn1"),)  # the stem: bn1(conv1(x)), see Bottleneck
 
     def __init__(self, variant: str = "resnext50", in_channels: int = 3, width: float = 1.0,
                  blocks: Sequence[int] | None = None):
