@@ -20,8 +20,18 @@ def test_paper_preset_has_the_papers_settings():
     assert cfg.train.task == "tumor"
 
 
+def test_default_preset_is_the_paper_on_256_px_liver_crops():
+    """SPEC §3: the default preset crops to the liver box and resizes to 256x256; all else is the paper's."""
+    default, paper = load_config("default").to_dict(), load_config("paper").to_dict()
+    assert default["data"]["input_size"] == 256 and default["data"]["crop_to_liver"] is True
+    for section in ("model", "optim", "train"):
+        assert default[section] == paper[section], section
+    other = {k: v for k, v in default["data"].items() if k not in ("input_size", "crop_to_liver")}
+    assert other == {k: v for k, v in paper["data"].items() if k not in ("input_size", "crop_to_liver")}
+
+
 def test_presets_listed_and_cpu_small_is_small():
-    assert {"paper", "cpu-small"} <= set(list_presets())
+    assert {"paper", "cpu-small", "default"} <= set(list_presets())
     small = load_config("cpu-small")
     assert small.model.overrides["width"] < 1
     assert small.data.input_size <= 128

@@ -1,0 +1,96 @@
+"""Wall time of `mpliver predict` on one 512x512x100 study, stage by stage (issue 7's CPU target: < 60 s).
+
+    .venv/bin/python benchmarks/predict_time.py [--preset default] [--liver file|model] [--tumor-bias B]
+
+The study is a synthetic case at the paper's in-plane grid (512x512, 0.7 mm) with 100 slices of 2.5 mm,
+written once under `--work` as NIfTI. The bundle holds untrained networks of the preset's full-width model
+(and an untrained `liver_resunet` with `--liver model`), which cost the same as trained ones. An untrained
+network outputs p ~ 0.5 everywhere, which makes thousands of speckle "lesions" and so overstates the
+post-processing; `--tumor-bias B` adds B to the tumour logit of the final layer (B = -2 gives a handful of
+lesions, as a trained model does). Prints the per-stage seconds and the total, including writing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def study(work: Path) -> dict[str, Path]:
+    """Write (once) the PV, ART and label NIfTI files of a 512x512x100 HCC phantom case."""
+    from mpliver.data.phantom import PhantomConfig, generate_case
+    from mpliver.io.nifti import write_nifti
+
+    paths = {k: work / f"STUDY_{k}.nii.gz" for k in ("PV", "ART", "label")}
+    if all(p.exists() for p in paths.values()):
+        return paths
+    work.mkdir(parents=True, exist_ok=True)
+    config = PhantomConfig(shape=(512, 512, 100), spacing=(0.7, 0.7, 2.5))
+    case = generate_case(0, 7, "HCC", config)
+    write_nifti(paths["PV"], case.phases["PV"].astype(np.int16), case.geometries["PV"])
+    write_nifti(paths["ART"], case.phases["ART"].astype(np.int16), case.geometries["ART"])
+    write_nifti(paths["label"], case.label, case.geometries["PV"])
+    return paths
+
+
+def bundle(path: Path, preset: str, liver: bool, tumor_bias: float) -> Path:
+    """An untrained bundle of `preset`'s model and pre-processing (and liver model)."""
+    from mpliver.data.config import PreprocessConfig
+    from mpliver.engine.bundle import LiverStage, save_bundle
+    from mpliver.engine.config import load_config, load_task_config
+    from mpliver.models import create_model
+
+    cfg = load_config(preset)
+    torch.manual_seed(0)
+    model = create_model(cfg.model.name, **cfg.model.overrides).eval()
+    if tumor_bias:  # the last two-class conv is the final classifier (URIM's, or the network's)
+        bias = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.out_channels == 2][-1].bias
+        with torch.no_grad():
+            bias[1] += tumor_bias
+    stage = None
+    if liver:
+        lcfg = load_task_config(preset, "liver")
+        stage = LiverStage(create_model(lcfg.model.name, **lcfg.model.overrides).eval(), lcfg.data.input_size)
+    pre = PreprocessConfig(input_size=cfg.data.input_size, crop=cfg.data.crop_to_liver, registration="liver",
+                           liver_mask_source="model" if liver else "file",
+                           liver_mask_pattern=None if liver else "(given to predict)")
+    return save_bundle(path, model, ["PV", "ART"], pre, {"synthetic": True}, stage)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="default")
+    ap.add_argument("--liver", choices=("file", "model"), default="file")
+    ap.add_argument("--tumor-bias", type=float, default=0.0)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/mpliver_predict_time"))
+    ap.add_argument("--json", type=Path, default=None, help="also write the timings here")
+    args = ap.parse_args()
+
+    from mpliver.engine.predict import predict, write_outputs
+
+    files = study(args.work)
+    bpath = bundle(args.work / f"{args.preset}_{args.liver}.mpliver", args.preset, args.liver == "model",
+                   args.tumor_bias)
+    start = time.perf_counter()
+    result = predict(bpath, {"PV": files["PV"], "ART": files["ART"]}, case_id="STUDY", device=args.device,
+                     batch_size=args.batch_size, liver_mask=files["label"] if args.liver == "file" else None)
+    write_outputs(result, args.work / "out")
+    total = time.perf_counter() - start
+    row = {k: round(v, 2) for k, v in result.timings.items()}
+    report = {"preset": args.preset, "liver": args.liver, "tumor_bias": args.tumor_bias, "device": args.device,
+              "threads": torch.get_num_threads(), "shape": list(result.label.shape),
+              "lesions": len(result.lesions), "timings_s": row, "total_s": round(total, 2)}
+    print(json.dumps(report))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
