@@ -2,11 +2,14 @@
 forward passes ("paper-before") vs the current ones ("paper"), `add` as the reference, interleaved by round.
 
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/sam_urim_ab.py [--size 128 --batch 4 --width 0.25]
+    python benchmarks/sam_urim_ab.py --device cuda --size 512 --batch 16 --width 1 --bf16 --fused   # GPU
 
 "paper-before" is the same module with the forward methods of the first implementation bound to its SAM,
 LC-Conv and URIM instances (identical parameters): grouped 2N-channel projection + softmax over the stacked
 (B, N, C, H, W) logits + eqs. 1-2 as separate multiplies and adds; LC-Conv's denominator recomputed per layer
-and division, bias and ReLU as three passes. Ratios are medians of per-round paired ratios to `add`.
+and division, bias and ReLU as three passes. With `--fused`, "paper-fused" is `paper` with SAM's elementwise
+chains compiled into fused kernels (`set_fused_sam("always")`; compiled during the untimed first round).
+Ratios are medians of per-round paired ratios to `add`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import torch.nn.functional as F
 
 from mpliver.models import SAM, URIM, LCConv, confidence_map, create_model, segmentation_loss
 from mpliver.models.fusion.base import aggregate, phase_softmax
+from mpliver.models.fusion.sam import set_fused_sam
 from mpliver.models.urim import DENOM_FLOOR, box_sum
 
 
@@ -68,41 +72,56 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=7)
     ap.add_argument("--bf16", action="store_true")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--fused", action="store_true", help="add 'paper-fused' (SAM's elementwise work compiled)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
     torch.manual_seed(0)
-    paper = create_model("paper", width=args.width)
-    models = {"paper-before": as_before(paper), "paper": paper, "add": create_model("add", width=args.width)}
-    xs = [torch.rand(args.batch, 3, args.size, args.size) for _ in range(2)]
-    y = (torch.rand(args.batch, args.size, args.size) > 0.8).long()
+    paper = create_model("paper", width=args.width).to(dev)
+    models = {"paper-before": as_before(paper), "paper": paper}
+    if args.fused:
+        models["paper-fused"] = copy.deepcopy(paper)
+    models["add"] = create_model("add", width=args.width).to(dev)
+    xs = [torch.rand(args.batch, 3, args.size, args.size, device=dev) for _ in range(2)]
+    y = (torch.rand(args.batch, args.size, args.size, device=dev) > 0.8).long()
     opts = {n: torch.optim.SGD(m.parameters(), lr=1e-4, momentum=0.9) for n, m in models.items()}
-    amp = dict(device_type="cpu", dtype=torch.bfloat16, enabled=args.bf16)
+    amp = dict(device_type=dev.type, dtype=torch.bfloat16, enabled=args.bf16)
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
 
     def train(n):
+        set_fused_sam("always" if n == "paper-fused" else "off")
         models[n].train()
         opts[n].zero_grad(set_to_none=True)
         with torch.autocast(**amp):
             out = models[n](xs)
         segmentation_loss(out, y).backward()
         opts[n].step()
+        sync()
 
     def infer(n):
+        set_fused_sam("always" if n == "paper-fused" else "off")
         models[n].eval()
         with torch.inference_mode(), torch.autocast(**amp):
             models[n](xs)
+        sync()
 
     times = {(n, k): [] for n in models for k in ("train", "infer")}
     names = list(models)
     for r in range(args.iters + 1):
-        order = names[r % 3:] + names[:r % 3]
+        order = names[r % len(names):] + names[:r % len(names)]
         for kind, fn in (("train", train), ("infer", infer)):
             for n in order:
                 t = time.perf_counter()
                 fn(n)
                 if r:
                     times[n, kind].append(time.perf_counter() - t)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.size}x{args.size}, batch "
+    where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{torch.get_num_threads()} threads"
+    print(f"torch {torch.__version__}, {where}, {args.size}x{args.size}, batch "
           f"{args.batch}, width {args.width}, {'bf16' if args.bf16 else 'fp32'}, {args.iters} rounds")
     print("| model | train slices/s | train / add | infer slices/s | infer / add |\n|---|---|---|---|---|")
     for n in names:

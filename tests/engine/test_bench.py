@@ -61,5 +61,7 @@ def test_bad_options_are_config_errors(capsys):
         BenchConfig(size=50)
     with pytest.raises(ConfigError, match="dtype"):
         BenchConfig(dtype="fp16")
+    with pytest.raises(ConfigError, match="compile mode"):
+        BenchConfig(compile_mode="fastest")
     assert main(["bench", "--device", "cpu", "--models", "nope", "--size", "64", "--batch", "1"]) == 2
     assert "unknown model 'nope'" in capsys.readouterr().err

@@ -22,7 +22,9 @@ def print_table(result: dict[str, Any]) -> None:
 
     cfg = result["config"]
     flags = (f"{result['device_name']} ({result['device']}), {cfg['size']}x{cfg['size']}, "
-             f"batch {cfg['batch']}, width {cfg['width']}, {cfg['dtype']}, compile={cfg['compile']}, "
+             f"batch {cfg['batch']}, width {cfg['width']}, {cfg['dtype']}, compile={cfg['compile']}"
+             f"{'' if cfg.get('compile_mode', 'default') == 'default' else '/' + cfg['compile_mode']}, "
+             f"fused_sam={cfg.get('fused_sam', False)}, "
              f"channels_last={cfg['channels_last']}, {cfg['iters']} rounds")
     table = Table(title=f"mpliver bench: {flags}")
     for col in ("model", "params (M)", "train slices/s", "train / add", "infer slices/s", "infer / add",
@@ -49,6 +51,10 @@ def register(app: typer.Typer) -> None:
         dtype: str = typer.Option(None, help="bf16 or fp32 (default: bf16 on a GPU, fp32 on the CPU)."),
         device: str = typer.Option("auto", help="auto, cpu or cuda."),
         compile: bool = typer.Option(False, "--compile", help="torch.compile every model (inductor)."),
+        compile_mode: str = typer.Option("default", help="torch.compile mode: default, reduce-overhead (CUDA "
+                                         "graphs), max-autotune, max-autotune-no-cudagraphs."),
+        fused_sam: bool = typer.Option(False, "--fused-sam", help="Eager models with SAM's elementwise work "
+                                       "compiled into fused kernels (regional torch.compile)."),
         channels_last: bool = typer.Option(False, "--channels-last", help="channels_last memory format."),
         iters: int = typer.Option(5, help="Timed rounds (medians are reported)."),
         warmup: int = typer.Option(2, help="Untimed warm-up rounds (compilation happens here)."),
@@ -70,7 +76,8 @@ def register(app: typer.Typer) -> None:
         given = {"size": size, "batch": batch, "width": width, "dtype": dtype}
         chosen = {k: defaults[k] if v is None else v for k, v in given.items()}
         cfg = BenchConfig(models=tuple(m.strip() for m in models.split(",") if m.strip()), device=str(dev),
-                          compile=compile, channels_last=channels_last, iters=iters, warmup=warmup,
+                          compile=compile, compile_mode=compile_mode, fused_sam=fused_sam,
+                          channels_last=channels_last, iters=iters, warmup=warmup,
                           train=train, infer=infer, memory=memory, **chosen)
         from rich.console import Console
 

@@ -34,6 +34,8 @@ from mpliver.models import create_model, segmentation_loss
 DEFAULT_MODELS = ("paper", "add", "single_phase", "nnunet2d")
 REFERENCE = "add"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+# torch.compile modes; "reduce-overhead" adds CUDA graphs (fewer launches), "max-autotune" also tunes kernels
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ class BenchConfig:
     device: str = "auto"
     dtype: str = "fp32"
     compile: bool = False
+    compile_mode: str = "default"
+    fused_sam: bool = False
     channels_last: bool = False
     iters: int = 5
     warmup: int = 2
@@ -66,6 +70,8 @@ class BenchConfig:
             raise ConfigError("bench: no models given")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"bench: device must be auto, cpu or cuda, got {self.device!r}")
+        if self.compile_mode not in COMPILE_MODES:
+            raise ConfigError(f"bench: compile mode must be one of {COMPILE_MODES}, got {self.compile_mode!r}")
 
 
 @dataclass
@@ -111,7 +117,8 @@ class _Case:
         self.target = (torch.rand(cfg.batch, cfg.size, cfg.size, generator=g) > 0.8).long().to(device)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=1e-4, momentum=0.9, weight_decay=1e-4)
         self.forward: Callable[..., dict[str, torch.Tensor]] = (
-            torch.compile(self.model) if cfg.compile else self.model)
+            torch.compile(self.model, mode=None if cfg.compile_mode == "default" else cfg.compile_mode)
+            if cfg.compile else self.model)
         self.params = sum(p.numel() for p in self.model.parameters())
 
 
@@ -213,9 +220,19 @@ def peak_memory_mib(case: _Case, device: torch.device, dtype: str, mode: str) ->
 
 def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Measure every model of `cfg` in interleaved rounds; returns the JSON-ready result."""
+    from mpliver.models.fusion.sam import set_fused_sam
+
     device = resolve_device(cfg.device)
     say = progress or (lambda _msg: None)
     torch.manual_seed(cfg.seed)
+    set_fused_sam("always" if cfg.fused_sam else "off")
+    try:
+        return _run(cfg, device, say)
+    finally:
+        set_fused_sam("off")
+
+
+def _run(cfg: BenchConfig, device: torch.device, say: Callable[[str], None]) -> dict[str, Any]:
     cases = [_Case(name, cfg, device) for name in cfg.models]
     results = {c.name: ModelResult(c.name, c.params) for c in cases}
     modes = [m for m, on in (("train", cfg.train), ("infer", cfg.infer)) if on]

@@ -6,7 +6,7 @@ F_aggr = sum_p w_p * F_p (eq. 1) and the modulated stream features (F_p + F_aggr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -51,10 +51,7 @@ class SAM(nn.Module):
     @staticmethod
     def descriptors(features: Sequence[torch.Tensor]) -> torch.Tensor:
         """(B, 2N, H, W): [mean_c F_1, max_c F_1, mean_c F_2, max_c F_2, ...]."""
-        parts = []
-        for f in features:
-            parts += [f.mean(dim=1, keepdim=True), f.amax(dim=1, keepdim=True)]
-        return torch.cat(parts, dim=1)
+        return _maybe_fused(channel_descriptors, features[0])(list(features))
 
     def mapping_outputs(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
         """The four branches of every M(p), phase-major (B, 4 * N * 16, H, W): the input of `project`."""
@@ -92,7 +89,44 @@ class SAM(nn.Module):
         if self.num_phases != 2:
             return aggregate(features, self.response_maps(features).unbind(dim=1))
         z = self.logit_difference(self.mapping_outputs(features))
-        return blend_two(features[0], features[1], z)
+        return _maybe_fused(blend_two, z)(features[0], features[1], z)
+
+
+def channel_descriptors(features: list[torch.Tensor]) -> torch.Tensor:
+    """Channel-wise mean and max of every phase, concatenated (see `SAM.descriptors`)."""
+    parts = []
+    for f in features:
+        parts += [f.mean(dim=1, keepdim=True), f.amax(dim=1, keepdim=True)]
+    return torch.cat(parts, dim=1)
+
+
+# ---- optional fused kernels ------------------------------------------------------------------------------
+# SAM's elementwise work (channel statistics; sigmoid and eqs. 1-2) is a chain of memory-bound passes over
+# feature-sized tensors. `set_fused_sam("cuda")` runs those two functions through torch.compile (inductor),
+# which makes each one fused kernel forward and one backward while the rest of the network stays eager: the
+# same maths (tests/models/test_fusion.py checks it against the eager functions). "off" (the default) keeps
+# everything eager, "always" also fuses on the CPU (needs a C compiler; used by the tests).
+_FUSED_MODES = ("off", "cuda", "always")
+_fused_mode = "off"
+_compiled: dict[Callable, Callable] = {}
+
+
+def set_fused_sam(mode: str) -> None:
+    """Where SAM's elementwise chains run as compiled fused kernels: 'off', 'cuda' or 'always'."""
+    global _fused_mode
+    if mode not in _FUSED_MODES:
+        raise ValueError(f"fused SAM mode must be one of {_FUSED_MODES}, got {mode!r}")
+    _fused_mode = mode
+
+
+def _maybe_fused(fn: Callable, probe: torch.Tensor) -> Callable:
+    if _fused_mode == "off" or (_fused_mode == "cuda" and probe.device.type != "cuda"):
+        return fn
+    if torch.compiler.is_compiling():  # inside a whole-model torch.compile: let it fuse
+        return fn
+    if fn not in _compiled:
+        _compiled[fn] = torch.compile(fn, dynamic=True, fullgraph=True)
+    return _compiled[fn]
 
 
 def blend_two(f1: torch.Tensor, f2: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
