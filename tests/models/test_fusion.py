@@ -74,6 +74,27 @@ def test_sam_matches_per_phase_mappings_in_float64(num_phases):
     assert (aggr >= stacked.amin(0) - 1e-12).all() and (aggr <= stacked.amax(0) + 1e-12).all()
 
 
+@pytest.mark.parametrize("hw", [(6, 7), (3, 3), (2, 5), (1, 1), (4, 1)])
+def test_two_phase_logits_equal_the_projection_of_all_four_branches(hw):
+    """The cheap route (global branch on a 3x3 constant map) equals the 3x3 projection of the stacked
+    [global, 7x7, 3x3, 5x5] outputs, borders included, in float64; gradients too."""
+    torch.manual_seed(sum(hw))
+    sam = SAM(5, 2).double()
+    with torch.no_grad():
+        _randomise_bn(sam)
+        sam.project.weight.normal_()
+    feats = [torch.randn(3, 5, *hw, dtype=torch.float64, requires_grad=True) for _ in range(2)]
+    for mode in ("eval", "train"):
+        sam.train(mode == "train")
+        fast = sam.two_phase_logits(feats)
+        full = sam.logit_difference(sam.mapping_outputs(feats))
+        torch.testing.assert_close(fast, full, atol=1e-12, rtol=1e-10)
+        g_fast = torch.autograd.grad(fast.sin().sum(), [*feats, *sam.parameters()])
+        g_full = torch.autograd.grad(full.sin().sum(), [*feats, *sam.parameters()])
+        for a, b in zip(g_fast, g_full, strict=True):
+            torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-9)
+
+
 def test_sam_weights_vary_per_element_and_train():
     torch.manual_seed(0)
     sam = SAM(4, 2)

@@ -64,22 +64,49 @@ class SAM(nn.Module):
         # phase-major order (phase, branch, channel) so that group p of `project` sees only M(p)'s outputs
         return torch.stack([x.reshape(b, n, k, h, w) for x in branches], dim=2).reshape(b, 4 * n * k, h, w)
 
-    def logit_difference(self, mapped: torch.Tensor) -> torch.Tensor:
-        """w0_1 - w0_2 (B, C, H, W) for two phases, as one dense conv (see the class docstring)."""
+    def difference_weights(self, device_type: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """[W_1, -W_2] (C, 2 * 4 * 16, 3, 3) and b_1 - b_2 of the two groups of `project` (two phases), cast
+        to the autocast dtype first when autocast is on, so that no float32 copy of the features is made."""
         c = self.channels
         weight, bias = self.project.weight, self.project.bias
-        if torch.is_autocast_enabled(mapped.device.type):  # cast first: no float32 copy of the weights
-            dtype = torch.get_autocast_dtype(mapped.device.type)
+        if torch.is_autocast_enabled(device_type):
+            dtype = torch.get_autocast_dtype(device_type)
             weight, bias = weight.to(dtype), bias.to(dtype)
-        return F.conv2d(mapped, torch.cat([weight[:c], -weight[c:]], dim=1), bias[:c] - bias[c:], padding=1)
+        return torch.cat([weight[:c], -weight[c:]], dim=1), bias[:c] - bias[c:]
+
+    def logit_difference(self, mapped: torch.Tensor) -> torch.Tensor:
+        """w0_1 - w0_2 (B, C, H, W) for two phases from `mapping_outputs`, as one dense conv."""
+        weight, bias = self.difference_weights(mapped.device.type)
+        return F.conv2d(mapped, weight, bias, padding=1)
+
+    def two_phase_logits(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        """w0_1 - w0_2 for two phases without building `mapping_outputs`: equal to
+        `logit_difference(mapping_outputs(features))` (tests/models/test_fusion.py), cheaper.
+
+        The global branch is constant over H x W, so its share of the 3x3 projection is a per-sample constant
+        except on the border rows and columns, where zero padding drops kernel taps. It is computed on a
+        3 x 3 constant map and added to the projection of the three spatial branches: a quarter fewer
+        projection multiply-adds and no broadcast global map in the stacked input.
+        """
+        check_phase_features(features, 2)
+        d = self.descriptors(features)
+        b, _, h, w = d.shape
+        n, k, c = 2, self.branch_channels, self.channels
+        weight, bias = self.difference_weights(d.device.type)
+        per_branch = weight.view(c, n, 4, k, *weight.shape[-2:])  # input order (phase, branch, channel)
+        local = [self.branch7(d), self.branch3(d), self.branch5(d)]
+        stacked = torch.stack([x.reshape(b, n, k, h, w) for x in local], dim=2).reshape(b, 3 * n * k, h, w)
+        z = F.conv2d(stacked, per_branch[:, :, 1:].reshape(c, 3 * n * k, 3, 3), bias, padding=1)
+        glob = self.branch_global(d).mean(dim=(2, 3))  # (B, N * 16)
+        return add_constant_conv(z, glob, per_branch[:, :, 0].reshape(c, n * k, 3, 3))
 
     def response_maps(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
         """w: (B, N, C, H, W), summing to 1 over N at every (b, c, h, w)."""
-        mapped = self.mapping_outputs(features)
         if self.num_phases == 2:
-            z = self.logit_difference(mapped)
+            z = self.two_phase_logits(features)
             with torch.autocast(device_type=z.device.type, enabled=False):
                 return torch.stack([torch.sigmoid(z), torch.sigmoid(-z)], dim=1)
+        mapped = self.mapping_outputs(features)
         b, _, h, w = mapped.shape
         w0 = self.project(mapped).reshape(b, self.num_phases, self.channels, h, w)
         return phase_softmax(w0, dim=1)
@@ -88,8 +115,36 @@ class SAM(nn.Module):
         """(F_aggr, [(F_p + F_aggr) / 2 for each phase])."""
         if self.num_phases != 2:
             return aggregate(features, self.response_maps(features).unbind(dim=1))
-        z = self.logit_difference(self.mapping_outputs(features))
+        z = self.two_phase_logits(features)
         return _maybe_fused(blend_two, z)(features[0], features[1], z)
+
+
+def add_constant_conv(z: torch.Tensor, values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """z + conv2d(map, weight, padding=1) where `map` (B, K, H, W) holds `values` (B, K) at every pixel, exactly
+    (zero padding included) and without making the map: that convolution is one vector per sample inside,
+    and differs only on the border rows and columns, all read off a convolution over a 3 x 3 constant map."""
+    b, _, h, w = z.shape
+    if weight.shape[-2:] != (3, 3):
+        raise ValueError(f"add_constant_conv takes a 3x3 kernel, got {tuple(weight.shape[-2:])}")
+    hh, ww = min(h, 3), min(w, 3)
+    small = F.conv2d(values[:, :, None, None].expand(-1, -1, hh, ww), weight, padding=1)  # (B, C, hh, ww)
+    small = small.to(z.dtype)
+
+    def index(n: int) -> torch.Tensor:  # output row/col -> row/col of the 3 x 3 result
+        ix = [0] + [1] * (n - 2) + [2] if n >= 3 else list(range(n))
+        return torch.tensor(ix, device=z.device)
+
+    rows, cols = index(h), index(w)
+    if h < 3 or w < 3:  # tiny maps (deep levels of small inputs): materialise, it is small anyway
+        return z + small[:, :, rows][:, :, :, cols]
+    inner = small[:, :, 1:2, 1:2]
+    delta = small - inner
+    z = z.add_(inner)  # in place: a convolution's backward does not need its output
+    z[:, :, 0, :] += delta[:, :, 0, cols]
+    z[:, :, -1, :] += delta[:, :, 2, cols]
+    z[:, :, 1:-1, 0] += delta[:, :, 1, 0:1]
+    z[:, :, 1:-1, -1] += delta[:, :, 1, 2:3]
+    return z
 
 
 def channel_descriptors(features: list[torch.Tensor]) -> torch.Tensor:
