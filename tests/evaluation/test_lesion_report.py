@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from mpliver.evaluation.lesion_report import (
     COLUMNS,
@@ -73,6 +74,37 @@ def test_l_shape_diameter_is_the_farthest_corner_pair():
     # farthest corners: (5.5, 0.5) and (0.5, 3.5) in index units -> (5 mm, 6 mm) apart
     assert row["longest_axial_diameter_mm"] == pytest.approx(math.hypot(5.0, 6.0))
     assert math.isnan(row["mean_uncertainty"])
+
+
+@pytest.mark.parametrize("axial", [2, 0])
+def test_diameter_of_irregular_blobs_equals_brute_force_over_every_voxel_corner(axial):
+    """Random non-convex lesions (holes, concave rows, a sheared affine): the diameter equals the largest
+    distance between the corners of ALL the lesion's voxels of one axial slice, in mm (the row-extremes
+    shortcut must not change it)."""
+    from scipy.spatial.distance import pdist
+
+    rng = np.random.default_rng(5 + axial)
+    affine = np.diag([0.7, 1.3, 2.5, 1.0])
+    affine[0, 1] = 0.4  # sheared in-plane axes
+    if axial == 0:
+        affine = affine[[2, 1, 0, 3]][:, [2, 1, 0, 3]]
+    geom = Geometry(affine, (24, 24, 24))
+    label = np.zeros(geom.shape, np.uint8)
+    label[4:20, 4:20, 4:20] = (rng.random((16, 16, 16)) < 0.55) * 2
+    rows = lesion_table(label, None, geom, axial_axis=axial)
+    plane = [a for a in range(3) if a != axial]
+    offsets = np.array([[-0.5, -0.5], [-0.5, 0.5], [0.5, -0.5], [0.5, 0.5]])
+    components, _ = ndimage.label(label == 2, structure=np.ones((3, 3, 3), bool))
+    for index in range(1, components.max() + 1):
+        idx = np.argwhere(components == index)
+        expected = 0.0
+        for k in np.unique(idx[:, axial]):
+            pts = idx[idx[:, axial] == k][:, plane].astype(float)
+            corners = (pts[:, None, :] + offsets[None]).reshape(-1, 2)
+            if len(corners) > 1:
+                expected = max(expected, float(pdist(corners @ affine[:3, plane].T).max()))
+        match = [r for r in rows if r["voxels"] == len(idx) and r["first_slice"] == idx[:, axial].min()]
+        assert any(r["longest_axial_diameter_mm"] == pytest.approx(expected, rel=1e-12) for r in match)
 
 
 def test_no_tumour_gives_an_empty_table_and_bad_shapes_are_refused():
