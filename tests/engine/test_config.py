@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from mpliver.engine.config import Config, config_from_dict, list_presets, load_config, parse_value
+from mpliver.engine.config import (
+    Config,
+    config_from_dict,
+    list_presets,
+    load_config,
+    load_task_config,
+    parse_value,
+)
 from mpliver.errors import ConfigError
 
 
@@ -26,8 +33,15 @@ def test_default_preset_is_the_paper_on_256_px_liver_crops():
     assert default["data"]["input_size"] == 256 and default["data"]["crop_to_liver"] is True
     for section in ("model", "optim", "train"):
         assert default[section] == paper[section], section
-    other = {k: v for k, v in default["data"].items() if k not in ("input_size", "crop_to_liver")}
-    assert other == {k: v for k, v in paper["data"].items() if k not in ("input_size", "crop_to_liver")}
+    own = ("input_size", "crop_to_liver", "liver_input_size")
+    assert {k: v for k, v in default["data"].items() if k not in own} == \
+        {k: v for k, v in paper["data"].items() if k not in own}
+    # the liver stage: whole slices at data.liver_input_size, unless the command line sets data.input_size
+    liver = load_task_config("default", "liver")
+    assert liver.model.name == "liver_resunet" and liver.data.input_size == 128
+    assert load_task_config("default", "liver", ["data.input_size=192"]).data.input_size == 192
+    assert load_task_config("default", "tumor").data.input_size == 256
+    assert load_task_config("paper", "liver").data.input_size == 512  # paper: liver_input_size is null
 
 
 def test_presets_listed_and_cpu_small_is_small():

@@ -76,6 +76,7 @@ class DataConfig:
     scale_max: float = 1.15
     val_fraction: float = 0.15
     val_max_slices: int | None = None
+    liver_input_size: int | None = None  # the stage-1 liver model's whole-slice size; None = input_size
 
 
 @dataclass
@@ -138,6 +139,8 @@ class Config:
             checks.append(("train.threads", self.train.threads >= 1, "must be >= 1 (or null)"))
         if self.data.slices_per_epoch is not None:
             checks.append(("data.slices_per_epoch", self.data.slices_per_epoch >= 1, "must be >= 1"))
+        if self.data.liver_input_size is not None:
+            checks.append(("data.liver_input_size", self.data.liver_input_size >= 16, "must be >= 16 (or null)"))
         for key, ok, why in checks:
             if not ok:
                 raise ConfigError(f"{key} {why} (got {_get(self, key)!r})")
@@ -205,16 +208,24 @@ def load_task_config(
 ) -> Config:
     """`load_config` for a task. For `task='liver'` without an explicit `model.name=`, the model becomes the
     stage-1 `liver_resunet` and, of the preset's model options, only `width` carries over (a preset's
-    `blocks` or `backbone` describe the tumour network)."""
+    `blocks` or `backbone` describe the tumour network); a preset's `data.liver_input_size` becomes the liver
+    run's `data.input_size`."""
     if task is None:
         return load_config(preset, overrides)
     explicit_model = any(o.strip().startswith("model.name=") for o in overrides)
-    if task != "liver" or explicit_model:
+    if task != "liver":
         return load_config(preset, [f"train.task={task}", *overrides])
-    base = load_config(preset)
-    base.model = ModelConfig("liver_resunet", {k: v for k, v in base.model.overrides.items()
-                                               if k in _LIVER_MODEL_KEYS})
-    return apply_overrides(base, ["train.task=liver", *overrides]).validate()
+    if explicit_model:
+        config = load_config(preset, ["train.task=liver", *overrides])
+    else:
+        base = load_config(preset)
+        base.model = ModelConfig("liver_resunet", {k: v for k, v in base.model.overrides.items()
+                                                   if k in _LIVER_MODEL_KEYS})
+        config = apply_overrides(base, ["train.task=liver", *overrides]).validate()
+    # a preset's `data.liver_input_size` sizes the liver stage, unless the command line sets data.input_size
+    if config.data.liver_input_size and not any(o.strip().startswith("data.input_size=") for o in overrides):
+        config.data.input_size = int(config.data.liver_input_size)
+    return config
 
 
 def config_from_dict(data: dict[str, Any], source: str = "config") -> Config:
