@@ -1,5 +1,6 @@
 """Same-run A/B of the SAM/URIM speed changes (issue 7): `paper` with the original eager SAM and URIM
-forward passes ("paper-before") vs the current ones ("paper"), `add` as the reference, interleaved by round.
+forward passes ("paper-before"), with the current ones except SAM's global-branch shortcut ("paper-stacked"),
+the current ones ("paper"), and `add` as the reference, interleaved by round.
 
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/sam_urim_ab.py [--size 128 --batch 4 --width 0.25]
     python benchmarks/sam_urim_ab.py --device cuda --size 512 --batch 16 --width 1 --bf16 --fused   # GPU
@@ -25,7 +26,7 @@ import torch.nn.functional as F
 
 from mpliver.models import SAM, URIM, LCConv, confidence_map, create_model, segmentation_loss
 from mpliver.models.fusion.base import aggregate, phase_softmax
-from mpliver.models.fusion.sam import set_fused_sam
+from mpliver.models.fusion.sam import blend_two, set_fused_sam
 from mpliver.models.urim import DENOM_FLOOR, box_sum
 
 
@@ -34,6 +35,12 @@ def sam_forward_before(self, features):
     mapped = self.mapping_outputs(features)
     w0 = self.project(mapped).reshape(b, self.num_phases, self.channels, h, w)
     return aggregate(features, phase_softmax(w0, dim=1).unbind(dim=1))
+
+
+def sam_forward_stacked(self, features):
+    """SAM before the global-branch change: the 3x3 projection over all four stacked branch outputs."""
+    z = self.logit_difference(self.mapping_outputs(features))
+    return blend_two(features[0], features[1], z)
 
 
 def lcconv_forward_before(self, x, m):
@@ -80,7 +87,11 @@ def main() -> None:
     dev = torch.device(args.device)
     torch.manual_seed(0)
     paper = create_model("paper", width=args.width).to(dev)
-    models = {"paper-before": as_before(paper), "paper": paper}
+    stacked = copy.deepcopy(paper)
+    for mod in stacked.modules():
+        if isinstance(mod, SAM):
+            mod.forward = types.MethodType(sam_forward_stacked, mod)
+    models = {"paper-before": as_before(paper), "paper-stacked": stacked, "paper": paper}
     if args.fused:
         models["paper-fused"] = copy.deepcopy(paper)
     models["add"] = create_model("add", width=args.width).to(dev)
