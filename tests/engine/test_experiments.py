@@ -113,6 +113,7 @@ def test_side_by_side_tables_and_paired_differences(tmp_path):
     tables = (tmp_path / "tables.md").read_text()
     for heading in ("Metrics", "per tumour type", "Paired comparisons", "each test fold", "per test fold"):
         assert heading in tables
+    assert "oracle liver" in tables  # the tables say that the reference liver mask bounded the predictions
     summary = json.loads((tmp_path / "experiment.json").read_text())
     assert summary["rows"] == ["add", "paper"] and not math.isnan(summary["comparisons"][0]["mean_diff"])
 

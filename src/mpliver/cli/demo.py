@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
         started = time.perf_counter()
         result = run_demo(out, settings, say=console.print)
         if result.tables_md is not None and result.tables_md.exists():
-            console.rule("Results (test folds pooled)")
+            console.rule("Results (test folds pooled, inside the reference liver mask)")
             console.print(Markdown(result.tables_md.read_text()))
         fnh = result.fnh_dpc
         if fnh:

@@ -339,7 +339,9 @@ def write_tables(result: ExperimentResult) -> None:
     doc = [
         f"# {result.set.title}",
         "",
-        f"Rows: {', '.join(names)}; cases per row: {sorted(set(n_cases.values()))}; test folds pooled.",
+        f"Rows: {', '.join(names)}; cases per row: {sorted(set(n_cases.values()))}; test folds pooled. "
+        "Predictions are restricted to the reference liver mask (oracle liver, as in the paper's "
+        "evaluation); `mpliver predict` uses the bundle's liver model instead.",
         "Research software; synthetic or in-house data: not for clinical use.",
         "",
         "## Metrics (mean ± SD over cases)",
