@@ -43,3 +43,24 @@ def test_cli_missing_prediction(cohort, tmp_path, capsys):
                "--missing-as-empty"])
     assert rc == 0
     assert "scored as empty" in capsys.readouterr().out
+
+
+def test_cli_structure_liver_scores_liver_and_tumour_together(tmp_path, capsys):
+    geom = Geometry.from_spacing((10, 10, 4), (1.0, 1.0, 2.0))
+    label = np.zeros(geom.shape, np.uint8)
+    label[2:8, 2:8, :] = 1          # 6 x 6 x 4 = 144 liver voxels ...
+    label[4:6, 4:6, 1:3] = 2        # ... of which 8 are tumour
+    pred = np.zeros(geom.shape, np.uint8)
+    pred[2:8, 2:6, :] = 1           # 6 x 4 x 4 = 96 voxels, all inside the reference liver
+    for folder, arr in (("labels", label), ("preds", pred)):
+        (tmp_path / folder).mkdir()
+        write_nifti(tmp_path / folder / "c0.nii.gz", arr, geom)
+    args = ["evaluate", str(tmp_path / "preds"), str(tmp_path / "labels"), "--out"]
+    assert main([*args, str(tmp_path / "liver"), "--structure", "liver"]) == 0
+    liver = json.loads((tmp_path / "liver" / "summary.json").read_text())
+    assert liver["dpc"] == np.float64(100 * 2 * 96 / (144 + 96))  # 80 %
+    assert main([*args, str(tmp_path / "tumor")]) == 0
+    assert json.loads((tmp_path / "tumor" / "summary.json").read_text())["dpc"] == 0.0  # no tumour predicted
+    capsys.readouterr()
+    assert main([*args, str(tmp_path / "x"), "--structure", "spleen"]) == 2
+    assert "--structure must be tumor or liver" in capsys.readouterr().err

@@ -20,6 +20,9 @@ def register(app: typer.Typer) -> None:
         missing_as_empty: bool = typer.Option(
             False, "--missing-as-empty", help="Score a case without a prediction as an empty prediction "
             "instead of stopping."),
+        structure: str = typer.Option(
+            "tumor", "--structure", help="What to score: tumor (label 2) or liver (labels 1 and 2 together, "
+            "the liver with its tumours, e.g. for the stage-1 liver model)."),
     ) -> None:
         """Compute the six metrics of SPEC §5 (DPC, DG, VOE, RVD, ASSD, RMSD) and lesion-wise detection."""
         from rich.console import Console
@@ -28,7 +31,12 @@ def register(app: typer.Typer) -> None:
 
         from mpliver.evaluation.aggregate import summarize_by_type
         from mpliver.evaluation.evaluate import EvaluationWarning, evaluate_folders, read_per_case_csv
+        from mpliver.errors import ConfigError
         from mpliver.evaluation.tables import LESION_METRICS, SIX_METRICS, format_mean_sd
+
+        foregrounds = {"tumor": (2,), "liver": (1, 2)}
+        if structure not in foregrounds:
+            raise ConfigError(f"--structure must be tumor or liver, got '{structure}'")
 
         console = Console()
         with warnings.catch_warnings(record=True) as caught:
@@ -37,13 +45,14 @@ def register(app: typer.Typer) -> None:
                 task = bar.add_task("evaluating", total=None)
                 summary = evaluate_folders(pred_dir, label_dir, out, dataset=dataset,
                                            missing_as_empty=missing_as_empty,
+                                           foreground=foregrounds[structure],
                                            progress=lambda case: bar.advance(task))
         for w in caught:
             if issubclass(w.category, EvaluationWarning):
                 console.print(f"[yellow]warning:[/yellow] {w.message}")
 
         metrics = SIX_METRICS + LESION_METRICS
-        table = Table(title=f"{summary['n_cases']} cases (mean ± SD over cases; DG pooled)")
+        table = Table(title=f"{structure}: {summary['n_cases']} cases (mean ± SD over cases; DG pooled)")
         table.add_column("metric")
         table.add_column("value", justify="right")
         for key, title in metrics:
