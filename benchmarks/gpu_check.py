@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -158,12 +159,20 @@ def section_compile_train(out: Path) -> None:
 
 
 def _run(cmd: list[str], out: Path, name: str, limit: float) -> None:
-    log(f"{name}: {' '.join(cmd)}")
-    with open(out / f"{name}.log", "w") as fh:
-        proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              timeout=limit)
-        fh.write(proc.stdout)
-    print(proc.stdout[-3000:], flush=True)
+    """Run `cmd` with its output streamed into OUT/name.log (kept if it is stopped), for at most `limit` s
+    or what is left of the section's own limit (SECTION_LEFT), then print the log's tail."""
+    limit = min(limit, float(os.environ.get("SECTION_LEFT", limit)))
+    log(f"{name}: {' '.join(cmd)} (limit {limit:.0f} s)")
+    path = out / f"{name}.log"
+    with open(path, "w") as fh:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            proc.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            log(f"{name}: stopped at {limit:.0f} s")
+    print(path.read_text()[-3000:], flush=True)
 
 
 def section_ab(out: Path) -> None:
@@ -204,10 +213,15 @@ def main() -> None:
             log(f"{name}: skipped, {left:.0f} s left")
             continue
         log(f"== {name} (limit {limit:.0f} s)")
+        # a section runs in its own process group, so that stopping it also stops what it started
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "SECTION_LEFT": str(limit - 5)}
+        proc = subprocess.Popen([sys.executable, __file__, "--out", str(args.out), "--section", name], cwd=ROOT,
+                                env=env, start_new_session=True)
         try:
-            subprocess.run([sys.executable, __file__, "--out", str(args.out), "--section", name], cwd=ROOT,
-                           timeout=limit, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            proc.wait(timeout=limit)
         except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
             log(f"{name}: stopped at its {limit:.0f} s limit")
     log(f"done in {time.perf_counter() - start:.0f} s")
 

@@ -42,7 +42,7 @@ def study(work: Path) -> dict[str, Path]:
 
 def fit_liver(model: torch.nn.Module, size: int, work: Path, steps: int = 150) -> None:
     """Fit the liver model to the study's own PV liver (whole slices at `size`, as `FromModel` feeds them);
-    the weights are cached in `work`. Prints the Dice of the mask it then gives (a sanity check only)."""
+    the weights are cached in `work`. `main` reports the Dice of the mask predict then gets (a sanity check)."""
     from mpliver.data.orientation import slice_orientation
     from mpliver.data.slices import context_indices, crop_resize, full_box, window
     from mpliver.io.nifti import read_nifti

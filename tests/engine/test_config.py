@@ -39,7 +39,10 @@ def test_default_preset_is_the_paper_on_256_px_liver_crops():
     # the liver stage: whole slices at data.liver_input_size, unless the command line sets data.input_size
     liver = load_task_config("default", "liver")
     assert liver.model.name == "liver_resunet" and liver.data.input_size == 128
-    assert load_task_config("default", "liver", ["data.input_size=192"]).data.input_size == 192
+    explicit = load_task_config("default", "liver", ["data.input_size =192"])
+    assert explicit.data.input_size == 192
+    # cleared once applied: the liver run's saved config, reused as a preset, keeps the size it ran at
+    assert liver.data.liver_input_size is None and explicit.data.liver_input_size is None
     assert load_task_config("default", "tumor").data.input_size == 256
     assert load_task_config("paper", "liver").data.input_size == 512  # paper: liver_input_size is null
 

@@ -64,9 +64,14 @@ def test_a_batchnorm_that_does_not_follow_its_conv_directly_is_kept():
         def forward(self, x):
             return self.bn1(torch.relu(self.conv1(x)))
 
+    class OwnForward(nn.Sequential):  # a Sequential subclass that does not chain its children
+        def forward(self, x):
+            return self[1](x) + self[0](x)
+
     seq = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.BatchNorm2d(4)).eval()
     odd = Odd().eval()
-    assert fuse_conv_bn(seq) == 0 and fuse_conv_bn(odd) == 0
+    own = OwnForward(nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)).eval()
+    assert fuse_conv_bn(seq) == 0 and fuse_conv_bn(odd) == 0 and fuse_conv_bn(own) == 0
     assert isinstance(odd.bn1, nn.BatchNorm2d) and isinstance(seq[2], nn.BatchNorm2d)
 
 

@@ -220,16 +220,17 @@ def peak_memory_mib(case: _Case, device: torch.device, dtype: str, mode: str) ->
 
 def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Measure every model of `cfg` in interleaved rounds; returns the JSON-ready result."""
-    from mpliver.models.fusion.sam import set_fused_sam
+    from mpliver.models.fusion.sam import fused_sam_mode, set_fused_sam
 
     device = resolve_device(cfg.device)
     say = progress or (lambda _msg: None)
     torch.manual_seed(cfg.seed)
+    before = fused_sam_mode()
     set_fused_sam("always" if cfg.fused_sam else "off")
     try:
         return _run(cfg, device, say)
     finally:
-        set_fused_sam("off")
+        set_fused_sam(before)
 
 
 def _run(cfg: BenchConfig, device: torch.device, say: Callable[[str], None]) -> dict[str, Any]:

@@ -61,19 +61,22 @@ class Bundle:
     mpliver_version: str = mpliver.__version__
     format_version: int = FORMAT_VERSION
     path: Path | None = None
-    _fast: dict[tuple[str, str], nn.Module] = field(default_factory=dict, repr=False, compare=False)
+    _fast: dict[tuple[str, str, int], nn.Module] = field(default_factory=dict, init=False, repr=False,
+                                                        compare=False)
 
-    def inference_models(self, device: torch.device) -> tuple[nn.Module, nn.Module | None]:
-        """(tumour, liver or None) as `models.inference_model` copies on `device` (BN folded,
-        channels_last), made once per device and kept, so that a batch of studies pays for them once."""
+    def inference_model(self, which: str, device: torch.device) -> nn.Module:
+        """The tumour ('tumor') or liver ('liver') network as a `models.inference_model` copy on `device`
+        (BN folded, channels_last), made once per network object and device and kept, so that a batch of
+        studies pays for it once. The copy does not follow later in-place changes of the weights."""
         from mpliver.models.inference import inference_model
 
-        key = str(device)
-        if (key, "tumor") not in self._fast:
-            self._fast[(key, "tumor")] = inference_model(self.tumor_model, device)
-            if self.liver is not None:
-                self._fast[(key, "liver")] = inference_model(self.liver.model, device)
-        return self._fast[(key, "tumor")], self._fast.get((key, "liver"))
+        model = self.tumor_model if which == "tumor" else (self.liver.model if self.liver else None)
+        if model is None:
+            raise BundleError(f"the bundle has no {which} model")
+        key = (str(device), which, id(model))
+        if key not in self._fast:
+            self._fast[key] = inference_model(model, device)
+        return self._fast[key]
 
     @property
     def synthetic(self) -> bool:

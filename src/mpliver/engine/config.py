@@ -222,9 +222,12 @@ def load_task_config(
         base.model = ModelConfig("liver_resunet", {k: v for k, v in base.model.overrides.items()
                                                    if k in _LIVER_MODEL_KEYS})
         config = apply_overrides(base, ["train.task=liver", *overrides]).validate()
-    # a preset's `data.liver_input_size` sizes the liver stage, unless the command line sets data.input_size
-    if config.data.liver_input_size and not any(o.strip().startswith("data.input_size=") for o in overrides):
+    # a preset's `data.liver_input_size` sizes the liver stage, unless the command line sets data.input_size;
+    # then it is cleared, so that the run's saved config.yaml, reused as a preset, keeps the size it ran at
+    explicit_size = any(o.partition("=")[0].strip() == "data.input_size" for o in overrides)
+    if config.data.liver_input_size and not explicit_size:
         config.data.input_size = int(config.data.liver_input_size)
+    config.data.liver_input_size = None
     return config
 
 

@@ -180,7 +180,6 @@ def predict(
     on the PV grid."""
     bundle = model if isinstance(model, Bundle) else load_bundle(model)
     dev = device if isinstance(device, torch.device) else resolve_device(str(device))
-    tumor_net, liver_net = bundle.inference_models(dev)  # BN folded, channels_last; cached on the bundle
     method = registration or bundle.preprocess.registration
     if method not in ("liver", "none"):
         raise ConfigError(f"registration at inference must be 'liver' or 'none', got '{method}'")
@@ -229,6 +228,7 @@ def predict(
         from mpliver.data.liver_mask import FromModel
 
         stage1 = bundle.liver
+        liver_net = bundle.inference_model("liver", dev)  # BN folded, channels_last; kept on the bundle
         source = FromModel(liver_net, stage1.input_size, stage1.window, stage1.context_slices,
                            bundle.preprocess.axial_axis, batch_size, dev, name="the bundle's liver model")
         liver = source(CaseVolumes(case_id, {"PV": pv}, {"PV": pv_geom}))
@@ -264,7 +264,7 @@ def predict(
 
     # ---- network --------------------------------------------------------------------------------------
     mark("network")
-    prob_slices = _network(tumor_net, stacks, batch_size, dev, tta)
+    prob_slices = _network(bundle.inference_model("tumor", dev), stacks, batch_size, dev, tta)
 
     # ---- postprocess ----------------------------------------------------------------------------------
     mark("postprocess")

@@ -6,7 +6,7 @@ BN, and channels_last lets oneDNN (CPU) and cuDNN (GPU) pick their fastest convo
 about 1.25x faster inference of the default network on a 2-core CPU (benchmarks/RESULTS.md).
 
 Pairs are folded only where the forward pass is known to apply the BN directly to the conv's output:
-adjacent (Conv2d, BatchNorm2d) children of an `nn.Sequential`, and the (conv, bn) attribute pairs that a
+adjacent (Conv2d, BatchNorm2d) children of an `nn.Sequential` that keeps Sequential's forward, and the (conv, bn) attribute pairs that a
 module class lists in `CONV_BN_PAIRS`. The copy is for inference only: its BatchNorms are gone.
 """
 
@@ -30,7 +30,7 @@ def fuse_conv_bn(model: nn.Module) -> int:
         raise ValueError("fuse_conv_bn needs a model in eval mode (BatchNorm running statistics)")
     folded = 0
     for module in list(model.modules()):
-        if isinstance(module, nn.Sequential):
+        if isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward:
             children = list(module.children())
             for i in range(len(children) - 1):
                 conv, bn = children[i], children[i + 1]

@@ -119,6 +119,16 @@ class SAM(nn.Module):
         return _maybe_fused(blend_two, z)(features[0], features[1], z)
 
 
+def _spread(t: torch.Tensor, dim: int, n: int) -> torch.Tensor:
+    """Entries [first, middle, last] of `t` along `dim` (size 3, or n when n < 3) stretched to length n:
+    first, n - 2 copies of the middle, last (no index tensors, so no host-to-device copies)."""
+    if n < 3:
+        return t
+    parts = t.split(1, dim=dim)
+    middle = parts[1].expand(*[n - 2 if d == dim % t.dim() else -1 for d in range(t.dim())])
+    return torch.cat([parts[0], middle, parts[2]], dim=dim)
+
+
 def add_constant_conv(z: torch.Tensor, values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """z + conv2d(map, weight, padding=1) where `map` (B, K, H, W) holds `values` (B, K) at every pixel, exactly
     (zero padding included) and without making the map: that convolution is one vector per sample inside,
@@ -130,18 +140,13 @@ def add_constant_conv(z: torch.Tensor, values: torch.Tensor, weight: torch.Tenso
     small = F.conv2d(values[:, :, None, None].expand(-1, -1, hh, ww), weight, padding=1)  # (B, C, hh, ww)
     small = small.to(z.dtype)
 
-    def index(n: int) -> torch.Tensor:  # output row/col -> row/col of the 3 x 3 result
-        ix = [0] + [1] * (n - 2) + [2] if n >= 3 else list(range(n))
-        return torch.tensor(ix, device=z.device)
-
-    rows, cols = index(h), index(w)
     if h < 3 or w < 3:  # tiny maps (deep levels of small inputs): materialise, it is small anyway
-        return z + small[:, :, rows][:, :, :, cols]
+        return z + _spread(_spread(small, 2, h), 3, w)
     inner = small[:, :, 1:2, 1:2]
     delta = small - inner
     z = z.add_(inner)  # in place: a convolution's backward does not need its output
-    z[:, :, 0, :] += delta[:, :, 0, cols]
-    z[:, :, -1, :] += delta[:, :, 2, cols]
+    z[:, :, 0, :] += _spread(delta[:, :, 0], 2, w)
+    z[:, :, -1, :] += _spread(delta[:, :, 2], 2, w)
     z[:, :, 1:-1, 0] += delta[:, :, 1, 0:1]
     z[:, :, 1:-1, -1] += delta[:, :, 1, 2:3]
     return z
@@ -172,6 +177,11 @@ def set_fused_sam(mode: str) -> None:
     if mode not in _FUSED_MODES:
         raise ValueError(f"fused SAM mode must be one of {_FUSED_MODES}, got {mode!r}")
     _fused_mode = mode
+
+
+def fused_sam_mode() -> str:
+    """The current `set_fused_sam` mode."""
+    return _fused_mode
 
 
 def _maybe_fused(fn: Callable, probe: torch.Tensor) -> Callable:
