@@ -203,11 +203,18 @@ def _run_model(run_dir: Path, checkpoint: str, task: str) -> tuple[nn.Module, An
         raise ConfigError(f"expected a {task} run, got train.task={config.train.task!r}", run_dir)
     ckpt_path = run_dir / config.train.checkpoint_dir / f"{checkpoint}.pt"
     state = load_checkpoint(ckpt_path)
-    model = create_model(config.model.name, **config.model.overrides)
+    if isinstance(state.get("model_config"), dict):  # the architecture as trained (newer checkpoints)
+        from mpliver.models import ModelConfig, build_model
+
+        model = build_model(ModelConfig.from_dict(state["model_config"]))
+    else:  # older checkpoints: the run's config.yaml plus today's registry defaults
+        model = create_model(config.model.name, **config.model.overrides)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as exc:
-        raise BundleError(f"checkpoint does not fit the run's model ({str(exc).splitlines()[0]})",
+        raise BundleError(f"checkpoint does not fit the run's model ({str(exc).splitlines()[0]}); a run "
+                          "saved before a registry default changed (liver_resunet's width was 0.5 before "
+                          "2026-11-28) needs that option in its config.yaml, e.g. model: {width: 0.5}",
                           ckpt_path) from None
     info_path = run_dir / "run_info.json"
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}

@@ -159,6 +159,8 @@ def fit(
             "rng": ckpt.capture_rng_state({"seed": cfg_t.seed, "next_epoch": epoch}),
             "best_metric": best,
             "config": config.to_dict(),
+            # the resolved architecture: rebuilds the same network even if a registry default changes later
+            "model_config": _model_config(unwrap(ddp_model)),
         }
 
     if dist_info.is_main:
@@ -315,6 +317,12 @@ def _append_log(path: Path, row: dict[str, Any]) -> None:
         if new:
             writer.writeheader()
         writer.writerow(row)
+
+
+def _model_config(model: torch.nn.Module) -> dict[str, Any] | None:
+    """The model's resolved `ModelConfig` as a dict (None for modules without one, e.g. test doubles)."""
+    config = getattr(model, "config", None)
+    return config.to_dict() if hasattr(config, "to_dict") else None
 
 
 def _tensorboard(out_dir: Path, enabled: bool):
