@@ -31,7 +31,8 @@ DEVICE = os.environ.get("GPU_CHECK_DEVICE", "cuda")  # "cpu" only for a dry run 
 SMALL = DEVICE == "cpu"  # dry run: tiny sizes
 SECTIONS = ("check", "eager", "ab", "predict", "demo", "compile")
 # wall-clock limits per section (s); the whole run also stops starting sections once --budget is spent
-LIMITS = {"check": 60, "eager": 110, "ab": 60, "predict": 70, "demo": 130, "compile": 300, "compile_train": 330}
+LIMITS = {"check": 60, "eager": 110, "ab": 60, "predict": 70, "demo": 130, "compile": 300,
+          "compile_train": 330}
 
 
 def log(msg: str) -> None:
@@ -104,7 +105,8 @@ def section_check(out: Path) -> None:
     set_fused_sam("off")
 
     # one bf16 channels_last training step of the full-width network at 512x512
-    big = create_model("paper", width=0.25 if SMALL else 1.0).to(dev).to(memory_format=torch.channels_last).train()
+    big = create_model("paper", width=0.25 if SMALL else 1.0).to(dev)
+    big = big.to(memory_format=torch.channels_last).train()
     opt = torch.optim.SGD(big.parameters(), lr=5e-4, momentum=0.9)
     side = 64 if SMALL else 512
     xb = [torch.rand(4, 3, side, side, device=dev).contiguous(memory_format=torch.channels_last)
@@ -215,8 +217,8 @@ def main() -> None:
         log(f"== {name} (limit {limit:.0f} s)")
         # a section runs in its own process group, so that stopping it also stops what it started
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "SECTION_LEFT": str(limit - 5)}
-        proc = subprocess.Popen([sys.executable, __file__, "--out", str(args.out), "--section", name], cwd=ROOT,
-                                env=env, start_new_session=True)
+        proc = subprocess.Popen([sys.executable, __file__, "--out", str(args.out), "--section", name],
+                                cwd=ROOT, env=env, start_new_session=True)
         try:
             proc.wait(timeout=limit)
         except subprocess.TimeoutExpired:

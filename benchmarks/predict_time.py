@@ -42,7 +42,8 @@ def study(work: Path) -> dict[str, Path]:
 
 def fit_liver(model: torch.nn.Module, size: int, work: Path, steps: int = 150) -> None:
     """Fit the liver model to the study's own PV liver (whole slices at `size`, as `FromModel` feeds them);
-    the weights are cached in `work`. `main` reports the Dice of the mask predict then gets (a sanity check)."""
+    the weights are cached in `work`. `main` reports the Dice of the mask predict then gets (a sanity
+    check)."""
     from mpliver.data.orientation import slice_orientation
     from mpliver.data.slices import context_indices, crop_resize, full_box, window
     from mpliver.io.nifti import read_nifti
@@ -70,7 +71,8 @@ def fit_liver(model: torch.nn.Module, size: int, work: Path, steps: int = 150) -
         segmentation_loss(model([x[batch]]), y[batch]).backward()
         opt.step()
     torch.save(model.state_dict(), cached)
-    print(f"liver model fitted to the study in {time.perf_counter() - start:.0f} s ({steps} steps)", flush=True)
+    seconds = time.perf_counter() - start
+    print(f"liver model fitted to the study in {seconds:.0f} s ({steps} steps)", flush=True)
 
 
 def bundle(path: Path, preset: str, liver: bool, tumor_bias: float) -> Path:
@@ -122,7 +124,8 @@ def main() -> None:
     write_outputs(result, args.work / "out")
     total = time.perf_counter() - start
     row = {k: round(v, 2) for k, v in result.timings.items()}
-    report = {"preset": args.preset, "liver": args.liver, "tumor_bias": args.tumor_bias, "device": args.device,
+    report = {"preset": args.preset, "liver": args.liver, "tumor_bias": args.tumor_bias,
+              "device": args.device,
               "threads": torch.get_num_threads(), "shape": list(result.label.shape),
               "lesions": len(result.lesions), "timings_s": row, "total_s": round(total, 2)}
     label = read_nifti(files["label"])[0] >= 1

@@ -80,7 +80,8 @@ def main() -> None:
     ap.add_argument("--bf16", action="store_true")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--fused", action="store_true", help="add 'paper-fused' (SAM's elementwise work compiled)")
+    ap.add_argument("--fused", action="store_true",
+                    help="add 'paper-fused' (SAM's elementwise work compiled)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -1,4 +1,5 @@
-"""`models.inference`: folding conv -> BN and channels_last keep every registered model's outputs (float64)."""
+"""`models.inference`: folding conv -> BN and channels_last keep every registered model's outputs
+(float64)."""
 
 from __future__ import annotations
 

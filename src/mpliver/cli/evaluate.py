@@ -29,9 +29,9 @@ def register(app: typer.Typer) -> None:
         from rich.progress import Progress
         from rich.table import Table
 
+        from mpliver.errors import ConfigError
         from mpliver.evaluation.aggregate import summarize_by_type
         from mpliver.evaluation.evaluate import EvaluationWarning, evaluate_folders, read_per_case_csv
-        from mpliver.errors import ConfigError
         from mpliver.evaluation.tables import LESION_METRICS, SIX_METRICS, format_mean_sd
 
         foregrounds = {"tumor": (2,), "liver": (1, 2)}

@@ -71,7 +71,8 @@ class BenchConfig:
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"bench: device must be auto, cpu or cuda, got {self.device!r}")
         if self.compile_mode not in COMPILE_MODES:
-            raise ConfigError(f"bench: compile mode must be one of {COMPILE_MODES}, got {self.compile_mode!r}")
+            raise ConfigError(f"bench: compile mode must be one of {COMPILE_MODES}, "
+                              f"got {self.compile_mode!r}")
 
 
 @dataclass

@@ -140,7 +140,8 @@ class Config:
         if self.data.slices_per_epoch is not None:
             checks.append(("data.slices_per_epoch", self.data.slices_per_epoch >= 1, "must be >= 1"))
         if self.data.liver_input_size is not None:
-            checks.append(("data.liver_input_size", self.data.liver_input_size >= 16, "must be >= 16 (or null)"))
+            checks.append(("data.liver_input_size", self.data.liver_input_size >= 16,
+                           "must be >= 16 (or null)"))
         for key, ok, why in checks:
             if not ok:
                 raise ConfigError(f"{key} {why} (got {_get(self, key)!r})")
