@@ -7,7 +7,8 @@ about 1.28x faster inference of the default network on a 2-core CPU (benchmarks/
 
 Pairs are folded only where the forward pass is known to apply the BN directly to the conv's output:
 adjacent (Conv2d, BatchNorm2d) children of an `nn.Sequential` that keeps Sequential's forward, and the
-(conv, bn) attribute pairs that a module class lists in `CONV_BN_PAIRS`. The copy is for inference only: its BatchNorms are gone.
+(conv, bn) attribute pairs that a module class lists in `CONV_BN_PAIRS`. The copy is for inference only:
+its BatchNorms are gone.
 """
 
 from __future__ import annotations

@@ -131,8 +131,9 @@ def _spread(t: torch.Tensor, dim: int, n: int) -> torch.Tensor:
 
 def add_constant_conv(z: torch.Tensor, values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """z + conv2d(map, weight, padding=1) where `map` (B, K, H, W) holds `values` (B, K) at every pixel,
-    exactly (zero padding included) and without making the map: that convolution is one vector per sample inside,
-    and differs only on the border rows and columns, all read off a convolution over a 3 x 3 constant map."""
+    exactly (zero padding included) and without making the map: that convolution is one vector per sample
+    inside, and differs only on the border rows and columns, all read off a convolution over a 3 x 3
+    constant map."""
     b, _, h, w = z.shape
     if weight.shape[-2:] != (3, 3):
         raise ValueError(f"add_constant_conv takes a 3x3 kernel, got {tuple(weight.shape[-2:])}")
