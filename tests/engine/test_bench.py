@@ -65,3 +65,21 @@ def test_bad_options_are_config_errors(capsys):
         BenchConfig(compile_mode="fastest")
     assert main(["bench", "--device", "cpu", "--models", "nope", "--size", "64", "--batch", "1"]) == 2
     assert "unknown model 'nope'" in capsys.readouterr().err
+
+
+def test_fold_bn_times_the_inference_copy_that_predict_runs(tmp_path):
+    """`--fold-bn`: inference runs on a BN-folded copy (no BatchNorm left), training on the model as built;
+    the inference peak memory is measured on that copy."""
+    from torch import nn
+
+    from mpliver.engine.bench import BenchConfig, _Case, run_bench
+
+    cfg = BenchConfig(models=("paper", "add"), size=64, batch=1, width=0.125, iters=1, warmup=0,
+                      device="cpu", fold_bn=True)
+    case = _Case("paper", cfg, torch.device("cpu"))
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in case.infer_model.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in case.model.modules())
+    result = run_bench(cfg)
+    assert result["config"]["fold_bn"] is True
+    for r in result["results"]:
+        assert r["infer_peak_mib"] > 0 and len(r["infer_times"]) == 1

@@ -24,7 +24,7 @@ def print_table(result: dict[str, Any]) -> None:
     flags = (f"{result['device_name']} ({result['device']}), {cfg['size']}x{cfg['size']}, "
              f"batch {cfg['batch']}, width {cfg['width']}, {cfg['dtype']}, compile={cfg['compile']}"
              f"{'' if cfg.get('compile_mode', 'default') == 'default' else '/' + cfg['compile_mode']}, "
-             f"fused_sam={cfg.get('fused_sam', False)}, "
+             f"fused_sam={cfg.get('fused_sam', False)}, fold_bn={cfg.get('fold_bn', False)}, "
              f"channels_last={cfg['channels_last']}, {cfg['iters']} rounds")
     table = Table(title=f"mpliver bench: {flags}")
     for col in ("model", "params (M)", "train slices/s", "train / add", "infer slices/s", "infer / add",
@@ -55,6 +55,8 @@ def register(app: typer.Typer) -> None:
                                          "graphs), max-autotune, max-autotune-no-cudagraphs."),
         fused_sam: bool = typer.Option(False, "--fused-sam", help="Eager models with SAM's elementwise work "
                                        "compiled into fused kernels (regional torch.compile)."),
+        fold_bn: bool = typer.Option(False, "--fold-bn", help="Inference on the copy that predict runs "
+                                     "(conv -> BN folded; channels_last with --channels-last)."),
         channels_last: bool = typer.Option(False, "--channels-last", help="channels_last memory format."),
         iters: int = typer.Option(5, help="Timed rounds (medians are reported)."),
         warmup: int = typer.Option(2, help="Untimed warm-up rounds (compilation happens here)."),
@@ -76,7 +78,7 @@ def register(app: typer.Typer) -> None:
         given = {"size": size, "batch": batch, "width": width, "dtype": dtype}
         chosen = {k: defaults[k] if v is None else v for k, v in given.items()}
         cfg = BenchConfig(models=tuple(m.strip() for m in models.split(",") if m.strip()), device=str(dev),
-                          compile=compile, compile_mode=compile_mode, fused_sam=fused_sam,
+                          compile=compile, compile_mode=compile_mode, fused_sam=fused_sam, fold_bn=fold_bn,
                           channels_last=channels_last, iters=iters, warmup=warmup,
                           train=train, infer=infer, memory=memory, **chosen)
         from rich.console import Console

@@ -51,6 +51,7 @@ class BenchConfig:
     compile: bool = False
     compile_mode: str = "default"
     fused_sam: bool = False
+    fold_bn: bool = False
     channels_last: bool = False
     iters: int = 5
     warmup: int = 2
@@ -117,9 +118,18 @@ class _Case:
                        for _ in range(n)]
         self.target = (torch.rand(cfg.batch, cfg.size, cfg.size, generator=g) > 0.8).long().to(device)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=1e-4, momentum=0.9, weight_decay=1e-4)
+        mode = None if cfg.compile_mode == "default" else cfg.compile_mode
         self.forward: Callable[..., dict[str, torch.Tensor]] = (
-            torch.compile(self.model, mode=None if cfg.compile_mode == "default" else cfg.compile_mode)
-            if cfg.compile else self.model)
+            torch.compile(self.model, mode=mode) if cfg.compile else self.model)
+        # inference: the network as built (eval mode), or with `fold_bn` the copy `predict` runs (BN folded)
+        self.infer_model = self.model
+        self.infer_forward = self.forward
+        if cfg.fold_bn:
+            from mpliver.models.inference import inference_model
+
+            self.infer_model = inference_model(self.model.eval(), device, channels_last=cfg.channels_last)
+            self.infer_forward = (torch.compile(self.infer_model, mode=mode) if cfg.compile
+                                  else self.infer_model)
         self.params = sum(p.numel() for p in self.model.parameters())
 
 
@@ -146,9 +156,9 @@ def train_step(case: _Case, device: torch.device, dtype: str, forward: Callable 
 
 def infer_pass(case: _Case, device: torch.device, dtype: str, forward: Callable | None = None) -> None:
     """One inference pass under `inference_mode`."""
-    case.model.eval()
+    case.infer_model.eval()
     with torch.inference_mode(), _autocast(device, dtype):
-        (forward or case.forward)(case.inputs)["logits"]
+        (forward or case.infer_forward)(case.inputs)["logits"]
 
 
 def _timed(fn: Callable[[], None], device: torch.device) -> float:
@@ -215,7 +225,8 @@ def peak_memory_mib(case: _Case, device: torch.device, dtype: str, mode: str) ->
     static = _state_bytes(case)
     tracker = _LiveTensorPeak()
     with tracker:
-        step(case, device, dtype, forward=case.model)  # eager: compiled kernels bypass the dispatch mode
+        eager = case.model if mode == "train" else case.infer_model  # compiled kernels bypass the mode
+        step(case, device, dtype, forward=eager)
     return (static + tracker.peak) / 2**20
 
 
