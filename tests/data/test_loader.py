@@ -114,3 +114,31 @@ def test_split_cases(tmp_path):
         split_cases(ds, test_fold=7)
     with pytest.raises(DatasetError, match="equals"):
         split_cases(ds, 1, 1)
+
+
+def test_jitter_mask_dilates_or_erodes_in_plane_by_hand_counts():
+    from mpliver.data.dataset import jitter_mask
+
+    mask = np.zeros((3, 9, 9), bool)
+    mask[:, 2:7, 2:7] = True  # a 5 x 5 square on every slice
+    sizes = {}
+    for seed in range(40):
+        out = jitter_mask(mask, np.random.default_rng(seed), 1)
+        assert out.shape == mask.shape
+        assert all((out[0] == out[c]).all() for c in range(3))  # in plane only: slices stay alike
+        sizes[int(out[0].sum())] = True
+    # eroded 3 x 3 = 9; unchanged 25; dilated by a cross: 25 + 4 sides x 5 = 45
+    assert set(sizes) == {9, 25, 45}
+
+
+def test_mask_jitter_changes_training_items_only(cache):
+    plain = SliceDataset(cache / "cache", CASES)
+    jittered = SliceDataset(cache / "cache", CASES, mask_jitter=2)
+    assert (jittered[5]["phases"] == plain[5]["phases"]).all()  # no seed (validation): untouched
+    changed = [not torch.equal(jittered[(i, 7)]["phases"], plain[(i, 7)]["phases"])
+               for i in range(len(plain))]
+    assert any(changed)
+    again = SliceDataset(cache / "cache", CASES, mask_jitter=2)
+    assert all(torch.equal(again[(i, 7)]["phases"], jittered[(i, 7)]["phases"]) for i in range(len(plain)))
+    with pytest.raises(ValueError, match="mask_jitter"):
+        SliceDataset(cache / "cache", CASES, mask_jitter=-1)

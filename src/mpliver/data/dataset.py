@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy import ndimage
 from torch.utils.data import Dataset as TorchDataset
 
 from mpliver.data.cache import CachedCase
@@ -44,10 +45,13 @@ class SliceDataset(TorchDataset):
     """Centre slices of cached cases. Index with an int, or with (int, seed) to augment (see EpochSampler)."""
 
     def __init__(self, cache: str | Path, cases: list[str], task: str = "tumor",
-                 augmentation: AffineAugmentation | None = None):
+                 augmentation: AffineAugmentation | None = None, mask_jitter: int = 0):
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got '{task}'")
+        if mask_jitter < 0:
+            raise ValueError(f"mask_jitter must be >= 0, got {mask_jitter}")
         self.cache, self.task = Path(cache), task
+        self.mask_jitter = int(mask_jitter)
         self.transform = RandomAffine(augmentation) if augmentation is not None else None
         self.case_ids = list(cases)
         self.metas = []
@@ -101,7 +105,10 @@ class SliceDataset(TorchDataset):
             raise InputError(f"case {self.case_ids[ci]} has no label in the cache", cc.root)
         centre = np.asarray(label[s + h])
         if self.task == "tumor":
-            x = x * np.asarray(mask[s:s + 2 * h + 1], dtype=np.float32)[None]
+            m = np.asarray(mask[s:s + 2 * h + 1])
+            if self.mask_jitter and seed is not None:
+                m = jitter_mask(m, np.random.default_rng([seed, 1]), self.mask_jitter)
+            x = x * m.astype(np.float32)[None]
             y = (centre == 2).astype(np.int64)
         else:
             x = x[:1]
@@ -111,3 +118,15 @@ class SliceDataset(TorchDataset):
             sample = self.transform(sample, np.random.default_rng(seed))
         sample.update(case=self.case_ids[ci], slice=s, axial=int(cc.meta["mapping"]["centre_slices"][s]))
         return sample
+
+
+def jitter_mask(mask: np.ndarray, rng: np.random.Generator, max_px: int) -> np.ndarray:
+    """The (C, H, W) liver-mask stack dilated (k > 0) or eroded (k < 0) in plane by k pixels, k drawn
+    uniformly from [-max_px, max_px]: training then sees the liver masks of a stage-1 liver model, which
+    are off by a pixel or two at the boundary, instead of only the reference mask."""
+    k = int(rng.integers(-max_px, max_px + 1))
+    if k == 0:
+        return mask
+    cross = ndimage.generate_binary_structure(2, 1)[None]  # in plane only: (1, 3, 3)
+    op = ndimage.binary_dilation if k > 0 else ndimage.binary_erosion
+    return op(np.asarray(mask, bool), structure=cross, iterations=abs(k))

@@ -77,6 +77,7 @@ class DataConfig:
     val_fraction: float = 0.15
     val_max_slices: int | None = None
     liver_input_size: int | None = None  # the stage-1 liver model's whole-slice size; None = input_size
+    mask_jitter: int = 0  # training: dilate/erode the liver mask in plane by up to this many pixels (0 = off)
 
 
 @dataclass
@@ -139,6 +140,7 @@ class Config:
             checks.append(("train.threads", self.train.threads >= 1, "must be >= 1 (or null)"))
         if self.data.slices_per_epoch is not None:
             checks.append(("data.slices_per_epoch", self.data.slices_per_epoch >= 1, "must be >= 1"))
+        checks.append(("data.mask_jitter", self.data.mask_jitter >= 0, "must be >= 0"))
         if self.data.liver_input_size is not None:
             checks.append(("data.liver_input_size", self.data.liver_input_size >= 16,
                            "must be >= 16 (or null)"))

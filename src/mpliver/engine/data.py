@@ -126,7 +126,8 @@ def training_data(config: Config, data_dir: Path, fold: int | None, dist_info: D
     augmentation = AffineAugmentation(
         max_shift=d.shift, max_rotation_deg=d.rotate_deg, scale_range=(d.scale_min, d.scale_max)
     )
-    train_set = SliceDataset(cache, train_cases, task=task, augmentation=augmentation)
+    train_set = SliceDataset(cache, train_cases, task=task, augmentation=augmentation,
+                             mask_jitter=d.mask_jitter)
     sampler = train_set.sampler(
         num_samples=d.slices_per_epoch,
         tumor_share=d.tumor_share if task == "tumor" else None,
