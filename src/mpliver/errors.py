@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -23,3 +25,10 @@ class DatasetError(InputError):
 
 class ConfigError(MpliverError):
     """An invalid configuration, preset or override."""
+
+
+def check_known_fields(cls: type, keys: Iterable[str], what: str) -> None:
+    """ConfigError naming every key that is not a field of the dataclass `cls` (for `from_dict` readers)."""
+    unknown = sorted(set(keys) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise ConfigError(f"unknown {what}: {', '.join(unknown)}")

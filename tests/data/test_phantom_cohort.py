@@ -215,3 +215,13 @@ def test_print_cohort_table(cohort):
     summary = print_cohort_table(cohort, console=console)
     text = console.export_text()
     assert summary["all"]["cases"] == 5 and "noise SD PV" in text and "METS" in text
+
+
+def test_phantom_config_from_dict_names_unknown_keys():
+    from mpliver.data.phantom import PhantomConfig
+    from mpliver.errors import ConfigError
+
+    cfg = PhantomConfig(shape=(32, 32, 8))
+    assert PhantomConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ConfigError, match="unknown phantom config key\\(s\\): colour, zoom"):
+        PhantomConfig.from_dict({**cfg.to_dict(), "zoom": 2, "colour": 1})

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from mpliver.errors import ConfigError
+from mpliver.errors import ConfigError, check_known_fields
 
 REGISTRATIONS = ("tumor-center", "liver", "none")
 LIVER_MASK_SOURCES = ("label", "file", "model")
@@ -91,10 +91,7 @@ class PreprocessConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PreprocessConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown pre-processing parameter(s): {', '.join(unknown)}")
+        check_known_fields(cls, d, "pre-processing parameter(s)")
         d = dict(d)
         if "window" in d:
             d["window"] = tuple(d["window"])

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from mpliver.errors import ConfigError
+from mpliver.errors import ConfigError, check_known_fields
 
 ARCHS = ("multiphase", "mc_fcn", "mw_unet", "pa_resseg", "liver_resunet", "nnunet2d")
 # Aggregations of the multi-phase network (SPEC §3 variants); `single` = PV only, one stream.
@@ -54,9 +54,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         """Inverse of `to_dict`; unknown keys are a ConfigError."""
-        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ConfigError(f"unknown model config key(s) {unknown}")
+        check_known_fields(cls, data, "model config key(s)")
         data = dict(data)
         if data.get("blocks") is not None:
             data["blocks"] = tuple(int(b) for b in data["blocks"])

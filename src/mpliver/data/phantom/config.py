@@ -7,10 +7,10 @@ which keeps lesions several voxels wide while `mpliver phantom OUT --cases 121` 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from mpliver.errors import ConfigError
+from mpliver.errors import ConfigError, check_known_fields
 
 GENERATOR_VERSION = "mpliver-phantom-1"
 
@@ -74,8 +74,5 @@ class PhantomConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PhantomConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown phantom config key(s): {', '.join(unknown)}")
+        check_known_fields(cls, d, "phantom config key(s)")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
