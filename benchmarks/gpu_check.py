@@ -160,6 +160,16 @@ def section_compile_train(out: Path) -> None:
            iters=6, warmup=1, memory=False)
 
 
+def _wait_group(proc: subprocess.Popen, limit: float, name: str) -> None:
+    """Wait for `proc` (started with start_new_session=True); past `limit` s kill its whole process group."""
+    try:
+        proc.wait(timeout=limit)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        log(f"{name}: stopped at its {limit:.0f} s limit")
+
+
 def _run(cmd: list[str], out: Path, name: str, limit: float) -> None:
     """Run `cmd` with its output streamed into OUT/name.log (kept if it is stopped), for at most `limit` s
     or what is left of the section's own limit (SECTION_LEFT), then print the log's tail."""
@@ -167,13 +177,8 @@ def _run(cmd: list[str], out: Path, name: str, limit: float) -> None:
     log(f"{name}: {' '.join(cmd)} (limit {limit:.0f} s)")
     path = out / f"{name}.log"
     with open(path, "w") as fh:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            proc.wait(timeout=limit)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            log(f"{name}: stopped at {limit:.0f} s")
+        _wait_group(subprocess.Popen(cmd, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
+                                     start_new_session=True), limit, name)
     print(path.read_text()[-3000:], flush=True)
 
 
@@ -217,14 +222,8 @@ def main() -> None:
         log(f"== {name} (limit {limit:.0f} s)")
         # a section runs in its own process group, so that stopping it also stops what it started
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "SECTION_LEFT": str(limit - 5)}
-        proc = subprocess.Popen([sys.executable, __file__, "--out", str(args.out), "--section", name],
-                                cwd=ROOT, env=env, start_new_session=True)
-        try:
-            proc.wait(timeout=limit)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            log(f"{name}: stopped at its {limit:.0f} s limit")
+        _wait_group(subprocess.Popen([sys.executable, __file__, "--out", str(args.out), "--section", name],
+                                     cwd=ROOT, env=env, start_new_session=True), limit, name)
     log(f"done in {time.perf_counter() - start:.0f} s")
 
 
