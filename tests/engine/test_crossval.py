@@ -179,3 +179,23 @@ def test_bad_input_is_one_clear_error(tmp_path, capsys):
     assert len(errors) == 1 and "missing: not a dataset folder" in errors[0]
     assert main(["report", str(tmp_path)]) == 2
     assert "not a finished cross-validation run" in capsys.readouterr().err
+
+
+def test_a_run_saved_before_a_config_key_existed_matches_that_keys_default(tmp_path):
+    """A run folder written before `data.mask_jitter` existed ran at its default (0): it is the same run;
+    a run saved with another value is still refused, naming the key."""
+    import yaml
+
+    from mpliver.engine.config import load_config
+    from mpliver.engine.crossval import check_run_config
+    from mpliver.engine.run_info import CONFIG_YAML
+
+    config = load_config("cpu-small")
+    old = config.to_dict()
+    del old["data"]["mask_jitter"]
+    (tmp_path / CONFIG_YAML).write_text(yaml.safe_dump(old))
+    check_run_config(tmp_path, config)  # no error
+    old["data"]["mask_jitter"] = 2
+    (tmp_path / CONFIG_YAML).write_text(yaml.safe_dump(old))
+    with pytest.raises(ConfigError, match="data.mask_jitter=2, not 0"):
+        check_run_config(tmp_path, config)

@@ -94,9 +94,11 @@ def check_run_config(run_dir: Path, config: Config) -> None:
         saved = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError:
         raise ConfigError("unreadable config of an earlier run; choose another --out", path) from None
-    current = config.to_dict()
+    current, defaults = config.to_dict(), Config().to_dict()
     for section in ("model", "optim", "data", "train"):
         old, new = saved.get(section) or {}, current.get(section) or {}
+        if section != "model":  # a key added to mpliver after that run was written: it ran at the default
+            old = {**defaults[section], **old}
         for key in sorted(set(old) | set(new)):
             if (section, key) in _IGNORED_KEYS or old.get(key) == new.get(key):
                 continue
