@@ -143,3 +143,19 @@ def test_two_gloo_ranks_agree_and_equal_single_process_with_frozen_bn(tmp_path):
     for a, b in zip(rows_ddp, rows_one, strict=True):
         for key in ("train_loss", "val_loss", "val_dice"):
             assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-5, abs=1e-6), key
+
+
+def test_resolve_device_names_the_option_in_its_errors():
+    from mpliver.engine.distributed import resolve_device
+    from mpliver.errors import ConfigError
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ConfigError, match="train.device must be auto, cpu or cuda, got 'gpu'"):
+        resolve_device("gpu", what="train.device")
+    if torch.cuda.is_available():
+        assert resolve_device("auto").type == "cuda"
+        assert resolve_device("cuda", local_rank=0) == torch.device("cuda", 0)
+    else:
+        assert resolve_device("auto") == torch.device("cpu")
+        with pytest.raises(ConfigError, match="--device cuda asked for, but torch sees no CUDA device"):
+            resolve_device("cuda")

@@ -69,11 +69,12 @@ def register(app: typer.Typer) -> None:
         """Throughput (slices/s) and peak memory, all models in one run; ratios to `add` in a table."""
         import torch
 
-        from mpliver.engine.bench import BenchConfig, resolve_device, run_bench, write_json
+        from mpliver.engine.bench import BenchConfig, run_bench, write_json
+        from mpliver.engine.distributed import resolve_device
 
         if threads > 0:
             torch.set_num_threads(threads)
-        dev = resolve_device(device)
+        dev = resolve_device(device, what="bench: --device")
         defaults = GPU_DEFAULTS if dev.type == "cuda" else CPU_DEFAULTS
         given = {"size": size, "batch": batch, "width": width, "dtype": dtype}
         chosen = {k: defaults[k] if v is None else v for k, v in given.items()}

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from mpliver.engine.distributed import resolve_device
 from mpliver.engine.run_info import environment, git_revision
 from mpliver.errors import ConfigError
 from mpliver.io.atomic import write_json_atomic
@@ -92,15 +93,6 @@ class ModelResult:
     infer_ratio: float | None = None
     train_times: list[float] = field(default_factory=list)
     infer_times: list[float] = field(default_factory=list)
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto` is CUDA when available, else the CPU; asking for CUDA without one is a ConfigError."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("bench: --device cuda asked for, but torch sees no CUDA device")
-    return torch.device(name)
 
 
 class _Case:
@@ -234,7 +226,7 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -
     """Measure every model of `cfg` in interleaved rounds; returns the JSON-ready result."""
     from mpliver.models.fusion.sam import fused_sam_mode, set_fused_sam
 
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, what="bench: --device")
     say = progress or (lambda _msg: None)
     torch.manual_seed(cfg.seed)
     before = fused_sam_mode()

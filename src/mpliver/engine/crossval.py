@@ -150,8 +150,7 @@ def crossval(
     one-line progress messages and `on_epoch` each epoch's log row (passed to `train_fn`).
     """
     from mpliver.engine.data import resolve_cache
-    from mpliver.engine.distributed import DistInfo
-    from mpliver.engine.train import resolve_device
+    from mpliver.engine.distributed import DistInfo, resolve_device
     from mpliver.engine.train import train as engine_train
     from mpliver.io.layout import Dataset
 
@@ -177,7 +176,7 @@ def crossval(
     if run_dir.exists() and not run_dir.is_dir():
         raise InputError("output path exists and is not a folder", run_dir)
     check_run_config(run_dir, config)
-    device = resolve_device(config.train.device)
+    device = resolve_device(config.train.device, what="train.device")
     write_run_info(
         run_dir,
         config,

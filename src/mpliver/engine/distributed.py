@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from mpliver.errors import MpliverError
+from mpliver.errors import ConfigError, MpliverError
 
 T = TypeVar("T")
 
@@ -90,6 +90,20 @@ def barrier() -> None:
     """Wait for every rank (no-op in a single process)."""
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+def resolve_device(name: str = "auto", local_rank: int | None = None, what: str = "--device") -> torch.device:
+    """auto -> CUDA when available, else the CPU; cuda -> CUDA (the `local_rank` GPU when given) or a
+    ConfigError naming `what` (the option or config key) when there is none; cuda:N as given."""
+    if name not in ("auto", "cpu", "cuda") and not name.startswith("cuda:"):
+        raise ConfigError(f"{what} must be auto, cpu or cuda, got '{name}'")
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"{what} {name} asked for, but torch sees no CUDA device")
+    if name.startswith("cuda:"):
+        return torch.device(name)
+    return torch.device("cuda") if local_rank is None else torch.device("cuda", local_rank)
 
 
 def process_device(device_type: str, info: DistInfo) -> torch.device:

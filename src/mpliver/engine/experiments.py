@@ -160,8 +160,8 @@ def run_experiments(
     """
     from mpliver.engine.config import load_config
     from mpliver.engine.crossval import select_folds
+    from mpliver.engine.distributed import resolve_device
     from mpliver.engine.run_info import write_run_info
-    from mpliver.engine.train import resolve_device
     from mpliver.io.layout import Dataset
     from mpliver.models import resolve_config
 
@@ -181,7 +181,7 @@ def run_experiments(
         set_dir,
         base,
         base.train.seed,
-        resolve_device(base.train.device),
+        resolve_device(base.train.device, what="train.device"),
         extra={
             "kind": "experiments",
             "set": exp.name,

@@ -27,6 +27,7 @@ import torch
 from mpliver.data.prepare import prepare_case
 from mpliver.data.registration import FILL_HU, RigidTransform, register_phase
 from mpliver.engine.bundle import Bundle, load_bundle
+from mpliver.engine.distributed import resolve_device
 from mpliver.engine.inference import label_map, predict_slices
 from mpliver.errors import ConfigError, InputError
 from mpliver.evaluation.lesion_report import lesion_table, write_lesion_report
@@ -58,19 +59,6 @@ class PredictionResult:
     timings: dict[str, float] = field(default_factory=dict)
     transforms: dict[str, RigidTransform] = field(default_factory=dict)
     pv_dicom: Path | None = None  # the PV DICOM folder, when PV came from one (for DICOM-SEG)
-
-
-def resolve_device(name: str = "auto", local_rank: int | None = None) -> torch.device:
-    """auto -> CUDA (the process's LOCAL_RANK GPU under torchrun) when available, else the CPU."""
-    if name not in ("auto", "cpu", "cuda") and not name.startswith("cuda:"):
-        raise ConfigError(f"--device must be auto, cpu or cuda, got '{name}'")
-    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise ConfigError("--device cuda but no CUDA device is available")
-    if name.startswith("cuda:"):
-        return torch.device(name)
-    return torch.device("cuda", local_rank or 0)
 
 
 def uncertainty_from_probability(p: np.ndarray) -> np.ndarray:

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mpliver.engine.bundle import Bundle
-from mpliver.engine.predict import STAGES, output_paths, predict, resolve_device, write_outputs
+from mpliver.engine.distributed import resolve_device
+from mpliver.engine.predict import STAGES, output_paths, predict, write_outputs
 from mpliver.errors import InputError, MpliverError
 from mpliver.io.layout import Dataset
 

@@ -34,6 +34,7 @@ from mpliver.engine.distributed import (
     init_distributed,
     prepare_model,
     process_device,
+    resolve_device,
     shard,
     unwrap,
 )
@@ -61,15 +62,6 @@ class TrainingData:
     epoch_indices: Callable[[int], Sequence[Any]]
     val: TorchDataset | None = None
     target_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto` -> CUDA when available, else the CPU; `cuda` without a GPU is a ConfigError."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device=cuda but no CUDA device is available")
-    return torch.device(name)
 
 
 def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
@@ -122,7 +114,7 @@ def fit(
     """
     out_dir = Path(out_dir)
     dist_info = dist_info or DistInfo()
-    device = device or resolve_device(config.train.device)
+    device = device or resolve_device(config.train.device, what="train.device")
     cfg_t, cfg_d = config.train, config.data
     ckpt_dir = out_dir / cfg_t.checkpoint_dir
     last_path, best_path = ckpt_dir / ckpt.LAST, ckpt_dir / ckpt.BEST
@@ -351,7 +343,7 @@ def train(
     """
     from mpliver.engine.builders import build_loss, build_model, build_training_data
 
-    device = resolve_device(config.train.device)
+    device = resolve_device(config.train.device, what="train.device")
     if config.train.threads is not None:
         torch.set_num_threads(config.train.threads)
     dist_info = init_distributed(device.type)
