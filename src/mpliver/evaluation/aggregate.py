@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from mpliver.evaluation.metrics import dice_from_counts
+
 # summary key -> per-case record key; the order is the order of the summary and of the tables.
 MEAN_KEYS: dict[str, str] = {
     "dpc": "dice",
@@ -50,9 +52,9 @@ def pooled_dice(records: Sequence[Mapping[str, Any]]) -> float | None:
     """DG in %: 2 Σ|A∩B| / Σ(|A|+|B|) over cases; 100 when every mask is empty, None with no case."""
     if not records:
         return None
-    inter = sum(int(r["intersection_voxels"]) for r in records)
-    total = sum(int(r["ref_voxels"]) + int(r["pred_voxels"]) for r in records)
-    return 100.0 if total == 0 else 100.0 * 2.0 * inter / total
+    return dice_from_counts(sum(int(r["ref_voxels"]) for r in records),
+                            sum(int(r["pred_voxels"]) for r in records),
+                            sum(int(r["intersection_voxels"]) for r in records))
 
 
 def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -100,14 +100,9 @@ class URIM(nn.Module):
             raise ValueError(f"URIM: features {tuple(features.shape)} and logits {tuple(logits.shape)} "
                              "must share the spatial size")
         confidence = confidence_map(logits)
-        kernels = {layer.kernel_size for layer in self.layers}
         x = features
-        if len(kernels) == 1:  # the usual case: every mask level and denominator computed up front
-            levels = confidence_pyramid(confidence, len(self.layers), kernels.pop())
-            for layer, (m, denom) in zip(self.layers, levels, strict=True):
-                x = layer.apply_with(x, m, denom)
-        else:
-            m = confidence
-            for layer in self.layers:
-                x, m = layer(x, m)
+        # every mask level and LC-Conv denominator computed up front (the layers are all 3x3)
+        levels = confidence_pyramid(confidence, len(self.layers), self.layers[0].kernel_size)
+        for layer, (m, denom) in zip(self.layers, levels, strict=True):
+            x = layer.apply_with(x, m, denom)
         return self.classifier(torch.cat([x, features], dim=1)), confidence
