@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, prog_name="mpliver")
     except MpliverError as exc:
+        details = getattr(exc, "details", None)  # e.g. the table of a series' acquisition groups
+        if details:
+            print(details, file=sys.stderr)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

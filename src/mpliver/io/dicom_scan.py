@@ -61,7 +61,10 @@ class SliceHeader:
 
 
 def candidate_files(root: Path) -> list[Path]:
-    """Files under `root` (recursively) that may be DICOM: hidden files and known non-DICOM names skipped."""
+    """Files under `root` (recursively; `root` itself if a file) that may be DICOM: hidden files and known
+    non-DICOM names skipped."""
+    if root.is_file():
+        return [root]
     out = []
     for p in sorted(root.rglob("*")):
         if not p.is_file() or any(part.startswith(".") for part in p.relative_to(root).parts):
@@ -118,8 +121,9 @@ def _int(value) -> int | None:
 def _group_item(ds, frame_item, sequence: str):
     """The first item of functional group `sequence` for a frame: per-frame first, then shared."""
     for holder in (frame_item, (ds.get("SharedFunctionalGroupsSequence") or [None])[0]):
-        if holder is not None and sequence in holder and len(holder[sequence]) > 0:
-            return holder[sequence][0]
+        items = None if holder is None else holder.get(sequence)
+        if items:
+            return items[0]
     return None
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from mpliver.errors import InputError
-from mpliver.io.dicom import scan_series, series_instance_uids
+from mpliver.io.dicom import check_dicom_seg_source, scan_series, series_instance_uids
 from mpliver.io.geometry import Geometry
 from mpliver.io.resample import reorient_to_grid
 
@@ -160,7 +160,6 @@ def write_dicom_seg(
     AUTOMATIC, otherwise MANUAL. The source series must carry real SOP/Series/Study UIDs.
     """
     import highdicom as hd
-    import pydicom
     from pydicom.sr.codedict import codes
 
     from mpliver.io.atomic import atomic_path
@@ -175,9 +174,8 @@ def write_dicom_seg(
     unknown = present - set(segments)
     if unknown:
         raise ValueError(f"label values {sorted(unknown)} have no segment description")
-    if "" in series_instance_uids(series):
-        raise InputError("source slices have no SOPInstanceUID; a DICOM-SEG cannot refer to them",
-                         series_folder)
+    if "" in series_instance_uids(series) or series.multiframe:
+        check_dicom_seg_source(series_folder)  # raises the one-line reason
 
     if algorithm:
         algo_type = hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC
@@ -199,7 +197,7 @@ def write_dicom_seg(
             algorithm_type=algo_type,
             algorithm_identification=algo_id,
         ))
-    sources = [pydicom.dcmread(p, stop_before_pixels=True) for p in series.paths]
+    sources = series.headers  # read without pixels; anonymised SOP/study/series UIDs already filled in
     frames = np.ascontiguousarray(np.transpose(label, (2, 1, 0))).astype(np.uint8)  # (slice, row, col)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -52,22 +52,38 @@ def parse_source(source: str | Path) -> tuple[Path, Selector]:
     return Path(path), Selector(**values)
 
 
+def is_multiframe_file(path: Path) -> bool:
+    """A DICOM file holding a whole volume (enhanced CT: NumberOfFrames > 1)."""
+    if not path.is_file() or not is_dicom_file(path):
+        return False
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["NumberOfFrames"])
+        return int(ds.get("NumberOfFrames") or 1) > 1
+    except Exception:  # a damaged file is reported by the reader, with its name
+        return False
+
+
 def is_dicom_source(source: str | Path) -> bool:
-    """A folder, a .zip or a path with a selector: something `read_dicom_series` reads."""
+    """A folder, a .zip, an enhanced multi-frame file or a path with a selector: what `read_dicom_series`
+    reads."""
     path, selector = parse_source(source)
-    return path.is_dir() or path.suffix.lower() == ".zip" or selector != Selector()
+    return (path.is_dir() or path.suffix.lower() == ".zip" or selector != Selector()
+            or is_multiframe_file(path))
 
 
 def check_not_single_file(path: Path, what: str = "input") -> None:
     """Refuse one DICOM slice given where a series is expected (recognised by its preamble, any name)."""
-    if path.is_file() and path.suffix.lower() != ".zip" and is_dicom_file(path):
+    if path.suffix.lower() != ".zip" and is_dicom_file(path) and not is_multiframe_file(path):
         raise InputError(f"{what} is a single DICOM file; give the folder of its series ({path.parent})",
                          path)
 
 
 def series_root(path: Path) -> Path:
-    """The folder to scan: `path` itself, or a .zip extracted once per process into a temporary folder."""
-    if path.is_dir():
+    """What to scan: `path` itself (a folder or a multi-frame file), or a .zip extracted once per process
+    into a temporary folder."""
+    if path.is_dir() or is_multiframe_file(path):
         return path
     if not path.exists():
         raise InputError("DICOM folder or .zip not found", path)
