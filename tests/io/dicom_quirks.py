@@ -131,6 +131,13 @@ def enhanced_ct(src: Path, dst_file: Path) -> Path:
     from highdicom.legacy import LegacyConvertedEnhancedCTImage
 
     sources = [pydicom.dcmread(p) for p in dicom_files(src)]
+    study, series = generate_uid(), generate_uid()
+    for ds in sources:  # the converter needs the UIDs an anonymiser may have emptied
+        ds.SOPClassUID = ds.SOPClassUID or ds.file_meta.MediaStorageSOPClassUID
+        ds.SOPInstanceUID = ds.SOPInstanceUID or ds.file_meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID = ds.StudyInstanceUID or study
+        ds.SeriesInstanceUID = ds.SeriesInstanceUID or series
+        ds.SeriesNumber = ds.get("SeriesNumber") or 1
     image = LegacyConvertedEnhancedCTImage(sources, series_instance_uid=generate_uid(), series_number=7,
                                            sop_instance_uid=generate_uid(), instance_number=1)
     dst_file.parent.mkdir(parents=True, exist_ok=True)

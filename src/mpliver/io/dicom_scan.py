@@ -11,6 +11,7 @@ that a later read generates).
 from __future__ import annotations
 
 import datetime
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -214,7 +215,9 @@ def scan_folder(root: Path) -> tuple[dict[str, ScannedSeries], int]:
         if not is_dicom_file(path) and path.suffix.lower() != ".dcm":
             # Files without the preamble are taken only when pydicom finds an image in them (old ACR-NEMA).
             try:
-                ds = read_header(path)
+                with warnings.catch_warnings():  # pydicom warns about what it guesses in a non-DICOM file
+                    warnings.simplefilter("ignore")
+                    ds = read_header(path)
             except InputError:
                 skipped += 1
                 continue
