@@ -7,6 +7,7 @@ command is adding a file. `MpliverError`s become one line on stderr and exit sta
 from __future__ import annotations
 
 import importlib
+import logging
 import pkgutil
 import sys
 
@@ -41,8 +42,17 @@ def _register_commands() -> None:
 _register_commands()
 
 
+class _StderrHandler(logging.Handler):
+    """Library warnings (e.g. stray DICOM slices dropped) as `warning: ...` lines on the current stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"warning: {record.getMessage()}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
+    handler = _StderrHandler(logging.WARNING)
+    logging.getLogger("mpliver").addHandler(handler)
     try:
         app(args=argv, prog_name="mpliver")
     except MpliverError as exc:
@@ -56,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except SystemExit as exc:  # click's normal exit path, also for usage errors
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        logging.getLogger("mpliver").removeHandler(handler)
     return 0
 
 
