@@ -128,7 +128,7 @@ def test_three_acquisitions_refused_with_table_then_chosen(three_phases, tmp_pat
     assert "\n" not in message and "holds 3 acquisitions" in message
     assert f"{tmp_path / 's'}::group=N" in message
     table = err.value.details.splitlines()
-    assert table[0].split() == ["select", "group", "slices", "step_mm", "z_mm", "time", "contrast"]
+    assert table[0].split() == ["select", "group", "acq", "slices", "step_mm", "z_mm", "time", "contrast"]
     assert [row.split()[0] for row in table[1:]] == [f"{tmp_path / 's'}::group={g}" for g in (1, 2, 3)]
     assert all(" 12 " in row and "-44.0 .. 44.0" in row for row in table[1:])
     for g in range(3):

@@ -36,7 +36,14 @@ from mpliver.io.dicom_stack import (
     split_acquisitions,
     stack_geometry,
 )
-from mpliver.io.dicom_study import SELECTOR_SEP, parse_source, scan_study, select_series, series_label
+from mpliver.io.dicom_study import (
+    SELECTOR_SEP,
+    parse_source,
+    scan_study,
+    select_series,
+    series_key,
+    series_label,
+)
 from mpliver.io.geometry import Geometry
 from mpliver.io.staging import make_staging, swap_in
 
@@ -91,7 +98,8 @@ def scan_series(folder: str | Path, series_uid: str | None = None, spacing_tol: 
     kept, notice = choose_stack(series.slices, path)
     normal = np.cross(kept[0].iop[:3], kept[0].iop[3:])
     groups = split_acquisitions(kept, normal)
-    group = _choose_group(groups, selector.group, path, series, normal, len(study) > 1)
+    group = _choose_group(groups, selector.group, path, series_key(study, series) if len(study) > 1 else None,
+                          series, normal)
     if notice and len(group.slices) < MIN_SLICES_AFTER_DROP:
         raise InputError(f"{notice}: fewer than {MIN_SLICES_AFTER_DROP} slices left, no regular stack", path)
     ordered, geometry = stack_geometry(group.slices, path, spacing_tol)
@@ -102,14 +110,14 @@ def scan_series(folder: str | Path, series_uid: str | None = None, spacing_tol: 
                        ordered, notice, group.label)
 
 
-def _choose_group(groups: list[AcquisitionGroup], wanted: str | None, path: Path, series, normal,
-                  name_series: bool) -> AcquisitionGroup:
+def _choose_group(groups: list[AcquisitionGroup], wanted: str | None, path: Path, key: str | None, series,
+                  normal) -> AcquisitionGroup:
     if wanted is None and len(groups) == 1:
         return groups[0]
     for g in groups:
         if wanted is not None and g.label == wanted.strip():
             return g
-    prefix = f"{path}{SELECTOR_SEP}" + (f"series={series.number or series.uid}," if name_series else "")
+    prefix = f"{path}{SELECTOR_SEP}" + (f"series={key}," if key else "")
     rows = [{"select": f"{prefix}group={g.label}", **g.summary(normal)} for g in groups]
     short = "; ".join(f"group {r['group']}: {r['slices']} slices, z {r['z_mm']} mm"
                       + (f", {r['time']}" if r["time"] else "") for r in rows)
@@ -309,7 +317,7 @@ def study_rows(path: str | Path) -> list[dict[str, str]]:
             rows.append(_row(base, select="", note=str(exc).removeprefix(f"{source}: ")))
             continue
         for g in groups:
-            sel = f"{source}{SELECTOR_SEP}series={s.number if _unique_number(study, s) else s.uid}"
+            sel = f"{source}{SELECTOR_SEP}series={series_key(study, s)}"
             if len(groups) > 1:
                 sel += f",group={g.label}"
             summary = g.summary(normal)
@@ -324,12 +332,8 @@ def study_rows(path: str | Path) -> list[dict[str, str]]:
     return rows
 
 
-def _unique_number(study, s) -> bool:
-    return s.number is not None and sum(x.number == s.number for x in study.values()) == 1
-
-
 def _row(base: dict, **values: str) -> dict[str, str]:
-    keys = ("select", "uid", "number", "description", "group", "slices", "spacing_mm", "z_mm", "time",
+    keys = ("select", "uid", "number", "description", "group", "acq", "slices", "spacing_mm", "z_mm", "time",
             "contrast", "note")
     merged = {**base, **values}
     return {k: str(merged.get(k, "")) for k in keys}

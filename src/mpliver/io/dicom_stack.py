@@ -126,7 +126,9 @@ class AcquisitionGroup:
         z = np.array([s.ipp[2] for s in self.slices])
         times = [s.time_s for s in self.slices if s.time_s is not None]
         ds = self.slices[0].ds
-        return {"group": self.label, "slices": str(len(self.slices)),
+        numbers = sorted({s.acquisition for s in self.slices if s.acquisition is not None})
+        acq = ",".join(map(str, numbers[:3])) + (",..." if len(numbers) > 3 else "")
+        return {"group": self.label, "acq": acq, "slices": str(len(self.slices)),
                 "step_mm": f"{np.median(np.diff(np.sort(d))):.3g}" if len(d) > 1 else "",
                 "z_mm": f"{z.min():.1f} .. {z.max():.1f}",
                 "time": f"{clock(min(times))}-{clock(max(times))}" if times else "",

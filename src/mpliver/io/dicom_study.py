@@ -122,6 +122,12 @@ def series_label(s: ScannedSeries) -> str:
     return f"{number}{desc} ({len(s.files)} files, {s.uid})"
 
 
+def series_key(study: dict[str, ScannedSeries], s: ScannedSeries) -> str:
+    """The shortest `series=` value that picks `s` in `study`: its number when unique there, else its UID."""
+    unique = s.number is not None and sum(x.number == s.number for x in study.values()) == 1
+    return str(s.number) if unique else s.uid
+
+
 def select_series(series: dict[str, ScannedSeries], wanted: str | None, path: Path) -> ScannedSeries:
     """The one series, or the one `wanted` names (UID, then SeriesNumber, then description text)."""
     if wanted is None:
