@@ -138,8 +138,9 @@ def _single(console, bundle, phases, out, liver_mask, values, case_id, device, t
     if dicom_seg and "PV" in phases:  # before the network runs: a SEG needs a usable DICOM PV series
         from mpliver.errors import ConfigError
         from mpliver.io.dicom import check_dicom_seg_source
-        from mpliver.io.dicom_study import is_dicom_source
+        from mpliver.io.dicom_study import check_not_single_file, is_dicom_source
 
+        check_not_single_file(Path(phases["PV"]), "PV phase")
         if not is_dicom_source(phases["PV"]):
             raise ConfigError("--dicom-seg needs the PV phase as a DICOM series folder")
         check_dicom_seg_source(phases["PV"])
