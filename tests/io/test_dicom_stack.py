@@ -6,7 +6,6 @@ where the input is legal, the volume read must equal the clean series voxel for 
 
 from __future__ import annotations
 
-import logging
 import shutil
 
 import dicom_quirks as q
@@ -15,7 +14,7 @@ import pydicom
 import pytest
 
 from mpliver.cli import main
-from mpliver.errors import InputError
+from mpliver.errors import InputError, InputWarning
 from mpliver.io.dicom import read_dicom_series, scan_series, write_dicom_series
 from mpliver.io.dicom_stack import AmbiguousSeriesError, plane_name
 from mpliver.io.geometry import Geometry
@@ -34,25 +33,25 @@ def real_pv(shared_data):
 
 
 # ---- stray planes --------------------------------------------------------------------------------
-def test_real_series_with_a_coronal_reformat_reads_as_the_axial_stack(real_pv, tmp_path, caplog):
+def test_real_series_with_a_coronal_reformat_reads_as_the_axial_stack(real_pv, tmp_path):
     folder, clean = real_pv
     q.add_coronal_slice(folder, tmp_path / "s")
-    with caplog.at_level(logging.WARNING, logger="mpliver.io.dicom"):
+    with pytest.warns(InputWarning) as record:
         got = read_dicom_series(tmp_path / "s")
     assert_same_volume(got, clean)
-    notices = [r.getMessage() for r in caplog.records if r.name == "mpliver.io.dicom"]
+    notices = [str(w.message) for w in record if w.category is InputWarning]
     assert notices == [f"{tmp_path / 's'}: dropped 1 of 21 files: other orientation (coronal); kept 20 axial "
                        "slices"]
 
 
-def test_phantom_with_localizer_and_coronal_slice(phantom_dicom, tmp_path, caplog):
+def test_phantom_with_localizer_and_coronal_slice(phantom_dicom, tmp_path):
     clean = read_dicom_series(phantom_dicom["PV"])
     q.add_localizer(phantom_dicom["PV"], tmp_path / "s")
     q.add_coronal_slice(tmp_path / "s", tmp_path / "s2")
-    with caplog.at_level(logging.WARNING, logger="mpliver.io.dicom"):
+    with pytest.warns(InputWarning) as record:
         got = read_dicom_series(tmp_path / "s2")
     assert_same_volume(got, clean)
-    (msg,) = [r.getMessage() for r in caplog.records if r.name == "mpliver.io.dicom"]
+    (msg,) = [str(w.message) for w in record if w.category is InputWarning]
     assert "dropped 2 of 14 files: " in msg and "1 localizer" in msg
     assert "1 other orientation (coronal)" in msg
 
@@ -63,7 +62,8 @@ def test_other_size_and_spacing_named(phantom_dicom, tmp_path):
     ds.PixelSpacing = [3.0, 3.0]
     q._new_instance(ds)
     ds.save_as(tmp_path / "s" / "thin")
-    series = scan_series(tmp_path / "s")
+    with pytest.warns(InputWarning, match="other pixel spacing"):
+        series = scan_series(tmp_path / "s")
     assert series.notice == "dropped 1 of 13 files: other pixel spacing (3 x 3 mm); kept 12 axial slices"
     assert len(series.paths) == 12 and tmp_path / "s" / "thin" not in series.paths
 

@@ -7,13 +7,13 @@ command is adding a file. `MpliverError`s become one line on stderr and exit sta
 from __future__ import annotations
 
 import importlib
-import logging
 import pkgutil
 import sys
+import warnings
 
 import typer
 
-from mpliver.errors import MpliverError
+from mpliver.errors import InputWarning, MpliverError
 
 app = typer.Typer(
     name="mpliver",
@@ -42,19 +42,21 @@ def _register_commands() -> None:
 _register_commands()
 
 
-class _StderrHandler(logging.Handler):
-    """Library warnings (e.g. stray DICOM slices dropped) as `warning: ...` lines on the current stderr."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        print(f"warning: {record.getMessage()}", file=sys.stderr)
+def _show_warning(message, category, filename, lineno, file=None, line=None, _default=warnings.showwarning):
+    """`InputWarning`s as one `warning: ...` line on stderr; other warnings as Python prints them."""
+    if issubclass(category, InputWarning):
+        print(f"warning: {message}", file=sys.stderr)
+    else:
+        _default(message, category, filename, lineno, file, line)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
-    handler = _StderrHandler(logging.WARNING)
-    logging.getLogger("mpliver").addHandler(handler)
     try:
-        app(args=argv, prog_name="mpliver")
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", InputWarning)
+            warnings.showwarning = _show_warning
+            app(args=argv, prog_name="mpliver")
     except MpliverError as exc:
         details = getattr(exc, "details", None)  # e.g. the table of a series' acquisition groups
         if details:
@@ -66,8 +68,6 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except SystemExit as exc:  # click's normal exit path, also for usage errors
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        logging.getLogger("mpliver").removeHandler(handler)
     return 0
 
 

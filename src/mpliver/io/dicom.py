@@ -9,22 +9,22 @@ Enhanced (multi-frame) CT reads frame by frame through its functional groups.
 
 Archives are not clean: `dicom_scan` recognises files and fills anonymised UIDs, `dicom_stack` drops stray
 planes (localizer, reformat) and splits acquisitions, `dicom_study` finds series in a tree or .zip and parses
-the `PATH::series=...,group=...` selector. What was dropped is logged once on the `mpliver.io.dicom` logger
-(a WARNING, which the command line prints on stderr).
+the `PATH::series=...,group=...` selector. What was dropped is said once per source as an `InputWarning`
+(which the command line prints as one `warning:` line on stderr).
 """
 
 from __future__ import annotations
 
 import datetime
-import logging
 import shutil
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from mpliver.errors import InputError
+from mpliver.errors import InputError, InputWarning
 from mpliver.io.checks import check_hu
 from mpliver.io.dicom_scan import SliceHeader
 from mpliver.io.dicom_stack import (
@@ -50,7 +50,6 @@ from mpliver.io.staging import make_staging, swap_in
 _CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 _LPS = LPS
 MIN_SLICES_AFTER_DROP = 3
-log = logging.getLogger("mpliver.io.dicom")
 _told: set[tuple[str, str]] = set()
 
 
@@ -103,9 +102,9 @@ def scan_series(folder: str | Path, series_uid: str | None = None, spacing_tol: 
     if notice and len(group.slices) < MIN_SLICES_AFTER_DROP:
         raise InputError(f"{notice}: fewer than {MIN_SLICES_AFTER_DROP} slices left, no regular stack", path)
     ordered, geometry = stack_geometry(group.slices, path, spacing_tol)
-    if notice and (str(folder), notice) not in _told:
+    if notice and (str(folder), notice) not in _told:  # once per source, though outputs read it again
         _told.add((str(folder), notice))
-        log.warning("%s: %s", path, notice)
+        warnings.warn(f"{path}: {notice}", InputWarning, stacklevel=2)
     return DicomSeries(path, series.uid, [s.path for s in ordered], [s.ds for s in ordered], geometry,
                        ordered, notice, group.label)
 
