@@ -110,6 +110,19 @@ def test_phantom_with_empty_uids_reads_the_same(phantom_dicom, tmp_path):
     assert_same_volume(read_dicom_series(tmp_path / "anon"), read_dicom_series(phantom_dicom["PV"]))
 
 
+def test_two_anonymised_series_in_one_folder_stay_apart(phantom_dicom, tmp_path):
+    """Empty SeriesInstanceUIDs everywhere: number and description still tell the series apart."""
+    q.anonymise_uids(phantom_dicom["PV"], tmp_path / "mixed")
+    for p in q.anonymise_uids(phantom_dicom["ART"], tmp_path / "art"):
+        p.rename(tmp_path / "mixed" / f"art_{p.name}")
+    with pytest.raises(InputError, match="2 series found"):
+        read_dicom_series(tmp_path / "mixed")
+    assert_same_volume(read_dicom_series(f"{tmp_path / 'mixed'}::series=ART"),
+                       read_dicom_series(phantom_dicom["ART"]))
+    assert_same_volume(read_dicom_series(f"{tmp_path / 'mixed'}::series=3"),
+                       read_dicom_series(phantom_dicom["PV"]))
+
+
 def test_no_sop_uid_anywhere_is_refused_for_a_seg(phantom_dicom, tmp_path):
     files = q.anonymise_uids(phantom_dicom["PV"], tmp_path / "anon")
     ds = pydicom.dcmread(files[0])

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pydicom
+from pydicom.uid import generate_uid
 
 from mpliver.errors import InputError
 
@@ -78,8 +80,6 @@ def candidate_files(root: Path) -> list[Path]:
 
 def read_header(path: Path):
     """The data set of `path` without pixel data; one-line InputError naming the file when it is damaged."""
-    import pydicom
-
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True, force=not is_dicom_file(path))
         _ = ds.get("SOPClassUID"), ds.get("Rows")  # force parsing of the elements we need
@@ -171,8 +171,6 @@ def plane_records(path: Path, ds) -> list[SliceHeader]:
 
 def _is_image(ds) -> bool:
     """Image storage (CT, MR, secondary capture...), not SEG, SR, RT structures or presentation states."""
-    import pydicom
-
     uid = ds.get("SOPClassUID") or ds.get("file_meta", {}).get("MediaStorageSOPClassUID")
     if not uid or str(uid) == "":
         return "Rows" in ds
@@ -230,9 +228,13 @@ def scan_folder(root: Path) -> tuple[dict[str, ScannedSeries], int]:
             continue
         if "Rows" not in ds:
             raise InputError("unreadable or truncated DICOM file (image attributes missing)", path)
-        groups.setdefault(str(ds.get("SeriesInstanceUID") or ""), []).extend(plane_records(path, ds))
+        # Without a SeriesInstanceUID (anonymised), number and description still keep series apart.
+        key = str(ds.get("SeriesInstanceUID") or "") or f"\0{ds.get('SeriesNumber', '')}\0" \
+            f"{ds.get('SeriesDescription', '')}"
+        groups.setdefault(key, []).extend(plane_records(path, ds))
     series = {}
-    for uid, slices in groups.items():
+    for key, slices in groups.items():
+        uid = "" if key.startswith("\0") else key
         generated = _fill_uids(slices, uid)
         series[generated or uid] = ScannedSeries(generated or uid, bool(generated), slices)
     return series, skipped
@@ -243,8 +245,6 @@ def _fill_uids(slices: list[SliceHeader], series_uid: str) -> str | None:
 
     Returns the generated SeriesInstanceUID when the data set had none, else None.
     """
-    from pydicom.uid import generate_uid
-
     generated = None
     datasets = list({id(s.ds): s.ds for s in slices}.values())
     for ds in datasets:

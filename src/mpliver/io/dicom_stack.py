@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pydicom
 
 from mpliver.errors import InputError
 from mpliver.io.dicom_scan import SliceHeader, clock
@@ -50,8 +51,6 @@ def _reason(s: SliceHeader, ref: SliceHeader) -> str:
     if s.modality != "CT":
         return f"modality {s.modality or 'missing'}"
     if s.sop_class and s.sop_class not in CT_IMAGE_CLASSES:
-        import pydicom
-
         return f"not a CT image ({pydicom.uid.UID(s.sop_class).name})"
     if s.iop is None or s.ipp is None or s.spacing is None:
         return "no plane geometry"

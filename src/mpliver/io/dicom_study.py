@@ -15,6 +15,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import pydicom
+
 from mpliver.errors import InputError
 from mpliver.io.dicom_scan import ScannedSeries, is_dicom_file, scan_folder
 
@@ -56,8 +58,6 @@ def is_multiframe_file(path: Path) -> bool:
     """A DICOM file holding a whole volume (enhanced CT: NumberOfFrames > 1)."""
     if not path.is_file() or not is_dicom_file(path):
         return False
-    import pydicom
-
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["NumberOfFrames"])
         return int(ds.get("NumberOfFrames") or 1) > 1
