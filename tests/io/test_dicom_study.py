@@ -81,6 +81,20 @@ def test_dicom_ls_lists_series_with_selectors_that_read_them(phantom_dicom, stud
     assert_same_volume(read_dicom_series(rows["ART"]["select"]), read_dicom_series(phantom_dicom["ART"]))
 
 
+def test_convert_csv_picks_series_of_one_zip(phantom_dicom, study, tmp_path):
+    from mpliver.io.nifti import read_nifti
+
+    _, archive = study
+    csv = tmp_path / "cases.csv"
+    csv.write_text(f"case,pv,art\nc1,{archive.name}::series=PV,{archive.name}::series=2\n")
+    assert main(["convert", "--from-csv", str(csv), "--out", str(tmp_path / "ds")]) == 0
+    for i, name in enumerate(("PV", "ART")):
+        array, geom = read_nifti(tmp_path / "ds" / "imagesTs" / f"c1_{i:04d}.nii.gz")
+        ref, ref_geom = read_dicom_series(phantom_dicom[name])
+        np.testing.assert_array_equal(array, ref)
+        np.testing.assert_allclose(geom.affine, ref_geom.affine, atol=1e-6)
+
+
 def test_dicom_ls_real_series_shows_contrast_and_generated_uid(shared_data, capsys):
     folder = shared_data / "totalseg_example" / "pv_dicom"
     (row,) = study_rows(folder)
