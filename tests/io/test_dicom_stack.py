@@ -197,7 +197,7 @@ def test_missing_rescale_values_go_through_check_hu(real_pv, tmp_path, monkeypat
         raise InputError("looks like HU + 1024: rescale missing", path)
 
     monkeypatch.setattr(dicom, "check_hu", fake_check)
-    with pytest.raises(InputError, match=r"no RescaleSlope/RescaleIntercept in 20 slice.*like HU \+ 1024"):
+    with pytest.raises(InputError, match=r"s: no RescaleSlope/RescaleIntercept in 20 of 20 .*HU \+ 1024"):
         read_dicom_series(tmp_path / "s")
     np.testing.assert_array_equal(seen[0], clean[0] + 1024)  # the stored values, not rescaled
 

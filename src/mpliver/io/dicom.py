@@ -162,8 +162,9 @@ def read_dicom_series(folder: str | Path, series_uid: str | None = None) -> tupl
             check_hu(out, series.folder)
         except InputError as exc:
             reason = str(exc).removeprefix(f"{exc.path}: ") if exc.path is not None else str(exc)
-            raise InputError(f"no RescaleSlope/RescaleIntercept in {len(no_rescale)} slice(s) and the stored "
-                             f"values are not HU: {reason}", no_rescale[0]) from None
+            where = series.folder if len(no_rescale) == nz else no_rescale[0]
+            raise InputError(f"no RescaleSlope/RescaleIntercept in {len(no_rescale)} of {nz} slice(s) and "
+                             f"the stored values are not HU: {reason}", where) from None
     return out, series.geometry
 
 

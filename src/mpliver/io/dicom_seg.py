@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from mpliver.errors import InputError
-from mpliver.io.dicom import check_dicom_seg_source, scan_series, series_instance_uids
+from mpliver.io.dicom import scan_series, series_instance_uids
 from mpliver.io.geometry import Geometry
 from mpliver.io.resample import reorient_to_grid
 
@@ -174,8 +174,12 @@ def write_dicom_seg(
     unknown = present - set(segments)
     if unknown:
         raise ValueError(f"label values {sorted(unknown)} have no segment description")
-    if "" in series_instance_uids(series) or series.multiframe:
-        check_dicom_seg_source(series_folder)  # raises the one-line reason
+    if "" in series_instance_uids(series):  # empty in the data set AND the file meta
+        raise InputError("source slices have no SOPInstanceUID; a DICOM-SEG cannot refer to them",
+                         series_folder)
+    if series.multiframe:
+        raise InputError("enhanced (multi-frame) CT is read, but a DICOM-SEG of it is not written",
+                         series_folder)
 
     if algorithm:
         algo_type = hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC
