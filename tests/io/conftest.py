@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from mpliver.io.geometry import Geometry
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # makes dicom_quirks.py importable
+    sys.path.insert(0, str(HERE))
 
 
 def ct_volume(shape=(20, 18, 8), seed=0) -> np.ndarray:
@@ -64,3 +71,20 @@ def make_ct():
 @pytest.fixture
 def make_label():
     return liver_label
+
+
+@pytest.fixture(scope="session")
+def phantom_dicom(tmp_path_factory):
+    """A small synthetic case (data.phantom) written as PV and ART DICOM series, with its arrays and grids."""
+    from mpliver.data.phantom.case import generate_case
+    from mpliver.data.phantom.config import PhantomConfig
+    from mpliver.io.dicom import write_dicom_series
+
+    root = tmp_path_factory.mktemp("phantom_dicom")
+    case = generate_case(0, 0, "HCC", PhantomConfig(shape=(48, 40, 12), spacing=(6.0, 6.0, 8.0)))
+    out = {"root": root, "case": case}
+    for name in ("PV", "ART"):
+        write_dicom_series(root / name, case.phases[name], case.geometries[name], series_description=name,
+                           series_number={"PV": 3, "ART": 2}[name])
+        out[name] = root / name
+    return out

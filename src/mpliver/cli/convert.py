@@ -18,8 +18,10 @@ Many cases from a CSV with columns case,pv,art[,label][,tumor_type] (paths relat
 To nnU-Net v2 (ART resampled onto the PV grid; writes NNUNET_RAW/Dataset501_MPLiver/):
   mpliver convert DATASET --to nnunet --out NNUNET_RAW [--dataset-id 501 --name MPLiver]
 
-Phases are DICOM series folders or NIfTI files. A label is a DICOM-SEG (segments named liver / tumour)
-or a NIfTI label map (0 background, 1 liver, 2 tumour) on the PV grid. Cases without a label go to imagesTs.
+Phases are DICOM series folders (or a study tree / .zip: add ::series=UID|NUMBER|TEXT,group=N to pick a
+series and acquisition, see `mpliver dicom ls`) or NIfTI files. A label is a DICOM-SEG (segments named
+liver / tumour) or a NIfTI label map (0 background, 1 liver, 2 tumour) on the PV grid. Cases without a
+label go to imagesTs.
 """
 
 
@@ -42,8 +44,10 @@ def register(app: typer.Typer) -> None:
                                             help="Resample a NIfTI label off the PV grid (nearest)."),
         allow_other_types: bool = typer.Option(False, "--allow-other-types",
                                                help="Keep tumour types other than the five known ones."),
-        pv_series: str | None = typer.Option(None, "--pv-series", help="Series UID in a mixed PV folder."),
-        art_series: str | None = typer.Option(None, "--art-series", help="Series UID in a mixed ART folder."),
+        pv_series: str | None = typer.Option(None, "--pv-series", help="Series UID, number or description "
+                                             "text in a PV study folder."),
+        art_series: str | None = typer.Option(None, "--art-series", help="Series UID, number or description "
+                                              "text in an ART study folder."),
         label_map: str | None = typer.Option(None, "--label-map",
                                              help="Remap NIfTI label values, e.g. '5=1' (TotalSegmentator "
                                                   "liver); values not listed become background."),

@@ -10,12 +10,14 @@ from pathlib import Path
 
 import typer
 
-_FILE_ENDINGS = (".nii.gz", ".nii")
+_FILE_ENDINGS = (".nii.gz", ".nii", ".zip")
+_SOURCE_HELP = (" A DICOM folder, study tree or .zip may end in ::series=UID|NUMBER|TEXT,group=N to pick one "
+                "series and acquisition (see `mpliver dicom ls`).")
 
 
 def case_id_from(path: Path) -> str:
-    """`CASE_0000.nii.gz` -> CASE; `study.nii.gz` -> study; a DICOM folder -> its name."""
-    name = path.name
+    """`CASE_0000.nii.gz` -> CASE; `study.nii.gz` -> study; a DICOM folder (or .zip) -> its name."""
+    name = Path(str(path).partition("::")[0]).name
     for ending in _FILE_ENDINGS:
         if name.endswith(ending):
             name = name[: -len(ending)]
@@ -71,7 +73,8 @@ def register(app: typer.Typer) -> None:
     def predict(
         model: Path = typer.Option(..., "--model", "-m", help="Model bundle (from `mpliver bundle`)."),
         out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
-        pv: Path | None = typer.Option(None, "--pv", help="PV phase: NIfTI file or DICOM series folder."),
+        pv: Path | None = typer.Option(None, "--pv", help="PV phase: NIfTI file or DICOM series folder."
+                                       + _SOURCE_HELP),
         art: Path | None = typer.Option(None, "--art", help="ART phase: NIfTI file or DICOM series folder."),
         phase: list[str] = typer.Option(None, "--phase", help="Another phase as NAME=PATH (repeatable)."),
         liver_mask: Path | None = typer.Option(
@@ -132,10 +135,15 @@ def _single(console, bundle, phases, out, liver_mask, values, case_id, device, t
     from mpliver.engine.predict import STAGES, predict, write_outputs
 
     case = case_id or case_id_from(phases.get("PV", next(iter(phases.values()))))
-    if dicom_seg and "PV" in phases and not phases["PV"].is_dir():
+    if dicom_seg and "PV" in phases:  # before the network runs: a SEG needs a usable DICOM PV series
         from mpliver.errors import ConfigError
+        from mpliver.io.dicom import check_dicom_seg_source
+        from mpliver.io.dicom_study import check_not_single_file, is_dicom_source
 
-        raise ConfigError("--dicom-seg needs the PV phase as a DICOM series folder")
+        check_not_single_file(Path(phases["PV"]), "PV phase")
+        if not is_dicom_source(phases["PV"]):
+            raise ConfigError("--dicom-seg needs the PV phase as a DICOM series folder")
+        check_dicom_seg_source(phases["PV"])
     with _stage_progress(console) as bar:
         task = bar.add_task(f"{case}", total=len(STAGES) + 1)
 

@@ -76,6 +76,7 @@ def read_volume(source: PhaseInput, what: str) -> tuple[np.ndarray, Geometry, Pa
     A bare array gets a 1 mm RAS-aligned grid; pass `(array, Geometry)` to keep a real one.
     """
     from mpliver.io.dicom import read_dicom_series
+    from mpliver.io.dicom_study import check_not_single_file, is_dicom_source
     from mpliver.io.nifti import read_nifti
 
     if isinstance(source, tuple):
@@ -90,13 +91,12 @@ def read_volume(source: PhaseInput, what: str) -> tuple[np.ndarray, Geometry, Pa
         geom = Geometry.from_spacing(source.shape, (1.0, 1.0, 1.0))
         return source.astype(np.float32, copy=False), geom, None
     path = Path(source)
-    if path.is_dir():
+    if is_dicom_source(path):  # a folder, a study .zip, or PATH::series=...,group=...
         array, geom = read_dicom_series(path)
         return array, geom, path
     if not path.exists():
         raise InputError(f"{what} not found", path)
-    if path.suffix.lower() == ".dcm":
-        raise InputError(f"{what}: give the folder of the DICOM series, not one file", path)
+    check_not_single_file(path, what)
     array, geom = read_nifti(path, dtype=np.float32)
     return array, geom, None
 

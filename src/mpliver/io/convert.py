@@ -21,6 +21,7 @@ from mpliver.errors import DatasetError, InputError
 from mpliver.io.atomic import write_json_atomic
 from mpliver.io.checks import check_hu
 from mpliver.io.dicom import read_dicom_series
+from mpliver.io.dicom_study import check_not_single_file, is_dicom_source
 from mpliver.io.geometry import Geometry
 from mpliver.io.layout import (
     FILE_ENDING,
@@ -60,13 +61,15 @@ def read_volume(path: str | Path, series_uid: str | None = None) -> tuple[np.nda
     Returns float32 values and the geometry.
     """
     path = Path(path)
+    if is_dicom_source(path):  # a folder, a study .zip, or PATH::series=...,group=...
+        return read_dicom_series(path, series_uid)
     if not path.exists():
         raise InputError("file or folder not found", path)
-    if path.is_dir():
-        return read_dicom_series(path, series_uid)
     if is_nifti(path):
         return read_nifti(path, dtype=np.float32)
-    raise InputError("expected a DICOM series folder or a NIfTI file (.nii / .nii.gz)", path)
+    check_not_single_file(path)
+    raise InputError("expected a DICOM series folder, a .zip of a study or a NIfTI file (.nii / .nii.gz)",
+                     path)
 
 
 def _find_seg(path: Path) -> Path | None:
@@ -130,7 +133,7 @@ def read_label(path: str | Path, pv_path: Path, pv_geometry: Geometry, resample:
     seg = _find_seg(path)
     if seg is None:
         raise InputError("label is neither NIfTI nor a DICOM-SEG", path)
-    if not pv_path.is_dir():
+    if not is_dicom_source(pv_path):
         raise InputError("a DICOM-SEG label needs the PV phase as a DICOM series folder", seg)
     label, geom, _ = read_dicom_seg(seg, pv_path, series_uid=pv_series_uid, label_map=LABEL_SYNONYMS)
     if not pv_geometry.same_grid(geom):  # same folder, so this only fails on a programming error

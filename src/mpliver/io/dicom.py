@@ -1,204 +1,184 @@
-"""DICOM CT series: read a folder of single-frame slices into (HU array, Geometry), and write one back.
+"""DICOM CT series: read one (a folder, a study tree or a .zip) into (HU array, Geometry); write one back.
 
 Slices are ordered by their position along the slice normal (ImagePositionPatient · (row × column)), never
 by InstanceNumber or file name. The geometry comes from ImagePositionPatient, ImageOrientationPatient and
 PixelSpacing, with the slice step measured from the positions; DICOM's LPS frame becomes RAS by negating
 x and y. The array is indexed (i, j, k) = (column, row, slice), nibabel's order. Compressed transfer
 syntaxes (JPEG 2000, JPEG-LS, ...) decode through pydicom's pixel handlers (pylibjpeg + openjpeg).
+Enhanced (multi-frame) CT reads frame by frame through its functional groups.
+
+Archives are not clean: `dicom_scan` recognises files and fills anonymised UIDs, `dicom_stack` drops stray
+planes (localizer, reformat) and splits acquisitions, `dicom_study` finds series in a tree or .zip and parses
+the `PATH::series=...,group=...` selector. What was dropped is said once per source as an `InputWarning`
+(which the command line prints as one `warning:` line on stderr).
 """
 
 from __future__ import annotations
 
 import datetime
 import shutil
+import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from mpliver.errors import InputError
+from mpliver.errors import InputError, InputWarning
+from mpliver.io.checks import check_hu
+from mpliver.io.dicom_scan import SliceHeader
+from mpliver.io.dicom_stack import (
+    LPS,
+    AcquisitionGroup,
+    AmbiguousSeriesError,
+    choose_stack,
+    format_table,
+    split_acquisitions,
+    stack_geometry,
+)
+from mpliver.io.dicom_study import (
+    SELECTOR_SEP,
+    parse_source,
+    scan_study,
+    select_series,
+    series_key,
+    series_label,
+)
 from mpliver.io.geometry import Geometry
 from mpliver.io.staging import make_staging, swap_in
 
-# Files that are never slices of a series (exports often carry them beside the images).
-_SKIP_SUFFIXES = {".txt", ".json", ".md", ".xml", ".csv", ".png", ".jpg", ".jpeg", ".nii", ".gz", ".zip",
-                  ".log", ".html", ".pdf", ".yaml", ".yml"}
-_SKIP_NAMES = {"dicomdir", "thumbs.db", ".ds_store", "version", "license", "readme"}
 _CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
-_LPS = np.diag([-1.0, -1.0, 1.0])  # RAS <-> LPS for 3-vectors
+_LPS = LPS
+MIN_SLICES_AFTER_DROP = 3
+_told: set[tuple[str, str]] = set()
 
 
 @dataclass
 class DicomSeries:
-    """Headers of one series, sorted along the slice normal, and the geometry they define (no pixels read)."""
+    """Headers of one volume, sorted along the slice normal, and the geometry they define (no pixels read).
+
+    `headers` are the files' data sets with empty UIDs filled in (see `dicom_scan`); `slices` the planes
+    (a frame index for enhanced CT); `notice` says what was dropped from the series, if anything.
+    """
 
     folder: Path
     series_uid: str
     paths: list[Path]
     headers: list  # pydicom Datasets without pixel data, in slice (k) order
     geometry: Geometry
+    slices: list[SliceHeader] = field(default_factory=list)
+    notice: str | None = None
+    group: str = "1"
 
-
-def _candidate_files(folder: Path) -> list[Path]:
-    return sorted(
-        p for p in folder.iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.name.lower() not in _SKIP_NAMES
-        and p.suffix.lower() not in _SKIP_SUFFIXES
-    )
-
-
-def _read_header(path: Path):
-    import pydicom
-
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-        _ = ds.get("SOPClassUID"), ds.get("Rows")  # force parsing of the elements we need
-    except Exception as exc:  # pydicom raises many types for damaged files
-        raise InputError(f"unreadable or truncated DICOM file ({type(exc).__name__}: {exc})", path) from None
-    return ds
+    @property
+    def multiframe(self) -> bool:
+        return any(s.frame is not None for s in self.slices)
 
 
 def list_series(folder: str | Path) -> dict[str, list[Path]]:
-    """Image series in `folder` (not recursive): SeriesInstanceUID -> files. DICOM-SEG objects are skipped."""
-    return {uid: [p for p, _ in items] for uid, items in _scan_headers(Path(folder)).items()}
-
-
-def _scan_headers(folder: Path) -> dict[str, list[tuple[Path, object]]]:
-    if not folder.is_dir():
-        raise InputError("DICOM series folder not found", folder)
-    out: dict[str, list[tuple[Path, object]]] = {}
-    for path in _candidate_files(folder):
-        ds = _read_header(path)
-        sop = ds.get("SOPClassUID") or ds.get("file_meta", {}).get("MediaStorageSOPClassUID")
-        if sop is not None and str(sop) != "" and "Image" not in getattr(sop, "name", ""):
-            continue  # segmentations, structured reports, RT structures... are not slices
-        if int(ds.get("NumberOfFrames", 1) or 1) > 1:
-            raise InputError("multi-frame (enhanced) DICOM images are not supported; export single-frame "
-                             "slices", path)
-        if "Rows" not in ds or "PixelSpacing" not in ds:
-            raise InputError("unreadable or truncated DICOM file (image attributes missing)", path)
-        out.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append((path, ds))
-    return out
-
-
-def _series_summary(series: dict[str, list[tuple[Path, object]]]) -> str:
-    parts = []
-    for uid, items in sorted(series.items()):
-        desc = str(items[0][1].get("SeriesDescription", "")).strip()
-        parts.append(f"{uid or '(no SeriesInstanceUID)'} ({len(items)} files{', ' + desc if desc else ''})")
-    return "; ".join(parts)
-
-
-def _vec(ds, name: str, n: int, path: Path) -> np.ndarray:
-    value = ds.get(name)
-    if value is None or len(value) != n:
-        raise InputError(f"missing or malformed {name}; cannot build the slice geometry", path)
-    return np.asarray([float(v) for v in value], dtype=np.float64)
+    """Image series under `folder` (a tree or .zip): SeriesInstanceUID -> files (DICOM-SEG etc. skipped)."""
+    return {uid: s.files for uid, s in scan_study(parse_source(folder)[0]).items()}
 
 
 def scan_series(folder: str | Path, series_uid: str | None = None, spacing_tol: float = 0.01) -> DicomSeries:
-    """Read the headers of the one series in `folder` (or of `series_uid`), sort them and build the geometry.
+    """Read the headers of one volume, sort them and build the geometry.
 
-    Refuses, with one line naming the folder: several series without `series_uid`, multi-frame files, slices
-    that differ in size or orientation, duplicate positions, missing slices, non-uniform spacing (relative
-    tolerance `spacing_tol`) and slices not stacked along their normal (gantry tilt).
+    `folder` is a series folder, a study tree or .zip, optionally with a selector (`PATH::series=4,group=2`);
+    `series_uid` (UID, number or description text) overrides the selector's series. Stray planes of another
+    orientation, size or spacing are dropped with a logged notice; a series of several acquisitions must be
+    chosen with `group=`. Refuses, with one line naming the source: several series without a choice, another
+    modality than CT, fewer than 3 slices left after dropping, and irregular stacks (see `stack_geometry`).
     """
-    folder = Path(folder)
-    series = _scan_headers(folder)
-    if not series:
-        subdirs = [p.name for p in folder.iterdir() if p.is_dir()]
-        hint = f" (it has sub-folders {subdirs[:5]}: give the folder of one series)" if subdirs else ""
-        raise InputError(f"no DICOM image files found{hint}", folder)
-    if series_uid is None:
-        if len(series) > 1:
-            raise InputError(f"{len(series)} series found, choose one with a series UID: "
-                             f"{_series_summary(series)}", folder)
-        series_uid = next(iter(series))
-    elif series_uid not in series:
-        raise InputError(f"series {series_uid} not found; present: {_series_summary(series)}", folder)
-    paths = [p for p, _ in series[series_uid]]
-    headers = [ds for _, ds in series[series_uid]]
+    path, selector = parse_source(folder)
+    if series_uid:
+        selector = replace(selector, series=series_uid)
+    study = scan_study(path)
+    series = select_series(study, selector.series, path)
+    kept, notice = choose_stack(series.slices, path)
+    normal = np.cross(kept[0].iop[:3], kept[0].iop[3:])
+    groups = split_acquisitions(kept, normal)
+    group = _choose_group(groups, selector.group, path, series_key(study, series) if len(study) > 1 else None,
+                          series, normal)
+    if notice and len(group.slices) < MIN_SLICES_AFTER_DROP:
+        raise InputError(f"{notice}: fewer than {MIN_SLICES_AFTER_DROP} slices left, no regular stack", path)
+    ordered, geometry = stack_geometry(group.slices, path, spacing_tol)
+    if notice and (str(folder), notice) not in _told:  # once per source, though outputs read it again
+        _told.add((str(folder), notice))
+        warnings.warn(f"{path}: {notice}", InputWarning, stacklevel=2)
+    return DicomSeries(path, series.uid, [s.path for s in ordered], [s.ds for s in ordered], geometry,
+                       ordered, notice, group.label)
 
-    first, p0 = headers[0], paths[0]
-    iop = _vec(first, "ImageOrientationPatient", 6, p0)
-    spacing = _vec(first, "PixelSpacing", 2, p0)  # (between rows, between columns)
-    size = (int(first.Rows), int(first.Columns))
-    for ds, p in zip(headers[1:], paths[1:], strict=True):
-        if (int(ds.Rows), int(ds.Columns)) != size:
-            raise InputError(f"slice size {ds.Rows}x{ds.Columns} differs from {size[0]}x{size[1]} in the "
-                             "series", p)
-        if np.max(np.abs(_vec(ds, "ImageOrientationPatient", 6, p) - iop)) > 1e-4:
-            raise InputError("ImageOrientationPatient differs between slices of the series", p)
-        if np.max(np.abs(_vec(ds, "PixelSpacing", 2, p) - spacing)) > 1e-4:
-            raise InputError("PixelSpacing differs between slices of the series", p)
-    row_dir, col_dir = iop[:3], iop[3:]
-    normal = np.cross(row_dir, col_dir)
-    if abs(np.linalg.norm(normal) - 1) > 1e-3 or abs(float(row_dir @ col_dir)) > 1e-3:
-        raise InputError(f"ImageOrientationPatient {iop.tolist()} is not two orthonormal directions", p0)
-    positions = np.stack([_vec(ds, "ImagePositionPatient", 3, p)
-                          for ds, p in zip(headers, paths, strict=True)])
-    dist = positions @ normal
-    order = np.argsort(dist, kind="stable")
-    paths = [paths[i] for i in order]
-    headers = [headers[i] for i in order]
-    positions, dist = positions[order], dist[order]
 
-    if len(headers) > 1:
-        steps = np.diff(dist)
-        if np.min(steps) < 1e-3:
-            k = int(np.argmin(steps))
-            raise InputError(f"two slices share position {dist[k]:.3f} mm along the normal ({paths[k].name}, "
-                             f"{paths[k + 1].name}): mixed acquisitions in one series?", folder)
-        step = float(np.median(steps))
-        tol = max(spacing_tol * step, 1e-3)
-        bad = np.abs(steps - step) > tol
-        if np.any(bad):
-            k = int(np.argmax(np.abs(steps - step)))
-            ratio = steps[k] / step
-            if abs(ratio - round(ratio)) * step <= tol and round(ratio) >= 2:
-                raise InputError(f"{int(np.sum(np.rint(steps[bad] / step) - 1))} missing slice(s): a gap of "
-                                 f"{steps[k]:.3f} mm after {paths[k].name} where the step is {step:.3f} mm",
-                                 folder)
-            raise InputError(f"non-uniform slice spacing: steps from {np.min(steps):.3f} to "
-                             f"{np.max(steps):.3f} mm", folder)
-        step = float((dist[-1] - dist[0]) / (len(dist) - 1))
-        # Each position must lie on the line through the first one along the normal (no gantry tilt / shear).
-        offaxis = positions - positions[0] - np.outer(dist - dist[0], normal)
-        if np.max(np.linalg.norm(offaxis, axis=1)) > max(tol, 1e-2):
-            raise InputError("slices are not stacked along their normal (gantry tilt?); resample the series "
-                             "to an orthogonal grid first", folder)
-    else:
-        step = float(first.get("SpacingBetweenSlices") or first.get("SliceThickness") or 1.0)
+def _choose_group(groups: list[AcquisitionGroup], wanted: str | None, path: Path, key: str | None, series,
+                  normal) -> AcquisitionGroup:
+    if wanted is None and len(groups) == 1:
+        return groups[0]
+    for g in groups:
+        if wanted is not None and g.label == wanted.strip():
+            return g
+    prefix = f"{path}{SELECTOR_SEP}" + (f"series={key}," if key else "")
+    rows = [{"select": f"{prefix}group={g.label}", **g.summary(normal)} for g in groups]
+    short = "; ".join(f"group {r['group']}: {r['slices']} slices, z {r['z_mm']} mm"
+                      + (f", {r['time']}" if r["time"] else "") for r in rows)
+    what = f"group '{wanted}' is not one of them" if wanted else "choose one"
+    raise AmbiguousSeriesError(f"series {series_label(series)} holds {len(groups)} acquisitions at the same "
+                               f"positions; {what} with {prefix}group=N ({short})", path, format_table(rows))
 
-    lps = np.eye(4)
-    lps[:3, 0] = row_dir * spacing[1]  # i (column index) moves along the row direction
-    lps[:3, 1] = col_dir * spacing[0]  # j (row index) moves along the column direction
-    lps[:3, 2] = normal * step
-    lps[:3, 3] = positions[0]
-    affine = np.eye(4)
-    affine[:3, :] = _LPS @ lps[:3, :]
-    return DicomSeries(folder, series_uid, paths, headers, Geometry(affine, (size[1], size[0], len(headers))))
+
+def _pixels(s: SliceHeader, cache: dict) -> np.ndarray:
+    import pydicom
+
+    try:
+        if s.frame is None:
+            return pydicom.dcmread(s.path).pixel_array
+        if s.path not in cache:
+            cache.clear()  # one multi-frame file at a time
+            cache[s.path] = pydicom.dcmread(s.path).pixel_array
+        return cache[s.path][s.frame]
+    except Exception as exc:  # truncated pixel data, missing decoder, corrupt codestream...
+        raise InputError(f"cannot decode pixel data ({type(exc).__name__}: {exc})", s.path) from None
 
 
 def read_dicom_series(folder: str | Path, series_uid: str | None = None) -> tuple[np.ndarray, Geometry]:
-    """Read a DICOM series folder into a float32 (i, j, k) array of rescaled values (HU for CT) + geometry."""
-    import pydicom
-
+    """Read a DICOM series (see `scan_series` for what `folder` may be) into a float32 (i, j, k) array of
+    rescaled values (HU for CT) + geometry. Missing RescaleSlope/Intercept count as 1/0 only when the values
+    then pass `check_hu`."""
     series = scan_series(folder, series_uid)
     nx, ny, nz = series.geometry.shape
     out = np.empty((nx, ny, nz), dtype=np.float32)
-    for k, (path, header) in enumerate(zip(series.paths, series.headers, strict=True)):
-        try:
-            pixels = pydicom.dcmread(path).pixel_array
-        except Exception as exc:  # truncated pixel data, missing decoder, corrupt codestream...
-            raise InputError(f"cannot decode pixel data ({type(exc).__name__}: {exc})", path) from None
+    cache: dict = {}
+    no_rescale = []
+    for k, s in enumerate(series.slices):
+        pixels = _pixels(s, cache)
         if pixels.shape != (ny, nx):
-            raise InputError(f"pixel data has shape {pixels.shape}, expected {(ny, nx)}", path)
-        slope = float(header.get("RescaleSlope", 1.0) or 1.0)
-        intercept = float(header.get("RescaleIntercept", 0.0) or 0.0)
+            raise InputError(f"pixel data has shape {pixels.shape}, expected {(ny, nx)}", s.path)
+        if s.slope is None or s.intercept is None:
+            no_rescale.append(s.path)
+        slope = 1.0 if s.slope is None or s.slope == 0 else s.slope
+        intercept = 0.0 if s.intercept is None else s.intercept
         out[:, :, k] = (pixels.astype(np.float32) * slope + intercept).T
+    if no_rescale:
+        try:
+            check_hu(out, series.folder)
+        except InputError as exc:
+            reason = str(exc).removeprefix(f"{exc.path}: ") if exc.path is not None else str(exc)
+            where = series.folder if len(no_rescale) == nz else no_rescale[0]
+            raise InputError(f"no RescaleSlope/RescaleIntercept in {len(no_rescale)} of {nz} slice(s) and "
+                             f"the stored values are not HU: {reason}", where) from None
     return out, series.geometry
+
+
+def check_dicom_seg_source(folder: str | Path) -> DicomSeries:
+    """The PV series a DICOM-SEG will refer to, checked before any work: single-frame slices with SOP UIDs
+    (from the data set or the file meta) and study/series UIDs (generated when anonymised away)."""
+    series = scan_series(folder)
+    if series.multiframe:
+        raise InputError("--dicom-seg needs single-frame PV slices; enhanced (multi-frame) CT is read but a "
+                         "SEG of it is not written", series.folder)
+    if "" in series_instance_uids(series):
+        raise InputError("PV slices have no SOPInstanceUID, neither in the data set nor in the file meta; a "
+                         "DICOM-SEG cannot refer to them", series.folder)
+    return series
 
 
 def _ds_str(x: float) -> str:
@@ -318,3 +298,42 @@ def write_dicom_series(
 def series_instance_uids(series: DicomSeries) -> Sequence[str]:
     """SOP Instance UIDs of the series' slices in k order (what DICOM-SEG frames refer to)."""
     return [str(h.get("SOPInstanceUID", "")) for h in series.headers]
+
+
+def study_rows(path: str | Path) -> list[dict[str, str]]:
+    """One row per series and acquisition group under `path` (folder tree or .zip), for `mpliver dicom ls`:
+    the selector that reads it, identity, slices, spacing, z range, times and contrast hints."""
+    source, _ = parse_source(path)
+    study = scan_study(source)
+    rows = []
+    for s in sorted(study.values(), key=lambda s: (s.number is None, s.number or 0, s.description, s.uid)):
+        base = {"uid": s.uid + (" (generated)" if s.uid_generated else ""), "number": str(s.number or ""),
+                "description": s.description}
+        try:
+            kept, notice = choose_stack(s.slices, source)
+            normal = np.cross(kept[0].iop[:3], kept[0].iop[3:])
+            groups = split_acquisitions(kept, normal)
+        except InputError as exc:
+            rows.append(_row(base, select="", note=str(exc).removeprefix(f"{source}: ")))
+            continue
+        for g in groups:
+            sel = f"{source}{SELECTOR_SEP}series={series_key(study, s)}"
+            if len(groups) > 1:
+                sel += f",group={g.label}"
+            summary = g.summary(normal)
+            sp = g.slices[0].spacing
+            spacing = f"{sp[1]:.3g}x{sp[0]:.3g}x{summary.pop('step_mm') or '?'}"
+            note = notice or ""
+            try:
+                stack_geometry(list(g.slices), source)
+            except InputError as exc:
+                note = "; ".join(x for x in (note, str(exc).removeprefix(f"{source}: ")) if x)
+            rows.append(_row(base, select=sel, spacing_mm=spacing, **summary, note=note))
+    return rows
+
+
+def _row(base: dict, **values: str) -> dict[str, str]:
+    keys = ("select", "uid", "number", "description", "group", "acq", "slices", "spacing_mm", "z_mm", "time",
+            "contrast", "note")
+    merged = {**base, **values}
+    return {k: str(merged.get(k, "")) for k in keys}

@@ -160,7 +160,6 @@ def write_dicom_seg(
     AUTOMATIC, otherwise MANUAL. The source series must carry real SOP/Series/Study UIDs.
     """
     import highdicom as hd
-    import pydicom
     from pydicom.sr.codedict import codes
 
     from mpliver.io.atomic import atomic_path
@@ -175,8 +174,11 @@ def write_dicom_seg(
     unknown = present - set(segments)
     if unknown:
         raise ValueError(f"label values {sorted(unknown)} have no segment description")
-    if "" in series_instance_uids(series):
+    if "" in series_instance_uids(series):  # empty in the data set AND the file meta
         raise InputError("source slices have no SOPInstanceUID; a DICOM-SEG cannot refer to them",
+                         series_folder)
+    if series.multiframe:
+        raise InputError("enhanced (multi-frame) CT is read, but a DICOM-SEG of it is not written",
                          series_folder)
 
     if algorithm:
@@ -199,7 +201,7 @@ def write_dicom_seg(
             algorithm_type=algo_type,
             algorithm_identification=algo_id,
         ))
-    sources = [pydicom.dcmread(p, stop_before_pixels=True) for p in series.paths]
+    sources = series.headers  # read without pixels; anonymised SOP/study/series UIDs already filled in
     frames = np.ascontiguousarray(np.transpose(label, (2, 1, 0))).astype(np.uint8)  # (slice, row, col)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
