@@ -1,5 +1,5 @@
 """The liver-mask plausibility check: hand-built masks with known volume, border contact and body share, the
-phantom's own liver (plausible), and the real PV series with TotalSegmentator's liver and with an all-liver mask."""
+phantom's own liver (plausible), and the real PV series with TotalSegmentator's liver and a full mask."""
 
 from __future__ import annotations
 

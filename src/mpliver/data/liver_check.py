@@ -1,18 +1,20 @@
-"""Is a liver mask plausible? Three measurements of the liver stage's output, so that it is checked, not trusted.
+"""Is a liver mask plausible? Three measurements of the liver stage's output: checked, not trusted.
 
-- Volume (mL, from the voxel volume). Adult livers measured by CT volumetry lie in about 0.6-2.3 L: 594-2250 mL
-  in 369 adults (Feng LM et al., "New formula for predicting standard liver volume in Chinese adults", World J
-  Gastroenterol 2017;23(27):4968-4977, doi:10.3748/wjg.v23.i27.4968). Western livers are larger: 1505 +- 385 mL
-  in 2773 adults of the Study of Health in Pomerania, 1624 +- 420 mL with parenchymal liver disease (Kromrey ML
-  et al., "Reference values of liver volume in Caucasian population and factors influencing liver size", Eur J
-  Radiol 2018;106:32-37, doi:10.1016/j.ejrad.2018.07.005). The range used here runs from the smallest CT volume
-  of the first study (590 mL) to the mean + 3 SD of the diseased livers of the second (1624 + 3 x 420 = 2884 mL,
-  rounded to 2900). A mask that reaches the first or last axial slice may be cut by the scan's field of view:
-  it is only checked against the upper limit.
-- Border slices: on how many of its axial slices the mask touches the in-plane image border. A liver inside the
-  field of view touches it on few slices; a mask that fills the image touches it on every slice.
-- Share of the body: the part of the body (voxels above -500 HU, largest 26-connected component) that the mask
-  covers. The liver is a fifth of the abdomen at most; a mask that marks most of the body is not a liver.
+- Volume (mL, from the voxel volume). Adult livers measured by CT volumetry lie in about 0.6-2.3 L: 594-2250
+  mL in 369 adults (Feng LM et al., "New formula for predicting standard liver volume in Chinese adults",
+  World J Gastroenterol 2017;23(27):4968-4977, doi:10.3748/wjg.v23.i27.4968). Western livers are larger:
+  1505 +- 385 mL in 2773 adults of the Study of Health in Pomerania (MRI, volume estimated from the three
+  maximum diameters), 1624 +- 420 mL with parenchymal liver
+  disease (Kromrey ML et al., "Reference values of liver volume in Caucasian population and factors
+  influencing liver size", Eur J Radiol 2018;106:32-37, doi:10.1016/j.ejrad.2018.07.005). The range used
+  here runs from the smallest CT volume of the first study (590 mL) to the mean + 3 SD of the diseased
+  livers of the second (1624 + 3 x 420 = 2884 mL, rounded to 2900). A mask that reaches the first or last
+  axial slice may be cut by the scan's field of view: it is only checked against the upper limit.
+- Border slices: on how many of its axial slices the mask touches the in-plane image border. A liver inside
+  the field of view touches it on few slices; a mask that fills the image touches it on every slice.
+- Share of the body: the part of the body (voxels above -500 HU, largest 26-connected component) that the
+  mask covers. The liver is a fifth of the abdomen at most; a mask that marks most of the body is not a
+  liver.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ class LiverCheck:
 
 
 def body_mask(image: np.ndarray, threshold_hu: float = BODY_HU) -> np.ndarray:
-    """The body: voxels above `threshold_hu`, largest 26-connected component (drops the table and air noise)."""
+    """The body: voxels above `threshold_hu`, largest 26-connected component (drops the table, air noise)."""
     above = np.asarray(image) > threshold_hu
     labels, n = ndimage.label(above, structure=np.ones((3, 3, 3), bool))
     if n <= 1:
@@ -83,7 +85,8 @@ def check_liver(liver: np.ndarray, image: np.ndarray, geometry: Geometry, axial_
     """Measure a liver mask on the PV grid against the PV image (HU) and list what makes it implausible."""
     liver = np.asarray(liver, dtype=bool)
     if liver.shape != tuple(geometry.shape) or np.shape(image) != liver.shape:
-        raise ValueError(f"liver mask {liver.shape}, image {np.shape(image)} and geometry {geometry.shape} differ")
+        raise ValueError(f"liver mask {liver.shape}, image {np.shape(image)} and geometry {geometry.shape} "
+                         "differ")
     voxel_ml = abs(float(np.linalg.det(geometry.affine[:3, :3]))) / 1000.0
     volume = float(liver.sum()) * voxel_ml
     slabs = slice_orientation(geometry, axial_axis).to_slices(liver)  # (K, H, W)
@@ -98,8 +101,8 @@ def check_liver(liver: np.ndarray, image: np.ndarray, geometry: Geometry, axial_
     lo, hi = volume_range_ml
     check = LiverCheck(volume, slices, border, body_share, cut, (float(lo), float(hi)))
     if volume > hi:
-        check.problems.append(f"volume {volume:.0f} mL is above {hi:.0f} mL, the largest adult liver expected "
-                              "from CT/MR volumetry (Feng 2017, Kromrey 2018)")
+        check.problems.append(f"volume {volume:.0f} mL is above {hi:.0f} mL, the largest adult liver "
+                              "expected from CT/MR volumetry (Feng 2017, Kromrey 2018)")
         check.flags.append("volume")
     elif volume < lo and not cut:
         check.problems.append(f"volume {volume:.0f} mL is below {lo:.0f} mL, the smallest adult liver in CT "

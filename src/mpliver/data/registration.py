@@ -47,7 +47,7 @@ class RigidTransform:
         return self.apply(points) - np.asarray(points, dtype=np.float64)
 
     def rotation_degrees(self) -> float:
-        """Angle of the rotation part (degrees): arccos((trace - 1) / 2) of the matrix, 0 for a translation."""
+        """Angle of the rotation part in degrees, arccos((trace - 1) / 2): 0 for a pure translation."""
         cos = (float(np.trace(self.matrix)) - 1.0) / 2.0
         return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
 

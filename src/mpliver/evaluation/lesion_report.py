@@ -4,10 +4,12 @@ Each row: volume (mL), longest axial diameter (mm), centroid (voxel indices and 
 the axial slice range and `incomplete`: the lesion touches a face of the image (the in-plane border or the
 first or last slice), so part of it may lie outside the scan and its size is a lower bound. For a DICOM input
 the rows also name the first and last DICOM image of the lesion (InstanceNumber, SOPInstanceUID), the images
-holding its lowest and highest slice index k, so that a reader finds it in a viewer. The longest axial diameter is the largest in-plane Feret diameter over the lesion's
-axial slices, measured on the union of its voxel squares (a voxel is a square of its in-plane spacing, so a
-box of a x b voxels at spacing sx x sy measures sqrt((a sx)^2 + (b sy)^2)), in mm through the affine. Rows are
-sorted by volume, largest first. Reports carry the research-use notice and, for a model trained on the
+holding its lowest and highest slice index k, so that a reader finds it in a viewer.
+
+The longest axial diameter is the largest in-plane Feret diameter over the lesion's axial slices, measured
+on the union of its voxel squares (a voxel is a square of its in-plane spacing, so a box of a x b voxels at
+spacing sx x sy measures sqrt((a sx)^2 + (b sy)^2)), in mm through the affine. Rows are sorted by volume,
+largest first. Reports carry the research-use notice and, for a model trained on the
 synthetic cohort, a synthetic-training notice: in the JSON and in a text sidecar, never in the CSV, which
 opens with any CSV reader's defaults (pandas.read_csv included).
 """
