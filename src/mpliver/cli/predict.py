@@ -82,8 +82,8 @@ def register(app: typer.Typer) -> None:
     @app.command("predict", epilog=_EPILOG)
     def predict(
         model: list[Path] = typer.Option(
-            ..., "--model", "-m", metavar="BUNDLE", help="Model bundle (from `mpliver bundle`); several for a fold ensemble "
-            "(--model A B C or -m A -m B)."),
+            ..., "--model", "-m", metavar="BUNDLE", help="Model bundle (from `mpliver bundle`); several for "
+            "a fold ensemble (--model A B C or -m A -m B)."),
         more_models: list[Path] = typer.Argument(None, hidden=True, metavar="BUNDLE"),
         out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
         pv: Path | None = typer.Option(None, "--pv", help="PV phase: NIfTI file or DICOM series folder."),
