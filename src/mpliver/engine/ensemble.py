@@ -28,14 +28,14 @@ def check_ensemble(bundles: Sequence[Bundle]) -> None:
         where = f"{_name(first, 0)} vs {_name(other, index)}"
         if list(other.phases) != list(first.phases):
             raise BundleError(f"the bundles of an ensemble must take the same phases: {first.phases} vs "
-                              f"{other.phases} ({where})", other.path)
+                              f"{other.phases} ({where})")
         for f in fields(first.preprocess):
             if f.name in _LIVER_SOURCE_FIELDS:
                 continue
             a, b = getattr(first.preprocess, f.name), getattr(other.preprocess, f.name)
             if a != b:
                 raise BundleError(f"the bundles of an ensemble must share their pre-processing: {f.name} "
-                                  f"is {a} vs {b} ({where})", other.path)
+                                  f"is {a} vs {b} ({where})")
 
 
 def load_ensemble(model: Bundle | str | Path | Sequence[Bundle | str | Path]) -> list[Bundle]:
