@@ -52,8 +52,11 @@ def _case_ids(folder: Path) -> list[str]:
 def _check_folder_role(folder: Path, role: str) -> None:
     """Refuse a folder of images (CASE_0000.nii.gz, imagesTr/) as labels or predictions, and a folder of
     `mpliver predict` outputs as the labels: most often the two arguments were swapped or mixed up."""
-    channels = sorted(folder.glob(f"*_000[0-9]{FILE_ENDING}"))
-    if channels or folder.name in ("imagesTr", "imagesTs"):
+    channels = sorted(p for p in folder.glob(f"*_000[0-9]{FILE_ENDING}") if not p.name.startswith("."))
+    # CASE_0000.nii.gz names a channel, but also a case of a cohort numbered like PHANTOM_0000: a CT image
+    # holds negative values (air), a label map never does
+    images = bool(channels) and float(np.min(read_nifti(channels[0])[0])) < 0
+    if images or folder.name in ("imagesTr", "imagesTs"):
         example = f" ({channels[0].name}, ...)" if channels else ""
         raise InputError(f"this folder holds images{example}, not {role}s: the call is `mpliver evaluate "
                          "PRED_DIR LABEL_DIR` (labels are labelsTr/CASE.nii.gz)", folder)
