@@ -118,3 +118,19 @@ def test_batch_warns_about_an_implausible_liver_and_strict_fails_the_case(bundle
     captured = capsys.readouterr()
     assert "0 predicted, 0 skipped (already done), 1 failed" in captured.out
     assert "refused: --strict" in captured.err and not (tmp_path / "b" / "test_001.nii.gz").exists()
+
+
+def test_skipping_outputs_of_another_model_warns(bundle, dataset, tmp_path, capsys):
+    other = tiny_bundle(tmp_path / "other.mpliver", seed=7)
+    out = tmp_path / "out"
+    assert _run(bundle, dataset, out) == 0
+    doc = json.loads((out / "test_001_lesions.json").read_text())
+    assert doc["models"] == [str(bundle.resolve())]
+    capsys.readouterr()
+    assert _run(bundle, dataset, out) == 0  # the same model: a plain skip
+    assert "made by" not in capsys.readouterr().err
+    assert _run(other, dataset, out) == 0  # another model: still skipped, but said so
+    captured = capsys.readouterr()
+    assert "0 predicted, 1 skipped" in captured.out
+    line = [x for x in captured.err.splitlines() if "made by" in x]
+    assert len(line) == 1 and str(bundle.resolve()) in line[0] and "--overwrite" in line[0]

@@ -82,6 +82,12 @@ class PredictionResult:
                 "probability_rule": PROBABILITY_RULE, "models": list(self.models)}
 
 
+def model_names(bundles: Sequence[Bundle]) -> list[str]:
+    """How the reports name the bundles of a prediction: their absolute paths (the model name when a bundle
+    was built in memory)."""
+    return [str(Path(b.path).resolve()) if b.path is not None else b.model_config.name for b in bundles]
+
+
 def uncertainty_from_probability(p: np.ndarray) -> np.ndarray:
     """u = exp(1 - S_max / S_min) of the two-class softmax (S = (1 - p, p)), S_min clamped at 1e-6."""
     p = np.asarray(p, dtype=np.float32)
@@ -299,7 +305,7 @@ def predict(
     timings = {name: marks[i + 1][1] - t for i, (name, t) in enumerate(marks[:-1])}
     return PredictionResult(case_id, label, uncertainty, probability, liver, lesions, pv_geom,
                             any(b.synthetic for b in bundles), timings, transforms, pv_dicom, liver_check,
-                            liver_origin, [str(b.path) if b.path else b.model_config.name for b in bundles])
+                            liver_origin, model_names(bundles))
 
 
 # ---- outputs ------------------------------------------------------------------------------------------

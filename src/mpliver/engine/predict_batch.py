@@ -2,15 +2,17 @@
 split asked for), optionally only the cases that match a filter (names or shell patterns).
 
 Cases whose outputs all exist are skipped, so a batch can be rerun after an interruption; `overwrite`
-predicts them again (outputs of another model are not recognised as such). One bad case is
-reported in one line and the rest go on; the summary lists what failed. Under `torchrun` each rank takes
-cases rank, rank + world size, ... (from RANK / WORLD_SIZE; LOCAL_RANK picks the GPU) and writes its own
-cases into the same output folder: there is no other change and no communication between ranks.
+predicts them again. A skipped case whose report names other models than the ones given gets a warning.
+One bad case is reported in one line and the rest go on; the summary lists what failed. Under `torchrun`
+each rank takes cases rank, rank + world size, ... (from RANK / WORLD_SIZE; LOCAL_RANK picks the GPU) and
+writes its own cases into the same output folder: there is no other change and no communication between
+ranks.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -20,7 +22,7 @@ from pathlib import Path
 from mpliver.engine.bundle import Bundle
 from mpliver.engine.distributed import resolve_device
 from mpliver.engine.ensemble import liver_bundle, load_ensemble
-from mpliver.engine.predict import STAGES, output_paths, predict, write_outputs
+from mpliver.engine.predict import STAGES, model_names, output_paths, predict, write_outputs
 from mpliver.errors import InputError, MpliverError
 from mpliver.io.layout import Dataset
 
@@ -36,6 +38,7 @@ class BatchSummary:
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     warnings: dict[str, str] = field(default_factory=dict)  # case -> one line (an implausible liver mask)
+    other_model: dict[str, str] = field(default_factory=dict)  # skipped cases whose outputs another model made
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, summed over done cases
     seconds: float = 0.0
 
@@ -52,6 +55,18 @@ def rank_and_world() -> tuple[int, int, int | None]:
     if world < 1 or not 0 <= rank < world:
         raise InputError(f"invalid torchrun environment: RANK={rank} WORLD_SIZE={world}")
     return rank, world, None if local is None else int(local)
+
+
+def _made_by_other_models(report: Path, bundles: Sequence[Bundle]) -> str | None:
+    """The models named in an existing lesion report when they are not `bundles` (None when they are, or
+    when the report does not say)."""
+    try:
+        made_by = json.loads(report.read_text()).get("models")
+    except (OSError, ValueError):
+        return None
+    if not isinstance(made_by, list) or made_by == model_names(bundles):
+        return None
+    return ", ".join(str(m) for m in made_by) or "no recorded model"
 
 
 def dataset_cases(dataset_dir: str | Path, split: str | None = None,
@@ -125,9 +140,16 @@ def predict_dataset(
         on_plan(mine)
     summary = BatchSummary(split, rank, world)
     for case in mine:
-        if not overwrite and all(p.exists() for p in output_paths(out_dir, case,
-                                                                   probabilities=probabilities).values()):
+        paths = output_paths(out_dir, case, probabilities=probabilities)
+        if not overwrite and all(p.exists() for p in paths.values()):
             summary.skipped.append(case)
+            other = _made_by_other_models(paths["lesions_json"], bundles)
+            if other is not None:
+                line = (f"case {case}: skipped, but its outputs were made by {other}, not by the model(s) "
+                        "given now (--overwrite to predict it again)")
+                summary.other_model[case] = line
+                if on_warning is not None:
+                    on_warning(case, line)
             if on_case is not None:
                 on_case(case, "skipped")
             continue
