@@ -38,7 +38,7 @@ class BatchSummary:
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     warnings: dict[str, str] = field(default_factory=dict)  # case -> one line (an implausible liver mask)
-    other_model: dict[str, str] = field(default_factory=dict)  # skipped cases whose outputs another model made
+    other_model: dict[str, str] = field(default_factory=dict)  # skipped, made by another model
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, summed over done cases
     seconds: float = 0.0
 
