@@ -44,7 +44,7 @@ def bundle(tmp_path_factory):
 
 def test_split_and_case_filter_choose_the_cases(dataset):
     assert dataset_cases(dataset)[1:] == ("Ts", TS)  # imagesTs when it holds cases
-    assert dataset_cases(dataset, "Tr")[1:] == ("Tr", TR)
+    assert dataset_cases(dataset, "Tr")[1:] == dataset_cases(dataset, "imagesTr")[1:] == ("Tr", TR)
     assert dataset_cases(dataset, "Tr", ["liver_*"])[2] == ["liver_001", "liver_002"]
     assert dataset_cases(dataset, "Tr", ["other_003", "liver_002"])[2] == ["liver_002", "other_003"]
     with pytest.raises(InputError, match="no case of imagesTr/ matches 'liver_9'"):

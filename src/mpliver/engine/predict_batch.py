@@ -75,6 +75,8 @@ def dataset_cases(dataset_dir: str | Path, split: str | None = None,
     else imagesTr/), restricted to those matching a name or shell pattern of `only` when given. A pattern
     that matches no case is refused (a typo would otherwise run nothing, or everything else, silently)."""
     ds = Dataset(dataset_dir)
+    if split is not None and split.rstrip("/") in ("imagesTr", "imagesTs"):
+        split = split.rstrip("/")[len("images"):]
     if split is not None and split not in ("Tr", "Ts"):
         raise InputError(f"split must be Tr or Ts (imagesTr/ or imagesTs/), got '{split}'")
     for name in ((split,) if split else ("Ts", "Tr")):
