@@ -220,10 +220,16 @@ def test_dicom_input_names_the_first_and_last_image_of_each_lesion(shared_data, 
     iop = np.asarray(headers[0].ImageOrientationPatient, float)
     normal = np.cross(iop[:3], iop[3:])
     headers.sort(key=lambda h: float(np.asarray(h.ImagePositionPatient, float) @ normal))
+    # this series leaves SOPInstanceUID empty in the data set; the file meta holds the same UID
+    assert all(str(h.get("SOPInstanceUID", "")) == "" for h in headers)
+
+    def uid(header):
+        return str(header.file_meta.MediaStorageSOPInstanceUID)
+
     for row in result.lesions[:5]:
         first, last = headers[row["first_slice"]], headers[row["last_slice"]]  # axial axis is k here
-        assert row["first_sop_instance_uid"] == str(first.SOPInstanceUID)
-        assert row["last_sop_instance_uid"] == str(last.SOPInstanceUID)
+        assert row["first_sop_instance_uid"] == uid(first) and uid(first).startswith("1.")
+        assert row["last_sop_instance_uid"] == uid(last) and uid(last).startswith("1.")
         assert row["first_instance_number"] == int(first.InstanceNumber)
         assert row["last_instance_number"] == int(last.InstanceNumber)
 
@@ -289,3 +295,21 @@ def test_ensemble_takes_the_liver_model_of_the_first_member_that_has_one(tmp_pat
     bundles = load_ensemble([plain, with_liver])
     assert liver_bundle(bundles) is bundles[1] and liver_bundle(load_ensemble(plain)) is None
     assert load_ensemble(load_bundle(plain))[0].phases == ["PV", "ART"]
+
+
+def test_dicom_slice_refs_follow_the_slice_order_not_the_file_names(tmp_path):
+    import pydicom
+
+    from mpliver.engine.predict_report import dicom_slice_refs
+    from mpliver.io.dicom import write_dicom_series
+
+    geom = Geometry.from_spacing((8, 6, 5), (1.0, 1.0, 2.0))
+    folder = tmp_path / "series"
+    write_dicom_series(folder, np.zeros(geom.shape, np.float32), geom)
+    files = sorted(folder.iterdir())
+    for path, new_name in zip(files, reversed([f"z{i}.dcm" for i in range(len(files))]), strict=True):
+        path.rename(folder / new_name)  # file names now run against the slice order
+    by_position = sorted((pydicom.dcmread(p, stop_before_pixels=True) for p in folder.iterdir()),
+                         key=lambda h: float(h.ImagePositionPatient[2]))
+    expected = [(int(h.InstanceNumber), str(h.SOPInstanceUID)) for h in by_position]
+    assert dicom_slice_refs(folder) == expected and len({uid for _, uid in expected}) == 5

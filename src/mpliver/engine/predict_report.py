@@ -65,13 +65,19 @@ def registration_summary(transforms: Mapping[str, RigidTransform], liver: np.nda
 
 
 def dicom_slice_refs(folder: str | Path) -> list[tuple[int | None, str]]:
-    """(InstanceNumber, SOPInstanceUID) of the images of a DICOM series folder, in array order k."""
+    """(InstanceNumber, SOPInstanceUID) of the images of a DICOM series folder, in array order k. An empty
+    SOPInstanceUID falls back to the file meta's MediaStorageSOPInstanceUID, which DICOM makes the same UID
+    (some exports, like the real test series here, leave the data set's copy empty)."""
     from mpliver.io.dicom import scan_series
 
     refs = []
     for header in scan_series(folder).headers:
         number = header.get("InstanceNumber")
-        refs.append((None if number in (None, "") else int(number), str(header.get("SOPInstanceUID", ""))))
+        uid = str(header.get("SOPInstanceUID", "") or "").strip()
+        if not uid:
+            meta = getattr(header, "file_meta", None)
+            uid = str(meta.get("MediaStorageSOPInstanceUID", "") or "").strip() if meta is not None else ""
+        refs.append((None if number in (None, "") else int(number), uid))
     return refs
 
 
