@@ -106,7 +106,7 @@ def register(app: typer.Typer) -> None:
             "commas (e.g. 'liver_00*,case_7')."),
         overwrite: bool = typer.Option(
             False, "--overwrite/--no-overwrite", help="With --input: predict cases whose outputs exist again "
-            "(default: skip them, whatever model made them)."),
+            "(default: skip them, with a warning when their report names other bundles)."),
         device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or gpu (= cuda)."),
         tta: bool = typer.Option(False, "--tta/--no-tta", help="Test-time augmentation with flips (4x "
                                  "slower)."),
