@@ -67,3 +67,22 @@ def test_device_gpu_from_the_command_line(tmp_path, capsys):
         rc = main(["bench", "--device", device, "--models", "add", "--out", str(tmp_path / "b.json")])
         results.append((rc, capsys.readouterr().err.strip().splitlines()[-1]))
     assert results[0] == results[1] and results[0][0] == 2 and "no CUDA device" in results[0][1]
+
+
+@pytest.mark.slow
+def test_results_on_stdout_progress_on_stderr(tmp_path, capsys):
+    """phantom, preprocess and evaluate: stdout holds the result lines only (no progress bar), so that
+    `mpliver ... > result.txt` captures the result."""
+    ds = tmp_path / "ds"
+    assert main(["phantom", str(ds), "--cases", "2", "--shape", "32,32,8", "--spacing", "10,10,20",
+                 "--no-previews", "--workers", "1", "--folds", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("wrote 2 synthetic cases") and "━" not in out and "phantom" not in out
+    assert main(["preprocess", str(ds), "--out", str(tmp_path / "cache"), "--input-size", "32"]) == 0
+    captured = capsys.readouterr()
+    assert "━" not in captured.out and "case(s) built" in captured.out
+    assert "preprocess" in captured.err  # the progress bar
+    labels = ds / "labelsTr"
+    assert main(["evaluate", str(labels), str(labels), "--out", str(tmp_path / "ev")]) == 0
+    captured = capsys.readouterr()
+    assert "DPC" in captured.out and "evaluating" not in captured.out
