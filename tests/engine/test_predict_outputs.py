@@ -313,3 +313,21 @@ def test_dicom_slice_refs_follow_the_slice_order_not_the_file_names(tmp_path):
                          key=lambda h: float(h.ImagePositionPatient[2]))
     expected = [(int(h.InstanceNumber), str(h.SOPInstanceUID)) for h in by_position]
     assert dicom_slice_refs(folder) == expected and len({uid for _, uid in expected}) == 5
+
+
+@pytest.mark.parametrize("synthetic", [False, True])
+def test_nifti_note_fits_the_header_for_every_failed_check(synthetic):
+    from itertools import combinations
+
+    from mpliver.data.liver_check import LiverCheck
+    from mpliver.engine.predict_report import NIFTI_NOTE, SYNTHETIC_NOTE, nifti_note
+
+    ok = LiverCheck(1500.0, 30, 0, 0.2, False)
+    assert nifti_note(synthetic, ok) == NIFTI_NOTE + (SYNTHETIC_NOTE if synthetic else "")
+    for n in (1, 2, 3):
+        for flags in combinations(["volume", "border", "body"], n):
+            check = LiverCheck(1500.0, 30, 0, 0.2, False, problems=list(flags), flags=list(flags))
+            note = nifti_note(synthetic, check)
+            assert len(note) <= 79 and "research" in note and "clinical" in note
+            assert note.endswith("implausible liver: " + ",".join(flags))
+            assert ("synthetic" in note) is synthetic
