@@ -330,4 +330,4 @@ def test_nifti_note_fits_the_header_for_every_failed_check(synthetic):
             note = nifti_note(synthetic, check)
             assert len(note) <= 79 and "research" in note and "clinical" in note
             assert note.endswith("implausible liver: " + ",".join(flags))
-            assert ("synthetic" in note) is synthetic
+            assert ("synth" in note) is synthetic

@@ -37,7 +37,8 @@ def nifti_note(synthetic: bool, check: LiverCheck | None = None) -> str:
     if check is None or check.ok:
         return note
     flag = f"; implausible liver: {','.join(check.flags)}"
-    for head in (note, SHORT_NOTE + ("; synthetic" if synthetic else "")):
+    heads = [note] + [SHORT_NOTE + (tag if synthetic else "") for tag in ("; synthetic", "; synth.")]
+    for head in heads:
         if len(head + flag) <= NIFTI_DESCRIP_MAX:
             return head + flag
     return (SHORT_NOTE + flag)[:NIFTI_DESCRIP_MAX]
