@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
             config = PreprocessConfig(**params)
         total = len(Dataset(dataset).validate("Tr"))
         with Progress(TextColumn("[bold]preprocess"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("{task.fields[case]}"), TimeRemainingColumn(), transient=False,
+                      TextColumn("{task.fields[case]}"), TimeRemainingColumn(), transient=True,
                       console=Console(stderr=True)) as progress:  # progress to stderr, the result to stdout
             task = progress.add_task("cases", total=total, case="")
 
