@@ -100,3 +100,27 @@ def test_registration_failure_is_a_one_line_input_error():
                        moving_path="CASE_0001.nii.gz")
     msg = str(exc.value)
     assert msg.startswith("CASE_0001.nii.gz: liver registration failed") and "\n" not in msg
+
+
+def test_rotation_degrees_of_hand_built_matrices():
+    a = np.radians(7.0)
+    about_z = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    assert RigidTransform(about_z, np.zeros(3)).rotation_degrees() == pytest.approx(7.0, abs=1e-9)
+    axis = np.array([1.0, 2.0, 2.0]) / 3.0  # Rodrigues about a skew axis, 20 degrees
+    b = np.radians(20.0)
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    skew = np.eye(3) + np.sin(b) * k + (1 - np.cos(b)) * k @ k
+    assert RigidTransform(skew, np.ones(3)).rotation_degrees() == pytest.approx(20.0, abs=1e-9)
+    assert RigidTransform().rotation_degrees() == 0.0
+
+
+def test_liver_registration_records_its_final_metric_and_round_trips():
+    pv, art, label, _, g_pv, g_art = make_case(shape=(72, 72, 22), spacing=(2.2, 2.2, 4.0),
+                                                motion=(3.0, -2.0, 6.0))
+    _, tx = register_phase("liver", pv, g_pv, art, g_art, liver_mask=label >= 1)
+    # Mattes mutual information as SimpleITK reports it: negative, lower is better
+    assert tx.metric is not None and tx.metric < 0
+    back = RigidTransform.from_dict(tx.to_dict())
+    assert back.metric == tx.metric and np.allclose(back.matrix, tx.matrix)
+    assert RigidTransform.from_dict({"matrix": np.eye(3).tolist(), "translation": [0, 0, 0]}).metric is None
+    assert register_phase("none", pv, g_pv, art, g_art)[1].metric is None

@@ -150,12 +150,16 @@ def test_resolve_device_names_the_option_in_its_errors():
     from mpliver.errors import ConfigError
 
     assert resolve_device("cpu") == torch.device("cpu")
-    with pytest.raises(ConfigError, match="train.device must be auto, cpu or cuda, got 'gpu'"):
-        resolve_device("gpu", what="train.device")
+    with pytest.raises(ConfigError, match="train.device must be auto, cpu, cuda or gpu, got 'tpu'"):
+        resolve_device("tpu", what="train.device")
     if torch.cuda.is_available():
         assert resolve_device("auto").type == "cuda"
         assert resolve_device("cuda", local_rank=0) == torch.device("cuda", 0)
+        assert resolve_device("gpu", local_rank=0) == torch.device("cuda", 0)  # gpu: a synonym (issue 12)
+        assert resolve_device("gpu:0") == torch.device("cuda", 0)
     else:
         assert resolve_device("auto") == torch.device("cpu")
         with pytest.raises(ConfigError, match="--device cuda asked for, but torch sees no CUDA device"):
             resolve_device("cuda")
+        with pytest.raises(ConfigError, match="--device cuda asked for"):  # gpu: a synonym (issue 12)
+            resolve_device("gpu")

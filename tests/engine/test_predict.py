@@ -198,7 +198,8 @@ def test_cli_single_study_writes_every_output(bundle_path, files, tmp_path, caps
         np.testing.assert_allclose(img.affine, pv_img.affine)
         descrip = img.header["descrip"].tobytes().decode()
         assert "research software" in descrip and "synthetic" in descrip
-    assert (out / "CASE_lesions.csv").read_text().startswith("# mpliver research software")
+    assert (out / "CASE_lesions.csv").read_text().startswith("lesion,volume_ml,")  # plain CSV (issue 12)
+    assert (out / "CASE_lesions_notice.txt").read_text().startswith("mpliver research software")
     assert (out / "CASE_lesions.json").exists()
     with gzip.open(out / "CASE.nii.gz") as f:  # a valid gzip stream, written completely
         assert len(f.read()) > 0

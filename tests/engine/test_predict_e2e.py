@@ -137,14 +137,15 @@ def test_batch_reports_a_bad_case_and_goes_on_then_skips_done_cases(tmp_path, tr
             "--out", str(tmp_path / "out"), "--liver-mask", str(tmp_path / "ds" / "masks"),
             "--device", "cpu", "--timings"]
     assert main(args) == 1
-    err = capsys.readouterr().err
-    assert "2 predicted, 0 skipped (already done), 1 failed" in err
+    captured = capsys.readouterr()
+    err = captured.err
+    assert "2 predicted, 0 skipped (already done), 1 failed" in captured.out  # the result, on stdout
     assert f"failed {cases[1]}:" in err and "truncated" in err
     for case in (cases[0], cases[2]):
         assert (tmp_path / "out" / f"{case}.nii.gz").exists()
     assert not (tmp_path / "out" / f"{cases[1]}.nii.gz").exists()
     assert main(args) == 1
-    assert "0 predicted, 2 skipped (already done), 1 failed" in capsys.readouterr().err
+    assert "0 predicted, 2 skipped (already done), 1 failed" in capsys.readouterr().out
 
 
 def test_torchrun_environment_shards_cases(tmp_path, trained, monkeypatch):

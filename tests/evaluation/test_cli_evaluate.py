@@ -64,3 +64,44 @@ def test_cli_structure_liver_scores_liver_and_tumour_together(tmp_path, capsys):
     capsys.readouterr()
     assert main([*args, str(tmp_path / "x"), "--structure", "spleen"]) == 2
     assert "--structure must be tumor or liver" in capsys.readouterr().err
+
+
+def _images_folder(cohort, name="imagesTr"):
+    """CT images of the cohort's cases (CASE_0000.nii.gz, HU with air at -1000)."""
+    folder = cohort.root / name
+    for case in ("c1", "c2", "c3"):
+        image = np.full(cohort.geometry.shape, -1000.0, np.float32)
+        image[2:-2, 2:-2, 1:-1] = 60.0
+        write_nifti(folder / f"{case}_0000.nii.gz", image, cohort.geometry)
+    return folder
+
+
+def test_cli_images_given_as_labels_get_a_message_that_says_so(cohort, tmp_path, capsys):
+    images = _images_folder(cohort)
+    for pred, label in ((cohort.preds, images), (images, cohort.labels)):
+        assert main(["evaluate", str(pred), str(label), "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and str(images) in err
+        assert "holds images (c1_0000.nii.gz, ...), not" in err and "PRED_DIR LABEL_DIR" in err
+    # the name alone does not decide: a folder of CT images called anything else is recognised too
+    other = _images_folder(cohort, "ct")
+    assert main(["evaluate", str(cohort.preds), str(other), "--out", str(tmp_path / "out")]) == 2
+    assert "holds images" in capsys.readouterr().err
+
+
+def test_cli_swapped_prediction_and_label_folders(cohort, tmp_path, capsys):
+    (cohort.preds / "c1_uncertainty.nii.gz").write_bytes(b"")  # a `predict` output folder
+    (cohort.preds / "c1_lesions.json").write_text("{}")
+    assert main(["evaluate", str(cohort.labels), str(cohort.preds), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "were PRED_DIR and LABEL_DIR swapped?" in err
+    assert main(["evaluate", str(cohort.preds), str(cohort.labels), "--out", str(tmp_path / "ok")]) == 0
+
+
+def test_cli_labels_of_a_cohort_numbered_like_channels_are_labels(cohort, tmp_path, capsys):
+    """Phantom cases are named PHANTOM_0000: label files that look like channel 0 are still labels."""
+    for folder in (cohort.labels, cohort.preds):
+        for case in ("c1", "c2", "c3"):
+            (folder / f"{case}.nii.gz").rename(folder / f"PHANTOM_000{case[1]}.nii.gz")
+    rc = main(["evaluate", str(cohort.preds), str(cohort.labels), "--out", str(tmp_path / "out")])
+    assert rc == 0, capsys.readouterr().err

@@ -12,9 +12,11 @@ from scipy import ndimage
 
 from mpliver.evaluation.lesion_report import (
     COLUMNS,
+    DICOM_COLUMNS,
     RESEARCH_NOTICE,
     SYNTHETIC_NOTICE,
     lesion_table,
+    notice_path,
     write_lesion_report,
 )
 from mpliver.io.geometry import Geometry
@@ -55,6 +57,31 @@ def test_box_lesion_hand_computed():
     assert pair["longest_axial_diameter_mm"] == pytest.approx(math.hypot(0.8, 1.5))
     assert pair["mean_uncertainty"] == pytest.approx(0.75)
     assert (pair["first_slice"], pair["last_slice"]) == (8, 9)
+    assert box["incomplete"] is False and pair["incomplete"] is False
+
+
+@pytest.mark.parametrize("where", ["i0", "i_end", "j0", "j_end", "k0", "k_end", "inside"])
+def test_incomplete_marks_a_lesion_on_any_face_of_the_image(where):
+    geom = Geometry.from_spacing((10, 12, 8), (1.0, 1.0, 2.0))
+    label = np.zeros(geom.shape, np.uint8)
+    box = {"i0": np.s_[0:3, 4:6, 3:5], "i_end": np.s_[7:10, 4:6, 3:5], "j0": np.s_[4:6, 0:2, 3:5],
+           "j_end": np.s_[4:6, 10:12, 3:5], "k0": np.s_[4:6, 4:6, 0:2], "k_end": np.s_[4:6, 4:6, 6:8],
+           "inside": np.s_[1:9, 1:11, 1:7]}[where]
+    label[box] = 2
+    (row,) = lesion_table(label, None, geom)
+    assert row["incomplete"] is (where != "inside")
+
+
+def test_dicom_references_of_first_and_last_image():
+    label, unc, geom = _scene()
+    refs = [(100 + k, f"1.2.3.{k}") for k in range(geom.shape[2])]
+    box, pair = lesion_table(label, unc, geom, dicom_slices=refs)
+    assert list(box) == list(COLUMNS + DICOM_COLUMNS)
+    assert (box["first_instance_number"], box["first_sop_instance_uid"]) == (102, "1.2.3.2")
+    assert (box["last_instance_number"], box["last_sop_instance_uid"]) == (105, "1.2.3.5")
+    assert (pair["first_instance_number"], pair["last_sop_instance_uid"]) == (108, "1.2.3.9")
+    with pytest.raises(ValueError, match="DICOM images"):
+        lesion_table(label, unc, geom, dicom_slices=refs[:-1])
 
 
 def test_centroid_mm_follows_a_flipped_affine():
@@ -119,15 +146,32 @@ def test_report_files_carry_the_notices(tmp_path, synthetic):
     label, unc, geom = _scene()
     rows = lesion_table(label, unc, geom)
     csv_path, json_path = write_lesion_report(tmp_path / "c.csv", tmp_path / "c.json", rows, "CASE",
-                                              synthetic=synthetic, meta={"model": "paper"})
+                                              synthetic=synthetic, meta={"model": "paper"},
+                                              liver_volume_ml=2.0)
     lines = csv_path.read_text().splitlines()
-    comments = [line for line in lines if line.startswith("#")]
-    assert RESEARCH_NOTICE in comments[0]
-    assert (SYNTHETIC_NOTICE in " ".join(comments)) is synthetic
-    table = list(csv.DictReader(line for line in lines if not line.startswith("#")))
+    assert not any(line.startswith("#") for line in lines)  # a plain CSV: header first
+    records = list(csv.reader(lines))
+    assert records[0] == list(COLUMNS) and {len(r) for r in records} == {len(COLUMNS)}
+    table = list(csv.DictReader(lines))
     assert len(table) == 2 and float(table[0]["volume_ml"]) == pytest.approx(0.216)
+    assert table[0]["incomplete"] == "False"
+    sidecar = notice_path(csv_path).read_text()
+    assert notice_path(csv_path).name == "c_notice.txt" and RESEARCH_NOTICE in sidecar
+    assert (SYNTHETIC_NOTICE in sidecar) is synthetic
     doc = json.loads(json_path.read_text())
+    assert doc["liver_volume_ml"] == 2.0 and doc["tumor_volume_ml"] == pytest.approx(0.216 + 0.0072)
+    assert doc["tumor_burden_percent"] == pytest.approx(100 * (0.216 + 0.0072) / 2.0)
     assert doc["research_use_only"] is True and doc["synthetic_training"] is synthetic
     assert ("synthetic" in doc["notice"]) is synthetic and doc["num_lesions"] == 2
     assert doc["lesions"][0]["longest_axial_diameter_mm"] == pytest.approx(math.sqrt(36.25))
     assert doc["model"] == "paper"
+
+
+def test_csv_opens_with_pandas_defaults(tmp_path):
+    pandas = pytest.importorskip("pandas")
+    label, unc, geom = _scene()
+    rows = lesion_table(label, unc, geom, dicom_slices=[(k + 1, f"1.2.{k}") for k in range(geom.shape[2])])
+    csv_path, _ = write_lesion_report(tmp_path / "c.csv", tmp_path / "c.json", rows, "CASE")
+    frame = pandas.read_csv(csv_path)
+    assert list(frame.columns) == list(COLUMNS + DICOM_COLUMNS) and len(frame) == 2
+    assert frame["voxels"].tolist() == [60, 2] and frame["incomplete"].dtype == bool

@@ -21,11 +21,27 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # -h as well as --help, in every command (click passes it on to sub-commands)
+    context_settings={"help_option_names": ["-h", "--help"]},
+    # click's plain help: flags read "--tta / --no-tta", "-i, --input PATH" (typer's rich panels print a
+    # <bool> type beside every flag)
+    rich_markup_mode=None,
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        import mpliver
+
+        print(f"mpliver {mpliver.__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
     """Multi-phase CT liver tumour segmentation (SAM + URIM). Research software, not for clinical use."""
 
 

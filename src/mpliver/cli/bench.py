@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
         batch: int = typer.Option(None, help="Slices per step (default: 16 on a GPU, 4 on the CPU)."),
         width: float = typer.Option(None, help="Channel width (default: 1 on a GPU, 0.25 on the CPU)."),
         dtype: str = typer.Option(None, help="bf16 or fp32 (default: bf16 on a GPU, fp32 on the CPU)."),
-        device: str = typer.Option("auto", help="auto, cpu or cuda."),
+        device: str = typer.Option("auto", help="auto, cpu, cuda or gpu (= cuda)."),
         compile: bool = typer.Option(False, "--compile", help="torch.compile every model (inductor)."),
         compile_mode: str = typer.Option("default", help="torch.compile mode: default, reduce-overhead (CUDA "
                                          "graphs), max-autotune, max-autotune-no-cudagraphs."),

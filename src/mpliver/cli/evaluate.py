@@ -26,6 +26,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Compute the six metrics of SPEC §5 (DPC, DG, VOE, RVD, ASSD, RMSD) and lesion-wise detection."""
         from rich.console import Console
+        from rich.markup import escape
         from rich.progress import Progress
         from rich.table import Table
 
@@ -38,10 +39,11 @@ def register(app: typer.Typer) -> None:
         if structure not in foregrounds:
             raise ConfigError(f"--structure must be tumor or liver, got '{structure}'")
 
-        console = Console()
+        console = Console()  # results to stdout; progress and warnings to stderr
+        log = Console(stderr=True)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", EvaluationWarning)
-            with Progress(console=console, transient=True) as bar:
+            with Progress(console=log, transient=True) as bar:
                 task = bar.add_task("evaluating", total=None)
                 summary = evaluate_folders(pred_dir, label_dir, out, dataset=dataset,
                                            missing_as_empty=missing_as_empty,
@@ -49,7 +51,7 @@ def register(app: typer.Typer) -> None:
                                            progress=lambda case: bar.advance(task))
         for w in caught:
             if issubclass(w.category, EvaluationWarning):
-                console.print(f"[yellow]warning:[/yellow] {w.message}")
+                log.print(f"[yellow]warning:[/yellow] {escape(str(w.message))}", soft_wrap=True)
 
         metrics = SIX_METRICS + LESION_METRICS
         table = Table(title=f"{structure}: {summary['n_cases']} cases (mean ± SD over cases; DG pooled)")

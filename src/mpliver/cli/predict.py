@@ -1,7 +1,9 @@
-"""`mpliver predict --model BUNDLE --out DIR (--pv PATH --art PATH [...] | --input DATASET_DIR)`.
+"""`mpliver predict --model BUNDLE [BUNDLE ...] --out DIR (--pv PATH --art PATH [...] | --input DATASET_DIR)`.
 
-Outputs on the PV grid: CASE.nii.gz (0/1/2), CASE_uncertainty.nii.gz, CASE_lesions.csv/.json and, with
---dicom-seg for a DICOM PV series, CASE_seg.dcm. Research software: every output says so.
+Outputs on the PV grid: CASE.nii.gz (0/1/2), CASE_uncertainty.nii.gz, CASE_lesions.csv/.json with the
+notice sidecar CASE_lesions_notice.txt, with --save-probabilities CASE_probability.nii.gz and, with
+--dicom-seg for a DICOM PV series, CASE_seg.dcm. Research software: every output says so. The lesion table
+and the list of written files go to stdout; progress, warnings and timings to stderr.
 """
 
 from __future__ import annotations
@@ -68,10 +70,23 @@ def _timings_table(timings: dict[str, float], title: str):
     return table
 
 
+_EPILOG = (
+    "Several bundles (--model A B C, or -m A -m B) are a fold ensemble: the mean of their tumour softmax; "
+    "they must take the same phases and pre-processing. "
+    "To shard a batch over GPUs, run the same command under torchrun, e.g. "
+    "`torchrun --standalone --nproc_per_node 4 -m mpliver.cli predict --model B --input DS --out OUT "
+    "--device cuda`: rank r predicts cases r, r + 4, ... on GPU LOCAL_RANK into the same --out folder, "
+    "with no communication between ranks; a rerun skips finished cases (--overwrite redoes them)."
+)
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("predict")
+    @app.command("predict", epilog=_EPILOG)
     def predict(
-        model: Path = typer.Option(..., "--model", "-m", help="Model bundle (from `mpliver bundle`)."),
+        model: list[Path] = typer.Option(
+            ..., "--model", "-m", metavar="BUNDLE", help="Model bundle (from `mpliver bundle`); several for "
+            "a fold ensemble (--model A B C or -m A -m B)."),
+        more_models: list[Path] = typer.Argument(None, hidden=True, metavar="BUNDLE"),
         out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
         pv: Path | None = typer.Option(None, "--pv", help="PV phase: NIfTI file or DICOM series folder."
                                        + _SOURCE_HELP),
@@ -85,9 +100,24 @@ def register(app: typer.Typer) -> None:
             "TotalSegmentator (default: any non-zero)."),
         case_id: str | None = typer.Option(None, "--case-id", help="Output name (default: from --pv)."),
         input_dir: Path | None = typer.Option(
-            None, "--input", help="Dataset folder: predict every case of imagesTs/ (or imagesTr/)."),
-        device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-        tta: bool = typer.Option(False, "--tta", help="Test-time augmentation with flips (4x slower)."),
+            None, "--input", "-i", help="Dataset folder: predict every case of imagesTs/ (or imagesTr/)."),
+        split: str | None = typer.Option(
+            None, "--split", help="With --input: Tr or Ts (imagesTr/ or imagesTs/); default imagesTs/ when "
+            "it holds cases, else imagesTr/."),
+        cases: str | None = typer.Option(
+            None, "--cases", help="With --input: only these cases, names or shell patterns separated by "
+            "commas (e.g. 'liver_00*,case_7')."),
+        overwrite: bool = typer.Option(
+            False, "--overwrite/--no-overwrite", help="With --input: predict cases whose outputs exist again "
+            "(default: skip them, with a warning when their report names other bundles)."),
+        device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or gpu (= cuda)."),
+        tta: bool = typer.Option(False, "--tta/--no-tta", help="Test-time augmentation with flips (4x "
+                                 "slower)."),
+        save_probabilities: bool = typer.Option(
+            False, "--save-probabilities", help="Also write CASE_probability.nii.gz: the tumour probability "
+            "(float32, 0 outside the liver); probability > 0.5 is the label map's tumour."),
+        strict: bool = typer.Option(
+            False, "--strict", help="Refuse (error) an implausible liver mask instead of warning."),
         dicom_seg: bool = typer.Option(False, "--dicom-seg", help="Also write CASE_seg.dcm (DICOM PV only)."),
         registration: str | None = typer.Option(
             None, "--registration", help="liver (label-free rigid, default) or none (header geometry)."),
@@ -97,7 +127,7 @@ def register(app: typer.Typer) -> None:
         """Segment liver tumours in new studies: label map, uncertainty map and lesion report."""
         from rich.console import Console
 
-        from mpliver.engine.bundle import load_bundle
+        from mpliver.engine.ensemble import load_ensemble
         from mpliver.errors import ConfigError
 
         console = Console(stderr=True)
@@ -106,18 +136,28 @@ def register(app: typer.Typer) -> None:
             raise ConfigError("give either --input DATASET_DIR or phases (--pv/--art/--phase), not both")
         if input_dir is None and not phases:
             raise ConfigError("give the phases (--pv PATH --art PATH) or --input DATASET_DIR")
+        if input_dir is None and (split or cases or overwrite):
+            raise ConfigError("--split, --cases and --overwrite choose cases of --input DATASET_DIR")
+        for extra in more_models or []:
+            if not extra.is_file():
+                raise ConfigError(f"unexpected argument '{extra}': predict takes no positional arguments "
+                                  "other than more bundles after --model")
         values = parse_values(liver_mask_values)
-        bundle = load_bundle(model)
-        console.print(f"[bold]mpliver predict[/bold]: {bundle.describe()}")
-        if bundle.synthetic:
+        bundles = load_ensemble([*model, *(more_models or [])])
+        for bundle in bundles:
+            console.print(f"[bold]mpliver predict[/bold]: {bundle.describe()}")
+        if any(b.synthetic for b in bundles):
             console.print("[yellow]This model was trained on synthetic data only: research use, not for "
                           "clinical use.[/yellow]")
+        options = {"tta": tta, "batch_size": batch_size, "registration": registration, "strict": strict,
+                   "probabilities": save_probabilities}
         if input_dir is not None:
-            _batch(console, bundle, input_dir, out, liver_mask, values, device, tta, batch_size,
-                   registration, dicom_seg, timings)
+            only = [c.strip() for c in cases.split(",") if c.strip()] if cases else None
+            _batch(console, bundles, input_dir, out, liver_mask, values, device, dicom_seg, timings,
+                   split, only, overwrite, options)
         else:
-            _single(console, bundle, phases, out, liver_mask, values, case_id, device, tta, batch_size,
-                    registration, dicom_seg, timings)
+            _single(console, bundles, phases, out, liver_mask, values, case_id, device, dicom_seg, timings,
+                    options)
 
 
 def _stage_progress(console):
@@ -128,8 +168,10 @@ def _stage_progress(console):
                     transient=True)
 
 
-def _single(console, bundle, phases, out, liver_mask, values, case_id, device, tta, batch_size,
-            registration, dicom_seg, timings) -> None:
+def _single(console, bundles, phases, out, liver_mask, values, case_id, device, dicom_seg, timings,
+            options) -> None:
+    from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from mpliver.engine.predict import STAGES, predict, write_outputs
@@ -150,26 +192,37 @@ def _single(console, bundle, phases, out, liver_mask, values, case_id, device, t
         def on_stage(name: str) -> None:
             bar.update(task, description=f"{case}: {name}", completed=STAGES.index(name))
 
-        result = predict(bundle, phases, liver_mask=liver_mask, liver_mask_values=values, case_id=case,
-                         device=device, tta=tta, batch_size=batch_size, registration=registration,
-                         on_stage=on_stage)
+        result = predict(bundles, phases, liver_mask=liver_mask, liver_mask_values=values, case_id=case,
+                         device=device, tta=options["tta"], batch_size=options["batch_size"],
+                         registration=options["registration"], on_stage=on_stage, strict=options["strict"])
+        if result.liver_check is not None and not result.liver_check.ok:
+            line = escape(result.liver_check.message(case, result.liver_origin))
+            console.print(f"[yellow]warning:[/yellow] {line}", highlight=False, soft_wrap=True)
         bar.update(task, description=f"{case}: writing", completed=len(STAGES))
-        paths = write_outputs(result, out, dicom_seg=dicom_seg, meta={"model": bundle.model_config.name})
-    table = Table(title=f"{case}: {len(result.lesions)} lesion(s)")
-    for column in ("lesion", "volume mL", "diameter mm", "mean u", "slices"):
+        paths = write_outputs(result, out, dicom_seg=dicom_seg, meta={"model": bundles[0].model_config.name},
+                              probabilities=options["probabilities"])
+    check = result.liver_check
+    liver_ml = f", liver {check.volume_ml:.0f} mL" if check is not None else ""
+    table = Table(title=f"{case}: {len(result.lesions)} lesion(s){liver_ml}")
+    for column in ("lesion", "volume mL", "diameter mm", "mean u", "slices", "incomplete"):
         table.add_column(column, justify="right")
     for row in result.lesions[:20]:
         table.add_row(str(row["lesion"]), f"{row['volume_ml']:.2f}",
                       f"{row['longest_axial_diameter_mm']:.1f}", f"{row['mean_uncertainty']:.2f}",
-                      f"{row['first_slice']}-{row['last_slice']}")
-    console.print(table)
+                      f"{row['first_slice']}-{row['last_slice']}", "yes" if row["incomplete"] else "")
+    results = Console()  # results to stdout, progress and logs to stderr
+    results.print(table)
     if timings:
         console.print(_timings_table(result.timings, f"{case}: seconds per stage"))
-    console.print(f"written: {', '.join(str(p) for p in paths.values())}")
+    results.print(f"written: {', '.join(str(p) for p in paths.values())}", highlight=False, markup=False,
+                  soft_wrap=True)
 
 
-def _batch(console, bundle, input_dir, out, liver_mask, values, device, tta, batch_size, registration,
-           dicom_seg, timings) -> None:
+def _batch(console, bundles, input_dir, out, liver_mask, values, device, dicom_seg, timings, split, only,
+           overwrite, options) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
     from mpliver.engine.predict import STAGES
     from mpliver.engine.predict_batch import predict_dataset
     from mpliver.errors import ConfigError
@@ -193,17 +246,26 @@ def _batch(console, bundle, input_dir, out, liver_mask, values, device, tta, bat
             if status.startswith("failed"):
                 console.print(f"[red]{case}: {status}[/red]")
             elif status == "skipped":
-                console.print(f"{case}: already done, skipped")
+                console.print(f"{case}: already done, skipped (--overwrite to predict it again)")
+
+        def on_warning(case: str, line: str) -> None:
+            console.print(f"[yellow]warning:[/yellow] {escape(line)}", highlight=False, soft_wrap=True)
 
         def on_stage(name: str) -> None:
             bar.update(study, description=f"{current['case']}: {name}", completed=STAGES.index(name))
 
-        summary = predict_dataset(bundle, input_dir, out, liver_mask_dir=liver_mask, liver_mask_values=values,
-                                  device=device, tta=tta, batch_size=batch_size, registration=registration,
-                                  on_case=on_case, on_stage=on_stage, on_plan=on_plan)
+        summary = predict_dataset(bundles, input_dir, out, liver_mask_dir=liver_mask,
+                                  liver_mask_values=values,
+                                  device=device, tta=options["tta"], batch_size=options["batch_size"],
+                                  registration=options["registration"], on_case=on_case, on_stage=on_stage,
+                                  on_plan=on_plan, split=split, cases=only, overwrite=overwrite,
+                                  strict=options["strict"], probabilities=options["probabilities"],
+                                  on_warning=on_warning)
     shard = f" (rank {summary.rank} of {summary.world_size})" if summary.world_size > 1 else ""
-    console.print(f"images{summary.split}{shard}: {len(summary.done)} predicted, {len(summary.skipped)} "
-                  f"skipped (already done), {len(summary.failed)} failed, {summary.seconds:.1f} s")
+    warned = f", {len(summary.warnings)} with an implausible liver mask" if summary.warnings else ""
+    Console().print(f"images{summary.split}{shard}: {len(summary.done)} predicted, {len(summary.skipped)} "
+                    f"skipped (already done), {len(summary.failed)} failed{warned}, {summary.seconds:.1f} s",
+                    highlight=False, soft_wrap=True)
     for case, reason in summary.failed.items():
         console.print(f"[red]failed[/red] {case}: {reason}")
     if timings and summary.done:

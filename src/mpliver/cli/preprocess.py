@@ -24,6 +24,7 @@ def register(app: typer.Typer) -> None:
         workers: int = typer.Option(2, help="Cases processed in parallel."),
     ) -> None:
         """Pre-process a dataset into a cache of memory-mapped slices (SPEC §4)."""
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         from mpliver.data.cache import preprocess_dataset
@@ -43,7 +44,8 @@ def register(app: typer.Typer) -> None:
             config = PreprocessConfig(**params)
         total = len(Dataset(dataset).validate("Tr"))
         with Progress(TextColumn("[bold]preprocess"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("{task.fields[case]}"), TimeRemainingColumn(), transient=False) as progress:
+                      TextColumn("{task.fields[case]}"), TimeRemainingColumn(), transient=True,
+                      console=Console(stderr=True)) as progress:  # progress to stderr, the result to stdout
             task = progress.add_task("cases", total=total, case="")
 
             def on_case(case: str, status: str) -> None:

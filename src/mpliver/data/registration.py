@@ -37,6 +37,7 @@ class RigidTransform:
     matrix: np.ndarray = field(default_factory=lambda: np.eye(3))
     translation: np.ndarray = field(default_factory=lambda: np.zeros(3))
     method: str = "none"
+    metric: float | None = None  # the optimiser's final metric value ('liver': Mattes MI, lower is better)
 
     def apply(self, points: np.ndarray) -> np.ndarray:
         return np.asarray(points, dtype=np.float64) @ self.matrix.T + self.translation
@@ -45,14 +46,20 @@ class RigidTransform:
         """Where each PV point is found in the moving phase, minus the point itself (mm)."""
         return self.apply(points) - np.asarray(points, dtype=np.float64)
 
+    def rotation_degrees(self) -> float:
+        """Angle of the rotation part in degrees, arccos((trace - 1) / 2): 0 for a pure translation."""
+        cos = (float(np.trace(self.matrix)) - 1.0) / 2.0
+        return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+
     def to_dict(self) -> dict:
         return {"method": self.method, "matrix": np.asarray(self.matrix).tolist(),
-                "translation": np.asarray(self.translation).tolist()}
+                "translation": np.asarray(self.translation).tolist(), "metric": self.metric}
 
     @classmethod
     def from_dict(cls, d: dict) -> RigidTransform:
+        metric = d.get("metric")
         return cls(np.asarray(d["matrix"], float), np.asarray(d["translation"], float),
-                   d.get("method", "none"))
+                   d.get("method", "none"), None if metric is None else float(metric))
 
 
 def world_bounds(geometry: Geometry) -> tuple[np.ndarray, np.ndarray]:
@@ -162,7 +169,8 @@ def _register(fixed, moving, mask, initial, settings: LiverRegistrationSettings,
     reg.SetSmoothingSigmasPerLevel(list(settings.smoothing_mm[levels]))
     reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
     reg.SetInitialTransform(initial, inPlace=False)
-    return reg.Execute(fixed, moving)
+    transform = reg.Execute(fixed, moving)
+    return transform, float(reg.GetMetricValue())
 
 
 def _sub_volume(array: np.ndarray, geometry: Geometry, lo: np.ndarray, hi: np.ndarray):
@@ -211,7 +219,7 @@ def liver_transform(pv: np.ndarray, pv_geom: Geometry, moving: np.ndarray, movin
     radius = [max(1, int(np.ceil(settings.mask_dilation_mm / s))) for s in mask.GetSpacing()]
     mask = sitk.BinaryDilate(sitk.Cast(mask, sitk.sitkUInt8), radius, sitk.sitkBall)
 
-    translation = _register(fixed, mov, mask, sitk.TranslationTransform(3), settings, slice(None))
+    translation, metric = _register(fixed, mov, mask, sitk.TranslationTransform(3), settings, slice(None))
     offset = _lps_affine(translation)[1]
     final = translation
     if settings.rigid:
@@ -219,9 +227,9 @@ def liver_transform(pv: np.ndarray, pv_geom: Geometry, moving: np.ndarray, movin
         euler = sitk.Euler3DTransform()
         euler.SetCenter([float(c) for c in centre])
         euler.SetTranslation([float(v) for v in offset])
-        final = _register(fixed, mov, mask, euler, settings, slice(len(settings.shrink) - 1, None))
+        final, metric = _register(fixed, mov, mask, euler, settings, slice(len(settings.shrink) - 1, None))
     m_lps, off_lps = _lps_affine(final)
-    return RigidTransform(_FLIP @ m_lps @ _FLIP, _FLIP @ off_lps, "liver")
+    return RigidTransform(_FLIP @ m_lps @ _FLIP, _FLIP @ off_lps, "liver", metric)
 
 
 def _lps_affine(tx) -> tuple[np.ndarray, np.ndarray]:

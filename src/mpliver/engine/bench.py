@@ -70,8 +70,10 @@ class BenchConfig:
             raise ConfigError("bench: batch and iters must be >= 1 and warmup >= 0")
         if not self.models:
             raise ConfigError("bench: no models given")
+        if self.device == "gpu" or self.device.startswith("gpu:"):  # a synonym for cuda
+            object.__setattr__(self, "device", "cuda" + self.device[3:])
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ConfigError(f"bench: device must be auto, cpu or cuda, got {self.device!r}")
+            raise ConfigError(f"bench: device must be auto, cpu, cuda or gpu, got {self.device!r}")
         if self.compile_mode not in COMPILE_MODES:
             raise ConfigError(f"bench: compile mode must be one of {COMPILE_MODES}, "
                               f"got {self.compile_mode!r}")

@@ -25,7 +25,7 @@ from mpliver.io.atomic import write_text_atomic
 
 TASKS = ("tumor", "liver")
 OPTIMIZERS = ("sgd", "adamw")
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda", "gpu")  # gpu: a synonym for cuda
 BEST_METRICS = ("val_dice", "val_loss")
 
 

@@ -93,10 +93,13 @@ def barrier() -> None:
 
 
 def resolve_device(name: str = "auto", local_rank: int | None = None, what: str = "--device") -> torch.device:
-    """auto -> CUDA when available, else the CPU; cuda -> CUDA (the `local_rank` GPU when given) or a
-    ConfigError naming `what` (the option or config key) when there is none; cuda:N as given."""
+    """auto -> CUDA when available, else the CPU; cuda (or its synonym gpu) -> CUDA (the `local_rank` GPU
+    when given) or a ConfigError naming `what` (the option or config key) when there is none; cuda:N (gpu:N)
+    as given."""
+    if name == "gpu" or name.startswith("gpu:"):
+        name = "cuda" + name[3:]
     if name not in ("auto", "cpu", "cuda") and not name.startswith("cuda:"):
-        raise ConfigError(f"{what} must be auto, cpu or cuda, got '{name}'")
+        raise ConfigError(f"{what} must be auto, cpu, cuda or gpu, got '{name}'")
     if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():

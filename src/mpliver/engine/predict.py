@@ -8,15 +8,17 @@ autocast on GPU, optional flip TTA) and `postprocess` (paste back onto the PV gr
 lesion table). `write_outputs` adds `writing`.
 
 Uncertainty (SPEC §3, every model alike): u = exp(1 - S_max / S_min) of the final two-class softmax, S_min
-clamped at 1e-6 (as URIM's), computed from the tumour probability after it is mapped back onto the PV grid,
-so u and the label map (p > 0.5) come from the same numbers. u = 1 where p = 0.5; u -> 0 where the model is
-sure (and outside the liver box, where p = 0).
+clamped at 1e-6 (as URIM's), computed from the tumour probability after it is mapped back onto the PV grid
+and set to 0 outside the liver mask the network saw, so u, the saved probability and the label map
+(p > 0.5) come from the same numbers. u = 1 where p = 0.5; u -> 0 where the model is sure, and u = 0 outside
+the liver. Several bundles (`model=[A, B, ...]`) are a fold ensemble: the mean of their softmax
+(`engine.ensemble`). The liver mask is checked (`data.liver_check`); `strict=True` refuses an implausible one.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -24,29 +26,39 @@ from typing import Any
 import numpy as np
 import torch
 
+from mpliver.data.liver_check import LiverCheck, check_liver
 from mpliver.data.prepare import prepare_case
 from mpliver.data.registration import FILL_HU, RigidTransform, register_phase
-from mpliver.engine.bundle import Bundle, load_bundle
+from mpliver.engine.bundle import Bundle
 from mpliver.engine.distributed import resolve_device
+from mpliver.engine.ensemble import liver_bundle, load_ensemble
 from mpliver.engine.inference import label_map, predict_slices
+from mpliver.engine.predict_report import (  # noqa: F401 (re-exported)
+    NIFTI_NOTE,
+    PROBABILITY_RULE,
+    SYNTHETIC_NOTE,
+    dicom_slice_refs,
+    liver_check_report,
+    nifti_note,
+    registration_summary,
+)
 from mpliver.errors import ConfigError, InputError
-from mpliver.evaluation.lesion_report import lesion_table, write_lesion_report
+from mpliver.evaluation.lesion_report import lesion_table, notice_path, write_lesion_report
 from mpliver.io.checks import check_hu
 from mpliver.io.geometry import Geometry
 from mpliver.io.layout import CaseVolumes
 
 S_MIN_FLOOR = 1e-6
 MIN_LIVER_COVERAGE = 0.5  # share of the PV liver a registered phase must cover
-NIFTI_NOTE = "mpliver research software, not for clinical use"
-SYNTHETIC_NOTE = "; synthetic-trained model"
 PhaseInput = str | Path | np.ndarray | tuple[np.ndarray, Geometry]
 STAGES = ("io", "liver", "registration", "preprocess", "network", "postprocess")
 
 
 @dataclass
 class PredictionResult:
-    """One study on its PV grid: `label` uint8 (0/1/2), `uncertainty` and `probability` float32, the
-    liver mask used, the lesion table, the transforms of the registered phases and per-stage timings."""
+    """One study on its PV grid: `label` uint8 (0/1/2), `uncertainty` and `probability` float32 (both 0
+    outside the liver), the liver mask used and its check, the lesion table, the transforms of the
+    registered phases and per-stage timings."""
 
     case_id: str
     label: np.ndarray
@@ -59,6 +71,21 @@ class PredictionResult:
     timings: dict[str, float] = field(default_factory=dict)
     transforms: dict[str, RigidTransform] = field(default_factory=dict)
     pv_dicom: Path | None = None  # the PV DICOM folder, when PV came from one (for DICOM-SEG)
+    liver_check: LiverCheck | None = None
+    liver_origin: str = ""
+    models: list[str] = field(default_factory=list)  # the bundle(s) that made the prediction
+
+    def report_meta(self) -> dict[str, Any]:
+        """What the JSON lesion report gains beside the lesions: liver check, registration, the rule."""
+        return {"liver_check": liver_check_report(self.liver_check, self.liver_origin),
+                "registration": registration_summary(self.transforms, self.liver, self.geometry),
+                "probability_rule": PROBABILITY_RULE, "models": list(self.models)}
+
+
+def model_names(bundles: Sequence[Bundle]) -> list[str]:
+    """How the reports name the bundles of a prediction: their absolute paths (the model name when a bundle
+    was built in memory)."""
+    return [str(Path(b.path).resolve()) if b.path is not None else b.model_config.name for b in bundles]
 
 
 def uncertainty_from_probability(p: np.ndarray) -> np.ndarray:
@@ -150,7 +177,7 @@ def _network(model: torch.nn.Module, stacks: np.ndarray, batch_size: int, device
 
 
 def predict(
-    model: Bundle | str | Path,
+    model: Bundle | str | Path | Sequence[Bundle | str | Path],
     phases: Mapping[str, PhaseInput],
     *,
     liver_mask: PhaseInput | None = None,
@@ -161,12 +188,15 @@ def predict(
     batch_size: int = 16,
     registration: str | None = None,
     on_stage: Callable[[str], None] | None = None,
+    strict: bool = False,
 ) -> PredictionResult:
-    """Segment one study with a bundle. `phases` maps phase names (the bundle's, e.g. PV and ART) to NIfTI
-    paths, DICOM folders, `(array, Geometry)` pairs or arrays. `liver_mask` (any grid) replaces the bundle's
-    liver model; `registration` ('liver' or 'none') overrides the bundle's. Returns a `PredictionResult`
-    on the PV grid."""
-    bundle = model if isinstance(model, Bundle) else load_bundle(model)
+    """Segment one study with a bundle, or a fold ensemble of several. `phases` maps phase names (the
+    bundle's, e.g. PV and ART) to NIfTI paths, DICOM folders, `(array, Geometry)` pairs or arrays.
+    `liver_mask` (any grid) replaces the bundle's liver model; `registration` ('liver' or 'none') overrides
+    the bundle's; `strict` turns an implausible liver mask into an InputError. Returns a
+    `PredictionResult` on the PV grid."""
+    bundles = load_ensemble(model)
+    bundle = bundles[0]
     dev = device if isinstance(device, torch.device) else resolve_device(str(device))
     method = registration or bundle.preprocess.registration
     if method not in ("liver", "none"):
@@ -209,14 +239,15 @@ def predict(
 
     # ---- liver ----------------------------------------------------------------------------------------
     mark("liver")
+    with_liver = liver_bundle(bundles)
     if liver_mask is not None:
         liver = liver_mask_on_grid(liver_mask, pv_geom, liver_mask_values)
         liver_origin = str(liver_mask) if isinstance(liver_mask, str | Path) else "the given liver mask"
-    elif bundle.liver is not None:
+    elif with_liver is not None:
         from mpliver.data.liver_mask import FromModel
 
-        stage1 = bundle.liver
-        liver_net = bundle.inference_model("liver", dev)  # BN folded, channels_last; kept on the bundle
+        stage1 = with_liver.liver
+        liver_net = with_liver.inference_model("liver", dev)  # BN folded, channels_last; kept on the bundle
         source = FromModel(liver_net, stage1.input_size, stage1.window, stage1.context_slices,
                            bundle.preprocess.axial_axis, batch_size, dev, name="the bundle's liver model")
         liver = source(CaseVolumes(case_id, {"PV": pv}, {"PV": pv_geom}))
@@ -224,6 +255,9 @@ def predict(
     else:
         raise InputError(f"case {case_id}: the bundle has no liver model; give a liver mask (--liver-mask)",
                          bundle.path)
+    liver_check = check_liver(liver, pv, pv_geom, bundle.preprocess.axial_axis)
+    if strict and not liver_check.ok:
+        raise InputError(f"{liver_check.message(case_id, liver_origin)} (refused: --strict)", sources["PV"])
 
     # ---- registration ---------------------------------------------------------------------------------
     mark("registration")
@@ -252,48 +286,65 @@ def predict(
 
     # ---- network --------------------------------------------------------------------------------------
     mark("network")
-    prob_slices = _network(bundle.inference_model("tumor", dev), stacks, batch_size, dev, tta)
+    prob_slices = _network(bundles[0].inference_model("tumor", dev), stacks, batch_size, dev, tta)
+    for member in bundles[1:]:  # a fold ensemble: the mean of the members' softmax
+        prob_slices += _network(member.inference_model("tumor", dev), stacks, batch_size, dev, tta)
+    if len(bundles) > 1:
+        prob_slices /= np.float32(len(bundles))
 
     # ---- postprocess ----------------------------------------------------------------------------------
     mark("postprocess")
     probability = prepared.mapping.paste_back(prob_slices, mode="linear", fill=0.0).astype(np.float32)
+    probability[~liver] = 0.0  # the network saw only the liver (its input is masked): nothing outside counts
     uncertainty = uncertainty_from_probability(probability)
     label = label_map(probability > 0.5, liver)
-    lesions = lesion_table(label, uncertainty, pv_geom, axial_axis=bundle.preprocess.axial_axis)
+    refs = dicom_slice_refs(pv_dicom) if pv_dicom is not None else None
+    lesions = lesion_table(label, uncertainty, pv_geom, axial_axis=bundle.preprocess.axial_axis,
+                           dicom_slices=refs)
     marks.append(("end", time.perf_counter()))
     timings = {name: marks[i + 1][1] - t for i, (name, t) in enumerate(marks[:-1])}
     return PredictionResult(case_id, label, uncertainty, probability, liver, lesions, pv_geom,
-                            bundle.synthetic, timings, transforms, pv_dicom)
+                            any(b.synthetic for b in bundles), timings, transforms, pv_dicom, liver_check,
+                            liver_origin, model_names(bundles))
 
 
 # ---- outputs ------------------------------------------------------------------------------------------
 
 
-def output_paths(out_dir: str | Path, case_id: str, dicom_seg: bool = False) -> dict[str, Path]:
-    """The files `write_outputs` writes for a case (the DICOM-SEG only when asked for)."""
+def output_paths(out_dir: str | Path, case_id: str, dicom_seg: bool = False,
+                 probabilities: bool = False) -> dict[str, Path]:
+    """The files `write_outputs` writes for a case (the probability map and DICOM-SEG only when asked for)."""
     out = Path(out_dir)
     paths = {"label": out / f"{case_id}.nii.gz", "uncertainty": out / f"{case_id}_uncertainty.nii.gz",
              "lesions_csv": out / f"{case_id}_lesions.csv", "lesions_json": out / f"{case_id}_lesions.json"}
+    paths["lesions_notice"] = notice_path(paths["lesions_csv"])
+    if probabilities:
+        paths["probability"] = out / f"{case_id}_probability.nii.gz"
     if dicom_seg:
         paths["dicom_seg"] = out / f"{case_id}_seg.dcm"
     return paths
 
 
 def write_outputs(result: PredictionResult, out_dir: str | Path, dicom_seg: bool = False,
-                  meta: dict[str, Any] | None = None) -> dict[str, Path]:
-    """Write the label map, uncertainty map and lesion report (and a DICOM-SEG when PV was DICOM and
-    `dicom_seg`), each atomically; adds `writing` to `result.timings`. Returns the paths written."""
+                  meta: dict[str, Any] | None = None, probabilities: bool = False) -> dict[str, Path]:
+    """Write the label map, uncertainty map and lesion report (and the tumour probability with
+    `probabilities`, a DICOM-SEG when PV was DICOM and `dicom_seg`), each atomically; adds `writing` to
+    `result.timings`. Returns the paths written."""
     from mpliver.io.dicom_seg import write_dicom_seg
     from mpliver.io.nifti import write_nifti
 
     start = time.perf_counter()
     if dicom_seg and result.pv_dicom is None:
         raise InputError(f"case {result.case_id}: --dicom-seg needs the PV phase as a DICOM series folder")
-    paths = output_paths(out_dir, result.case_id, dicom_seg)
-    note = NIFTI_NOTE + (SYNTHETIC_NOTE if result.synthetic else "")
+    paths = output_paths(out_dir, result.case_id, dicom_seg, probabilities)
+    note = nifti_note(result.synthetic, result.liver_check)
     write_nifti(paths["uncertainty"], result.uncertainty.astype(np.float32), result.geometry, note)
+    if probabilities:
+        write_nifti(paths["probability"], result.probability.astype(np.float32), result.geometry, note)
     write_lesion_report(paths["lesions_csv"], paths["lesions_json"], result.lesions, result.case_id,
-                        result.synthetic, {"spacing_mm": result.geometry.spacing.tolist(), **(meta or {})})
+                        result.synthetic, {"spacing_mm": result.geometry.spacing.tolist(),
+                                           **result.report_meta(), **(meta or {})},
+                        liver_volume_ml=None if result.liver_check is None else result.liver_check.volume_ml)
     # the label map after the others: with them, it marks a finished case for the batch mode's skip
     write_nifti(paths["label"], result.label.astype(np.uint8), result.geometry, note)
     if dicom_seg:  # last: a series that cannot take a SEG (e.g. no SOP Instance UIDs) keeps the NIfTI outputs

@@ -49,6 +49,23 @@ def _case_ids(folder: Path) -> list[str]:
                   if not p.name.startswith("."))
 
 
+def _check_folder_role(folder: Path, role: str) -> None:
+    """Refuse a folder of images (CASE_0000.nii.gz, imagesTr/) as labels or predictions, and a folder of
+    `mpliver predict` outputs as the labels: most often the two arguments were swapped or mixed up."""
+    channels = sorted(p for p in folder.glob(f"*_000[0-9]{FILE_ENDING}") if not p.name.startswith("."))
+    # CASE_0000.nii.gz names a channel, but also a case of a cohort numbered like PHANTOM_0000: a CT image
+    # holds negative values (air), a label map never does
+    images = bool(channels) and float(np.min(read_nifti(channels[0])[0])) < 0
+    if images or folder.name in ("imagesTr", "imagesTs"):
+        example = f" ({channels[0].name}, ...)" if channels else ""
+        raise InputError(f"this folder holds images{example}, not {role}s: the call is `mpliver evaluate "
+                         "PRED_DIR LABEL_DIR` (labels are labelsTr/CASE.nii.gz)", folder)
+    predicted = any(folder.glob(f"*_uncertainty{FILE_ENDING}")) or any(folder.glob("*_lesions.json"))
+    if role == "label" and predicted:
+        raise InputError("this folder holds `mpliver predict` outputs, not reference labels: were PRED_DIR "
+                         "and LABEL_DIR swapped? The call is `mpliver evaluate PRED_DIR LABEL_DIR`", folder)
+
+
 def pair_cases(pred_dir: str | Path, label_dir: str | Path, missing_as_empty: bool = False,
                cases: Sequence[str] | None = None) -> list[tuple[str, Path, Path | None]]:
     """(case, label path, prediction path or None) for every reference label (or only `cases`), sorted.
@@ -61,6 +78,8 @@ def pair_cases(pred_dir: str | Path, label_dir: str | Path, missing_as_empty: bo
     for folder, what in ((pred_dir, "prediction"), (label_dir, "label")):
         if not folder.is_dir():
             raise InputError(f"{what} folder not found", folder)
+    _check_folder_role(label_dir, "label")
+    _check_folder_role(pred_dir, "prediction")
     labels = _case_ids(label_dir)
     if not labels:
         raise InputError(f"no label maps (*{FILE_ENDING}) found", label_dir)

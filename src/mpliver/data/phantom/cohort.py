@@ -264,9 +264,11 @@ class _progress_reporter:
             return lambda done: fn(done, self.total)
         if not self.progress:
             return lambda done: None
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self._bar = Progress(TextColumn("phantom"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        self._bar = Progress(TextColumn("phantom"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                             console=Console(stderr=True))  # progress to stderr, results to stdout
         self._bar.start()
         task = self._bar.add_task("cases", total=self.total)
         return lambda done: self._bar.update(task, completed=done)
