@@ -23,6 +23,10 @@ class DatasetError(InputError):
     """A dataset folder that does not follow the case layout (SPEC §2)."""
 
 
+class InputWarning(UserWarning):
+    """Legal but suspicious input the command goes on with; the CLI prints it as one `warning:` line."""
+
+
 class ConfigError(MpliverError):
     """An invalid configuration, preset or override."""
 

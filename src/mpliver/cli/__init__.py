@@ -9,10 +9,11 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import sys
+import warnings
 
 import typer
 
-from mpliver.errors import MpliverError
+from mpliver.errors import InputWarning, MpliverError
 
 app = typer.Typer(
     name="mpliver",
@@ -41,10 +42,21 @@ def _register_commands() -> None:
 _register_commands()
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None, _default=warnings.showwarning):
+    """`InputWarning`s as one `warning: ...` line on stderr; other warnings as Python prints them."""
+    if issubclass(category, InputWarning):
+        print(f"warning: {message}", file=sys.stderr)
+    else:
+        _default(message, category, filename, lineno, file, line)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     try:
-        app(args=argv, prog_name="mpliver")
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", InputWarning)
+            warnings.showwarning = _show_warning
+            app(args=argv, prog_name="mpliver")
     except MpliverError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
