@@ -78,6 +78,24 @@ def _hu_problem(v: np.ndarray) -> str | None:
     return None
 
 
+MIN_SLICES = 3  # a 2.5D input stacks 3 adjacent slices
+
+
+def axial_slice_count(geometry: Geometry) -> int:
+    """Number of slices along the array axis closest to head-foot (S), the slice axis of an axial CT."""
+    return int(geometry.shape[int(np.argmax(np.abs(geometry.direction[2, :])))])
+
+
+def check_slices(geometry: Geometry, path: str | Path | None = None, what: str = "volume",
+                 minimum: int = MIN_SLICES) -> None:
+    """Refuse a volume of fewer than `minimum` axial slices, naming its file and slice count."""
+    n = axial_slice_count(geometry)
+    if n < minimum:
+        raise InputError(f"{what} has {n} axial slice(s) (shape {tuple(geometry.shape)}); mpliver needs at "
+                         f"least {minimum} (its input stacks {MIN_SLICES} adjacent slices): a localizer, a "
+                         "single slice or a truncated series?", path)
+
+
 def check_same_grid(ref: Geometry, other: Geometry, path: str | Path | None = None, what: str = "volume",
                     ref_name: str = "the PV phase") -> None:
     """Refuse a volume that is not on the reference grid (shape and voxel positions within 1e-3 mm)."""

@@ -19,7 +19,7 @@ import numpy as np
 
 from mpliver.errors import DatasetError, InputError
 from mpliver.io.atomic import write_json_atomic
-from mpliver.io.checks import check_hu
+from mpliver.io.checks import check_hu, check_slices
 from mpliver.io.dicom import read_dicom_series
 from mpliver.io.geometry import Geometry
 from mpliver.io.layout import (
@@ -204,6 +204,7 @@ def _write_case(stage: Path, source: CaseSource, resample_label: bool,
     for name, path in source.phases.items():
         array, geom = read_volume(path, source.series_uids.get(name))
         check_hu(array, path)
+        check_slices(geom, path, f"the {name} phase")
         vols[name] = (array, geom)
     pv_array, pv_geom = vols["PV"]
     split = "Tr" if source.label is not None else "Ts"

@@ -17,7 +17,7 @@ import numpy as np
 
 from mpliver.errors import DatasetError
 from mpliver.io.atomic import write_json_atomic
-from mpliver.io.checks import check_hu, check_same_grid
+from mpliver.io.checks import check_hu, check_same_grid, check_slices
 from mpliver.io.geometry import Geometry
 from mpliver.io.nifti import read_geometry, read_nifti
 
@@ -191,6 +191,7 @@ class Dataset:
             p = self.image_path(case, i, split)
             arr, geom = read_nifti(p, dtype=np.float32)
             check_hu(arr, p)
+            check_slices(geom, p, f"the {name} phase")
             phases[name], geoms[name] = arr, geom
         out = CaseVolumes(case, phases, geoms)
         if with_label and split == "Tr":
