@@ -78,6 +78,15 @@ def _hu_problem(v: np.ndarray) -> str | None:
     return None
 
 
+def check_label_liver(label: np.ndarray, path: str | Path | None = None) -> None:
+    """Refuse a label with tumour (2) but no liver (1) voxel: the liver class, which gives the liver mask,
+    must surround the tumours (a tumour-only label would mask the network's input down to the tumours)."""
+    tumour = int(np.count_nonzero(label == 2))
+    if tumour and not np.any(label == 1):
+        raise InputError(f"label has {tumour} tumour voxel(s) (2) but no liver voxel (1): a tumour-only "
+                         "label; mark the liver as 1 around the tumours", path)
+
+
 MIN_SLICES = 3  # a 2.5D input stacks 3 adjacent slices
 
 

@@ -19,12 +19,13 @@ import numpy as np
 
 from mpliver.errors import DatasetError, InputError
 from mpliver.io.atomic import write_json_atomic
-from mpliver.io.checks import check_hu, check_slices
+from mpliver.io.checks import check_hu, check_label_liver, check_slices
 from mpliver.io.dicom import read_dicom_series
 from mpliver.io.geometry import Geometry
 from mpliver.io.layout import (
     FILE_ENDING,
     Dataset,
+    check_case_table,
     check_label_values,
     normalize_tumor_type,
     write_dataset_json,
@@ -118,6 +119,7 @@ def read_label(path: str | Path, pv_path: Path, pv_geometry: Geometry, resample:
         if label_map:
             label = remap_labels(label, label_map)
         label = check_label_values(label, path)
+        check_label_liver(label, path)
         if pv_geometry.same_grid(geom):
             return label
         placed = reorient_to_grid(label, geom, pv_geometry)
@@ -138,7 +140,9 @@ def read_label(path: str | Path, pv_path: Path, pv_geometry: Geometry, resample:
                                     allow_mismatch=label_mismatch_ok)
     if not pv_geometry.same_grid(geom):  # same folder, so this only fails on a programming error
         raise InputError("DICOM-SEG grid differs from the PV series", seg)
-    return check_label_values(label, seg)
+    label = check_label_values(label, seg)
+    check_label_liver(label, seg)
+    return label
 
 
 def read_cases_csv(csv_path: str | Path, allow_other_types: bool = False) -> list[CaseSource]:
@@ -253,6 +257,7 @@ def convert_cases(
         raise DatasetError("output folder already holds something other than a PV/ART dataset in the case "
                            "layout; choose another folder or pass --overwrite to replace it", out)
     if state == "append":
+        check_case_table(Dataset(out))
         existing = set(Dataset(out).cases("Tr")) | set(Dataset(out).cases("Ts"))
         clash = sorted(existing & set(ids))
         if clash and not overwrite:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from mpliver.io.checks import check_hu
+from mpliver.io.checks import check_hu, check_label_liver
 from mpliver.io.layout import Dataset, check_label_values
 from mpliver.io.nifti import read_nifti
 
@@ -75,6 +75,7 @@ def case_statistics(dataset: Dataset, case: str) -> dict[str, PhaseStats | None]
     out: dict[str, PhaseStats | None] = {}
     pv_label, pv_geom = read_nifti(dataset.label_path(case))
     pv_label = check_label_values(pv_label, dataset.label_path(case))
+    check_label_liver(pv_label, dataset.label_path(case))
     for i, phase in enumerate(dataset.phases):
         image, geom = read_nifti(dataset.image_path(case, i), dtype=np.float32)
         check_hu(image, dataset.image_path(case, i))
