@@ -52,6 +52,8 @@ def _variant(cohort, tmp_path, kind):
         meta["cases"]["PHANTOM_0003"]["tumor_type"] = "HCCC"
     elif kind == "listed_without_files":
         meta["cases"]["PHANTOM_0009"] = {"tumor_type": "HCC", "fold": 0}
+    elif kind == "other_type":  # SPEC §2 allows other types: reported as they come
+        meta["cases"]["PHANTOM_0003"]["tumor_type"] = "angiosarcoma"
     meta_path.write_text(json.dumps(meta))
     return ds, meta_path, EXPECTED.get(kind)
 
@@ -62,7 +64,10 @@ def _run(capsys, args):
     return code, [line for line in err.splitlines() if line.startswith(("error", "warning"))], err
 
 
-EXPECTED = {"typo": "case PHANTOM_0003: tumour type 'HCCC' is not in the table (cyst, FNH, HEM, HCC, METS), "
+EXPECTED = {"listed_without_files": "1 case(s) of the case table have no image files (PHANTOM_0009); ignored",
+            "other_type": "tumour type(s) outside the table (cyst, FNH, HEM, HCC, METS): 'angiosarcoma' "
+                          "(1 case(s)); each is reported as its own type",
+            "typo": "case PHANTOM_0003: tumour type 'HCCC' is not in the table (cyst, FNH, HEM, HCC, METS), "
                     "misspelt 'HCC'"}
 
 
@@ -79,12 +84,15 @@ def test_same_error_in_every_command(cohort, tmp_path, capsys, command, kind):
 
 
 @pytest.mark.parametrize("command", [c for c in COMMANDS if c != "train"])
-def test_listed_case_without_files_is_one_warning(cohort, tmp_path, capsys, command):
-    ds, meta_path, _ = _variant(cohort, tmp_path, "listed_without_files")
+@pytest.mark.parametrize("kind", ["listed_without_files", "other_type"])
+def test_legal_oddities_are_one_warning(cohort, tmp_path, capsys, command, kind):
+    ds, meta_path, expected = _variant(cohort, tmp_path, kind)
     code, lines, err = _run(capsys, COMMANDS[command](ds, tmp_path))
     assert code == 0, err
-    assert lines == [f"warning: {meta_path}: 1 case(s) of the case table have no image files (PHANTOM_0009); "
-                     "ignored"]
+    assert lines == [f"warning: {meta_path}: {expected}"]
+    if command == "plan" and kind == "other_type":
+        case = json.loads(meta_path.read_text())["cases"]["PHANTOM_0003"]
+        assert case["tumor_type"] == "angiosarcoma" and case["fold"] in (0, 1)
 
 
 @pytest.mark.slow  # trains one tiny epoch
