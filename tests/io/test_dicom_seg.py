@@ -6,7 +6,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from mpliver.errors import InputError
+from mpliver.errors import InputError, InputWarning
 from mpliver.io.dicom import read_dicom_series, write_dicom_series
 from mpliver.io.dicom_seg import LABEL_SYNONYMS, read_dicom_seg, write_dicom_seg
 from mpliver.io.geometry import Geometry
@@ -71,12 +71,16 @@ def test_seg_frames_match_source_slices(tmp_path, series):
 
 
 def test_seg_read_by_geometry_when_series_has_new_uids(tmp_path, series, make_ct):
-    """A re-exported series (new UIDs, same grid) still receives the segmentation through plane positions."""
+    """A re-exported series (new UIDs, same grid) is another series: refused, and with `allow_mismatch` it
+    receives the segmentation through plane positions."""
     folder, geom = series
     lab = _label(geom.shape)
     write_dicom_seg(tmp_path / "seg.dcm", lab, folder)
     write_dicom_series(tmp_path / "again", make_ct(geom.shape, 3), geom)
-    back, _, _ = read_dicom_seg(tmp_path / "seg.dcm", tmp_path / "again", label_map=LABEL_SYNONYMS)
+    with pytest.raises(InputError, match="FrameOfReferenceUID .* vs .*; referenced series"):
+        read_dicom_seg(tmp_path / "seg.dcm", tmp_path / "again")
+    back, _, _ = read_dicom_seg(tmp_path / "seg.dcm", tmp_path / "again", label_map=LABEL_SYNONYMS,
+                                allow_mismatch=True)
     np.testing.assert_array_equal(back, lab)
 
 
@@ -86,7 +90,7 @@ def test_seg_on_other_grid_refused(tmp_path, series, make_ct):
     other = Geometry(geom.affine @ np.diag([1.5, 1.0, 1.0, 1.0]), geom.shape)  # other pixel spacing
     write_dicom_series(tmp_path / "other", make_ct(geom.shape), other)
     with pytest.raises(InputError, match="voxel grid"):
-        read_dicom_seg(tmp_path / "seg.dcm", tmp_path / "other")
+        read_dicom_seg(tmp_path / "seg.dcm", tmp_path / "other", allow_mismatch=True)
 
 
 def test_unknown_segment_name_refused(tmp_path, series):
@@ -125,3 +129,69 @@ def test_empty_and_tumour_only_labels_roundtrip(tmp_path, series):
         np.testing.assert_array_equal(back, lab)
     with pytest.raises(ValueError, match="no segment description"):
         write_dicom_seg(tmp_path / "x.dcm", tumour_only * 2, folder)
+
+
+def _edit_seg(src, dst, change):
+    ds = pydicom.dcmread(src)
+    change(ds)
+    ds.save_as(dst)
+    return dst
+
+
+def _all_frames_name_first_source(ds):
+    first = ds.PerFrameFunctionalGroupsSequence[0].DerivationImageSequence[0].SourceImageSequence[0]
+    for fg in ds.PerFrameFunctionalGroupsSequence:
+        fg.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID = \
+            first.ReferencedSOPInstanceUID
+
+
+def test_frames_naming_one_source_slice_are_placed_by_position(tmp_path, series):
+    """Some exports name one source slice in every frame: the frames still land on their own slices."""
+    folder, geom = series
+    lab = _label(geom.shape)
+    write_dicom_seg(tmp_path / "seg.dcm", lab, folder)
+    seg = _edit_seg(tmp_path / "seg.dcm", tmp_path / "one.dcm", _all_frames_name_first_source)
+    n_frames = int(pydicom.dcmread(seg).NumberOfFrames)
+    expect = f"{n_frames - 1} of {n_frames} DICOM-SEG frames name a source slice"
+    with pytest.warns(InputWarning, match=expect):
+        back, _, _ = read_dicom_seg(seg, folder, label_map=LABEL_SYNONYMS)
+    np.testing.assert_array_equal(back, lab)
+
+
+def test_frame_between_slices_refused(tmp_path, series):
+    folder, geom = series
+    write_dicom_seg(tmp_path / "seg.dcm", _label(geom.shape), folder)
+
+    def shift(ds):  # half a slice (2 mm) along the normal, which is +z here
+        pos = ds.PerFrameFunctionalGroupsSequence[3].PlanePositionSequence[0].ImagePositionPatient
+        pos[2] = float(pos[2]) + 1.0
+
+    seg = _edit_seg(tmp_path / "seg.dcm", tmp_path / "shifted.dcm", shift)
+    with pytest.raises(InputError, match="frame 4 at .* lies on no slice of the series") as err:
+        read_dicom_seg(seg, folder)
+    assert "\n" not in str(err.value) and "shifted.dcm" in str(err.value)
+
+
+@pytest.mark.parametrize("what", ["patient", "frame of reference", "series"])
+def test_seg_of_another_patient_frame_or_series_refused(tmp_path, series, what):
+    folder, geom = series
+    lab = _label(geom.shape)
+    write_dicom_seg(tmp_path / "seg.dcm", lab, folder)
+    source = pydicom.dcmread(next(folder.iterdir()), stop_before_pixels=True)
+    other = pydicom.uid.generate_uid()
+    if what == "patient":
+        change, expect = (lambda ds: setattr(ds, "PatientID", "NOT-ME"),
+                          f"PatientID 'NOT-ME' (SEG) vs '{source.PatientID}' (series)")
+    elif what == "frame of reference":
+        change, expect = (lambda ds: setattr(ds, "FrameOfReferenceUID", other),
+                          f"FrameOfReferenceUID {other} (SEG) vs {source.FrameOfReferenceUID} (series)")
+    else:
+        change, expect = (lambda ds: setattr(ds.ReferencedSeriesSequence[0], "SeriesInstanceUID", other),
+                          f"referenced series {other} (SEG) vs SeriesInstanceUID {source.SeriesInstanceUID}")
+    seg = _edit_seg(tmp_path / "seg.dcm", tmp_path / "other.dcm", change)
+    with pytest.raises(InputError) as err:
+        read_dicom_seg(seg, folder)
+    text = str(err.value)
+    assert expect in text and "--label-mismatch-ok" in text and "\n" not in text
+    back, _, _ = read_dicom_seg(seg, folder, label_map=LABEL_SYNONYMS, allow_mismatch=True)
+    np.testing.assert_array_equal(back, lab)

@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("always", InputWarning)
+            warnings.simplefilter("default", InputWarning)  # once per message
             warnings.showwarning = _show_warning
             app(args=argv, prog_name="mpliver")
     except MpliverError as exc:

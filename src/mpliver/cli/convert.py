@@ -42,6 +42,9 @@ def register(app: typer.Typer) -> None:
         name: str = typer.Option("MPLiver", "--name", help="nnU-Net dataset name."),
         resample_label: bool = typer.Option(False, "--resample-label",
                                             help="Resample a NIfTI label off the PV grid (nearest)."),
+        label_mismatch_ok: bool = typer.Option(False, "--label-mismatch-ok",
+                                               help="Accept a DICOM-SEG of another frame of reference, "
+                                                    "series or patient than the PV series."),
         allow_other_types: bool = typer.Option(False, "--allow-other-types",
                                                help="Keep tumour types other than the five known ones."),
         pv_series: str | None = typer.Option(None, "--pv-series", help="Series UID, number or description "
@@ -91,7 +94,8 @@ def register(app: typer.Typer) -> None:
             sources = [CaseSource(case_id or next_case_id(out), {"PV": pv, "ART": art}, label, ttype, series)]
         with _progress(console, "converting") as step:
             ids = convert_cases(sources, out, overwrite=overwrite, resample_label=resample_label,
-                                label_map=_parse_label_map(label_map), progress=step)
+                                label_map=_parse_label_map(label_map), progress=step,
+                                label_mismatch_ok=label_mismatch_ok)
         more = " ..." if len(ids) > 10 else ""
         typer.echo(f"wrote {len(ids)} case(s) to {out}: {', '.join(ids[:10])}{more}")
 

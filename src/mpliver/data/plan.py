@@ -14,7 +14,7 @@ from typing import Any
 from mpliver.data.folds import stratified_folds
 from mpliver.errors import DatasetError, InputError
 from mpliver.io.atomic import write_json_atomic
-from mpliver.io.layout import Dataset, normalize_tumor_type
+from mpliver.io.layout import Dataset, check_case_table, check_labels, normalize_tumor_type
 
 
 def read_types_csv(path: str | Path, allow_other_types: bool = False) -> dict[str, str]:
@@ -57,7 +57,8 @@ def plan_dataset(
 
     With `types_csv`, every training case must be in it and every CSV case in the dataset (test cases in
     imagesTs may be typed too; they get no fold). Without it, the types already stored are used (cases
-    without a type form their own stratum).
+    without a type form their own stratum). The case table and the labels get the checks every command
+    shares (`check_case_table`, `check_labels`).
     """
     ds = Dataset(root)
     meta_path = ds.root / "dataset.json"
@@ -68,6 +69,8 @@ def plan_dataset(
         raise DatasetError(f"need at least 2 folds, got {num_folds}", meta_path)
     if num_folds > len(cases):
         raise DatasetError(f"{num_folds} folds for only {len(cases)} training cases", meta_path)
+    check_case_table(ds, types=types_csv is None)  # types from a CSV replace the stored ones
+    check_labels(ds, cases)
     if types_csv is not None:
         types = read_types_csv(types_csv, allow_other_types)
         extra = sorted(set(types) - set(cases) - set(ds.cases("Ts")))
@@ -82,7 +85,7 @@ def plan_dataset(
         for c in cases:
             t = ds.tumor_type(c)
             if t is not None:
-                types[c] = normalize_tumor_type(t, allow_other_types, meta_path)
+                types[c] = normalize_tumor_type(t, True, meta_path)  # other types: warned above
     folds = stratified_folds({c: types.get(c) for c in cases}, num_folds=num_folds, seed=seed)
 
     meta = json.loads(meta_path.read_text())

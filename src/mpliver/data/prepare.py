@@ -90,7 +90,7 @@ def prepare_case(case: CaseVolumes, config: PreprocessConfig, mask_source: Liver
         on_pv[name], transforms[name] = register_phase(
             config.registration, pv, pv_geom, case.phases[name], geom, liver_mask=liver, pv_label=case.label,
             moving_label=case.phase_labels.get(name), moving_path=paths.get(name),
-            moving_label_path=paths.get(f"label:{name}"))
+            moving_label_path=paths.get(f"label:{name}"), fixed_path=paths.get("PV"))
 
     orient = slice_orientation(pv_geom, config.axial_axis)
     mask_s = orient.to_slices(liver)

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from mpliver.errors import InputError
+from mpliver.io.checks import axial_slice_count
 from mpliver.io.geometry import Geometry, to_sitk
 
 METHODS = ("tumor-center", "liver", "none")
@@ -192,6 +193,13 @@ def _binned(array: np.ndarray, geometry: Geometry, spacing_mm: float, lo: float,
     return sitk.BinShrink(img, factors) if max(factors) > 1 else img
 
 
+_MIN_REGISTRATION_VOXELS = 4
+
+
+class _ThinFixedImage(RuntimeError):
+    """The PV liver region is too thin for the registration pyramid (the PV is at fault, not the moving)."""
+
+
 def liver_transform(pv: np.ndarray, pv_geom: Geometry, moving: np.ndarray, moving_geom: Geometry,
                     liver_mask: np.ndarray,
                     settings: LiverRegistrationSettings | None = None) -> RigidTransform:
@@ -214,6 +222,12 @@ def liver_transform(pv: np.ndarray, pv_geom: Geometry, moving: np.ndarray, movin
     mov_arr, mov_geom = _sub_volume(moving, moving_geom, np.floor(m_idx.min(axis=0)) - m_pad,
                                     np.ceil(m_idx.max(axis=0)) + m_pad + 1)
     fixed = _binned(fixed_arr, fixed_geom, settings.working_spacing_mm, lo_hu, hi_hu)
+    if min(fixed.GetSize()) < _MIN_REGISTRATION_VOXELS:  # ITK's smoothing needs 4 voxels along each axis
+        raise _ThinFixedImage(
+            f"the PV liver region is {' x '.join(str(n) for n in fixed.GetSize())} voxels at the liver "
+            f"registration's {settings.working_spacing_mm:g} mm working spacing (the PV has "
+            f"{axial_slice_count(pv_geom)} axial slice(s)); it needs at least "
+            f"{_MIN_REGISTRATION_VOXELS} along each axis: too few PV slices over the liver")
     mov = _binned(mov_arr, mov_geom, settings.working_spacing_mm, lo_hu, hi_hu)
     mask = _binned(mask_arr, fixed_geom, settings.working_spacing_mm, 0.0, 1.0) > 0.0
     radius = [max(1, int(np.ceil(settings.mask_dilation_mm / s))) for s in mask.GetSpacing()]
@@ -250,8 +264,11 @@ def register_phase(method: str, pv: np.ndarray, pv_geom: Geometry, moving: np.nd
                    liver_mask: np.ndarray | None = None, pv_label: np.ndarray | None = None,
                    moving_label: np.ndarray | None = None, moving_path: str | Path | None = None,
                    moving_label_path: str | Path | None = None,
-                   settings: LiverRegistrationSettings | None = None) -> tuple[np.ndarray, RigidTransform]:
-    """Register one phase onto the PV grid; returns (the phase resampled on the PV grid, the transform)."""
+                   settings: LiverRegistrationSettings | None = None,
+                   fixed_path: str | Path | None = None) -> tuple[np.ndarray, RigidTransform]:
+    """Register one phase onto the PV grid; returns (the phase resampled on the PV grid, the transform).
+
+    `fixed_path` (the PV file) is named when the PV itself is the problem (too thin a liver region)."""
     if method not in METHODS:
         raise ValueError(f"registration must be one of {METHODS}, got '{method}'")
     check_overlap(pv_geom, moving_geom, moving_path)
@@ -266,6 +283,8 @@ def register_phase(method: str, pv: np.ndarray, pv_geom: Geometry, moving: np.nd
             raise InputError("liver registration needs a non-empty PV liver mask", moving_path)
         try:
             transform = liver_transform(pv, pv_geom, moving, moving_geom, liver_mask, settings)
+        except _ThinFixedImage as exc:
+            raise InputError(str(exc), fixed_path) from None
         except RuntimeError as exc:  # ITK, e.g. "All samples map outside moving image buffer"
             lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or ["unknown error"]
             detail = lines[-1].split("): ", 1)[-1]  # drop ITK's "ITK ERROR: Filter(0x...)" prefix

@@ -105,10 +105,11 @@ def training_data(config: Config, data_dir: Path, fold: int | None, dist_info: D
     from mpliver.data.dataset import SliceDataset, split_cases
     from mpliver.data.transforms import AffineAugmentation
     from mpliver.engine.train import TrainingData
-    from mpliver.io.layout import Dataset
+    from mpliver.io.layout import Dataset, check_case_table
 
     cache, dataset_dir = resolve_cache(config, Path(data_dir), dist_info)
     dataset = Dataset(dataset_dir)
+    check_case_table(dataset)  # also when training from a cache built earlier
     if fold is None:
         train_cases, test_cases = dataset.cases("Tr"), []
     else:

@@ -44,7 +44,7 @@ from mpliver.engine.predict_report import (  # noqa: F401 (re-exported)
 )
 from mpliver.errors import ConfigError, InputError
 from mpliver.evaluation.lesion_report import lesion_table, notice_path, write_lesion_report
-from mpliver.io.checks import check_hu
+from mpliver.io.checks import check_hu, check_slices
 from mpliver.io.geometry import Geometry
 from mpliver.io.layout import CaseVolumes
 
@@ -229,6 +229,7 @@ def predict(
         origin = src if isinstance(src, str | Path) else None
         try:
             check_hu(array, origin)
+            check_slices(geom, origin, "the volume")
         except InputError as exc:
             raise InputError(f"{name} phase: {exc}") from None
         volumes[name], geoms[name] = array, geom
@@ -268,7 +269,8 @@ def predict(
             on_pv[name], transforms[name] = volumes[name], RigidTransform()
             continue
         on_pv[name], transforms[name] = register_phase(
-            method, pv, pv_geom, volumes[name], geoms[name], liver_mask=liver, moving_path=sources[name])
+            method, pv, pv_geom, volumes[name], geoms[name], liver_mask=liver, moving_path=sources[name],
+            fixed_path=sources["PV"])
         coverage = float(np.mean(on_pv[name][liver] > FILL_HU + 0.5))
         if coverage < MIN_LIVER_COVERAGE:
             raise InputError(f"case {case_id}: the {name} phase covers only {coverage:.0%} of the PV liver "

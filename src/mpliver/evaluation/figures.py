@@ -95,10 +95,11 @@ def case_overlay_png(path: str | Path, image_path: str | Path, label_path: str |
                      prediction_path: str | Path, title: str = "", tumor_label: int = 2) -> Path:
     """Overlay of one case on its axial PV slice with the most reference tumour (NIfTI files in, PNG out)."""
     from mpliver.data.orientation import slice_orientation
-    from mpliver.io.checks import check_same_grid
+    from mpliver.io.checks import check_hu, check_same_grid
     from mpliver.io.nifti import read_nifti
 
     image, geometry = read_nifti(image_path, dtype=np.float32)
+    check_hu(image, image_path)
     label, label_geometry = read_nifti(label_path)
     pred, pred_geometry = read_nifti(prediction_path)
     check_same_grid(geometry, label_geometry, label_path, what="label")

@@ -19,13 +19,14 @@ import numpy as np
 
 from mpliver.errors import DatasetError, InputError
 from mpliver.io.atomic import write_json_atomic
-from mpliver.io.checks import check_hu
+from mpliver.io.checks import check_hu, check_label_liver, check_slices
 from mpliver.io.dicom import read_dicom_series
 from mpliver.io.dicom_study import check_not_single_file, is_dicom_source
 from mpliver.io.geometry import Geometry
 from mpliver.io.layout import (
     FILE_ENDING,
     Dataset,
+    check_case_table,
     check_label_values,
     normalize_tumor_type,
     write_dataset_json,
@@ -102,12 +103,14 @@ def remap_labels(label: np.ndarray, mapping: Mapping[int, int]) -> np.ndarray:
 
 
 def read_label(path: str | Path, pv_path: Path, pv_geometry: Geometry, resample: bool = False,
-               label_map: Mapping[int, int] | None = None, pv_series_uid: str | None = None) -> np.ndarray:
+               label_map: Mapping[int, int] | None = None, pv_series_uid: str | None = None,
+               label_mismatch_ok: bool = False) -> np.ndarray:
     """Read a label (NIfTI, or DICOM-SEG with segments named liver / tumour) onto the PV grid as uint8 0/1/2.
 
     A NIfTI label on the same voxels as PV in another axis order or direction is reoriented exactly. A label
     on a different grid is refused unless `resample` (nearest neighbour through world coordinates).
-    `label_map` first maps a NIfTI label's values (others become 0).
+    `label_map` first maps a NIfTI label's values (others become 0). A DICOM-SEG of another frame of
+    reference, series or patient than the PV series is refused unless `label_mismatch_ok`.
     """
     from mpliver.io.dicom_seg import LABEL_SYNONYMS, read_dicom_seg
 
@@ -119,6 +122,7 @@ def read_label(path: str | Path, pv_path: Path, pv_geometry: Geometry, resample:
         if label_map:
             label = remap_labels(label, label_map)
         label = check_label_values(label, path)
+        check_label_liver(label, path)
         if pv_geometry.same_grid(geom):
             return label
         placed = reorient_to_grid(label, geom, pv_geometry)
@@ -135,10 +139,13 @@ def read_label(path: str | Path, pv_path: Path, pv_geometry: Geometry, resample:
         raise InputError("label is neither NIfTI nor a DICOM-SEG", path)
     if not is_dicom_source(pv_path):
         raise InputError("a DICOM-SEG label needs the PV phase as a DICOM series folder", seg)
-    label, geom, _ = read_dicom_seg(seg, pv_path, series_uid=pv_series_uid, label_map=LABEL_SYNONYMS)
+    label, geom, _ = read_dicom_seg(seg, pv_path, series_uid=pv_series_uid, label_map=LABEL_SYNONYMS,
+                                    allow_mismatch=label_mismatch_ok)
     if not pv_geometry.same_grid(geom):  # same folder, so this only fails on a programming error
         raise InputError("DICOM-SEG grid differs from the PV series", seg)
-    return check_label_values(label, seg)
+    label = check_label_values(label, seg)
+    check_label_liver(label, seg)
+    return label
 
 
 def read_cases_csv(csv_path: str | Path, allow_other_types: bool = False) -> list[CaseSource]:
@@ -198,12 +205,13 @@ def compact_hu(array: np.ndarray) -> np.ndarray:
 
 
 def _write_case(stage: Path, source: CaseSource, resample_label: bool,
-                label_map: Mapping[int, int] | None) -> None:
+                label_map: Mapping[int, int] | None, label_mismatch_ok: bool = False) -> None:
     """Read, check and write one case into the staging folder."""
     vols = {}
     for name, path in source.phases.items():
         array, geom = read_volume(path, source.series_uids.get(name))
         check_hu(array, path)
+        check_slices(geom, path, f"the {name} phase")
         vols[name] = (array, geom)
     pv_array, pv_geom = vols["PV"]
     split = "Tr" if source.label is not None else "Ts"
@@ -212,7 +220,7 @@ def _write_case(stage: Path, source: CaseSource, resample_label: bool,
         write_nifti(path, compact_hu(array), geom)
     if source.label is not None:
         label = read_label(source.label, source.phases["PV"], pv_geom, resample_label, label_map,
-                           source.series_uids.get("PV"))
+                           source.series_uids.get("PV"), label_mismatch_ok)
         write_nifti(stage / "labelsTr" / f"{source.case_id}{FILE_ENDING}", label, pv_geom)
 
 
@@ -224,13 +232,15 @@ def convert_cases(
     resample_label: bool = False,
     label_map: Mapping[int, int] | None = None,
     progress: Callable[[str], None] | None = None,
+    label_mismatch_ok: bool = False,
 ) -> list[str]:
     """Convert cases into the dataset folder `out` (created, or appended to when it is a PV/ART dataset).
 
     Cases with a label go to imagesTr/labelsTr, cases without to imagesTs. Refused unless `overwrite`: a
     folder that holds something other than a PV/ART dataset (then replaced as a whole) and case ids that
     already exist (then replaced). `label_map` remaps NIfTI label values (e.g. {5: 1} for TotalSegmentator's
-    liver). Returns the converted case ids.
+    liver). `label_mismatch_ok` accepts a DICOM-SEG of another frame of reference, series or patient than
+    its PV series. Returns the converted case ids.
     """
     out = Path(out)
     if not sources:
@@ -250,6 +260,7 @@ def convert_cases(
         raise DatasetError("output folder already holds something other than a PV/ART dataset in the case "
                            "layout; choose another folder or pass --overwrite to replace it", out)
     if state == "append":
+        check_case_table(Dataset(out))
         existing = set(Dataset(out).cases("Tr")) | set(Dataset(out).cases("Ts"))
         clash = sorted(existing & set(ids))
         if clash and not overwrite:
@@ -259,7 +270,7 @@ def convert_cases(
     stage = make_staging(out)
     try:
         for source in sources:
-            _write_case(stage, source, resample_label, label_map)
+            _write_case(stage, source, resample_label, label_map, label_mismatch_ok)
             if progress is not None:
                 progress(source.case_id)
         types = {s.case_id: s.tumor_type for s in sources}

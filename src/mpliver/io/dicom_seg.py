@@ -1,8 +1,10 @@
 """DICOM-SEG (highdicom): read a segmentation onto the grid of its source series; write one from a label map.
 
-Reading goes by the source instances the SEG frames refer to; when the series on disk is not the one the
-SEG references by UID (a re-export with new UIDs), it falls back to the geometry: the SEG volume is placed
-onto the series grid through world coordinates, which must coincide voxel for voxel.
+Reading places each frame by its plane position (ImagePositionPatient along the slice normal) on the slice
+of the series at that position; the frames' source references are checked, never trusted (some exports name
+one source slice in every frame). A SEG on another in-plane grid is placed through world coordinates, which
+must coincide voxel for voxel. A SEG of another frame of reference, series or patient is refused unless the
+caller allows it.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mpliver.errors import InputError
-from mpliver.io.dicom import scan_series, series_instance_uids
+from mpliver.errors import InputError, InputWarning
+from mpliver.io.dicom import DicomSeries, scan_series, series_instance_uids
 from mpliver.io.geometry import Geometry
 from mpliver.io.resample import reorient_to_grid
 
@@ -63,12 +65,14 @@ def read_dicom_seg(
     *,
     series_uid: str | None = None,
     label_map: Mapping[str, int] | None = None,
+    allow_mismatch: bool = False,
 ) -> tuple[np.ndarray, Geometry, list[SegmentInfo]]:
     """Read a DICOM-SEG into a label array (i, j, k) on the grid of its source series in `series_folder`.
 
     Without `label_map` a voxel holds its segment number; with one (e.g. `LABEL_SYNONYMS`), each segment's
     label or coded type (case-insensitive) gives the voxel value and an unknown segment is an error. Where
-    segments overlap, the larger value wins (a tumour inside the liver stays tumour).
+    segments overlap, the larger value wins (a tumour inside the liver stays tumour). A SEG whose frame of
+    reference, referenced series or patient differs from the series is refused unless `allow_mismatch`.
     """
     import highdicom as hd
 
@@ -82,6 +86,8 @@ def read_dicom_seg(
     except Exception as exc:
         raise InputError(f"not a readable DICOM-SEG ({type(exc).__name__}: {exc})", seg_path) from None
     series = scan_series(series_folder, series_uid)
+    if not allow_mismatch:
+        check_seg_matches_series(seg, series, seg_path)
     segments = _segments(seg)
     numbers = [s.number for s in segments]
     if label_map is None:
@@ -95,7 +101,7 @@ def read_dicom_seg(
                                  f"{sorted(set(label_map))}", seg_path)
             values[s.number] = v
 
-    stack = _by_source_instance(seg, series, numbers)
+    stack = _by_plane_position(seg, series, numbers, seg_path)
     if stack is None:
         stack = _by_geometry(seg, series.geometry, numbers, seg_path)
     dtype = np.uint8 if max(values.values(), default=0) < 256 else np.uint16
@@ -105,21 +111,108 @@ def read_dicom_seg(
     return label, series.geometry, segments
 
 
-def _by_source_instance(seg, series, numbers: list[int]) -> np.ndarray | None:
-    """Segment masks (i, j, k, segment) through the SEG's references to the series' SOP instances, or None."""
-    uids = list(series_instance_uids(series))
-    referenced = {str(r.ReferencedSOPInstanceUID) for s in seg.get("ReferencedSeriesSequence", [])
-                  for r in s.get("ReferencedInstanceSequence", [])}
-    if not referenced or not (referenced & set(uids)) or "" in uids:
+def _series_value(series: DicomSeries, key: str) -> str:
+    """The first non-empty value of `key` among the series' headers ('' if none has one)."""
+    return next((str(v) for h in series.headers if (v := h.get(key)) not in (None, "")), "")
+
+
+def check_seg_matches_series(seg, series: DicomSeries, seg_path: str | Path) -> None:
+    """Refuse a SEG made on another frame of reference, another series or another patient (one line naming
+    both values of each mismatch). A value missing on either side (anonymised data) is not compared."""
+    problems = []
+    seg_for = str(seg.get("FrameOfReferenceUID", ""))
+    series_for = _series_value(series, "FrameOfReferenceUID")
+    if seg_for and series_for and seg_for != series_for:
+        problems.append(f"FrameOfReferenceUID {seg_for} (SEG) vs {series_for} (series)")
+    referenced = [str(s.get("SeriesInstanceUID", "")) for s in seg.get("ReferencedSeriesSequence", [])]
+    referenced = [uid for uid in referenced if uid]
+    series_uid = _series_value(series, "SeriesInstanceUID")
+    if referenced and series_uid and series_uid not in referenced:
+        problems.append(f"referenced series {', '.join(referenced)} (SEG) vs SeriesInstanceUID {series_uid} "
+                        "(series)")
+    for key in ("PatientID", "PatientName"):
+        a, b = str(seg.get(key, "") or ""), _series_value(series, key)
+        if a and b and a != b:
+            problems.append(f"{key} '{a}' (SEG) vs '{b}' (series)")
+            break  # the ID decides when both carry one; the name only when the IDs are missing
+        if a and b:
+            break
+    if problems:
+        raise InputError(f"DICOM-SEG does not belong to the series in {series.folder}: "
+                         f"{'; '.join(problems)}; pass --label-mismatch-ok to use it anyway", seg_path)
+
+
+def _frame_item(seg, f: int, sequence: str):
+    """Item of a functional-group `sequence` for frame `f`: per-frame first, else the shared group."""
+    shared = seg.get("SharedFunctionalGroupsSequence", [None])[0]
+    for groups in (seg.PerFrameFunctionalGroupsSequence[f], shared):
+        if groups is not None and sequence in groups and len(groups[sequence].value):
+            return groups[sequence].value[0]
+    return None
+
+
+def _by_plane_position(seg, series: DicomSeries, numbers: list[int], seg_path: Path) -> np.ndarray | None:
+    """Segment masks (i, j, k, segment) placed by each frame's ImagePositionPatient along the slice normal.
+
+    None when the SEG's in-plane grid (orientation, pixel spacing, rows x columns) differs from the series
+    (then `_by_geometry` resamples exactly, if it can). Frame source references are only checked: some
+    exports name one and the same source slice in every frame, so they never decide the slice.
+    """
+    first = series.headers[0]
+    n_frames = int(seg.get("NumberOfFrames", 1) or 1)
+    if n_frames == 0 or "PerFrameFunctionalGroupsSequence" not in seg:
         return None
-    try:
-        px = seg.get_pixels_by_source_instance(
-            source_sop_instance_uids=uids, segment_numbers=numbers, combine_segments=False,
-            ignore_spatial_locations=True, assert_missing_frames_are_empty=True, skip_overlap_checks=True,
-        )
-    except (ValueError, KeyError, RuntimeError, AttributeError, IndexError):
+    orient = _frame_item(seg, 0, "PlaneOrientationSequence")
+    measures = _frame_item(seg, 0, "PixelMeasuresSequence")
+    if orient is None or measures is None:
         return None
-    return np.transpose(px, (2, 1, 0, 3))  # (slice, row, col, seg) -> (i=col, j=row, k=slice, seg)
+    iop = np.asarray([float(v) for v in orient.ImageOrientationPatient])
+    series_iop = np.asarray([float(v) for v in first.ImageOrientationPatient])
+    spacing = np.asarray([float(v) for v in measures.PixelSpacing])
+    series_spacing = np.asarray([float(v) for v in first.PixelSpacing])
+    if (np.max(np.abs(iop - series_iop)) > 1e-4 or np.max(np.abs(spacing - series_spacing)) > 1e-4
+            or (int(seg.Rows), int(seg.Columns)) != (int(first.Rows), int(first.Columns))):
+        return None
+    normal = np.cross(series_iop[:3], series_iop[3:])
+    slice_pos = np.asarray([[float(v) for v in h.ImagePositionPatient] for h in series.headers])
+    slice_dist = slice_pos @ normal  # ascending: scan_series sorts the slices along the normal
+    step = float(np.median(np.diff(slice_dist))) if len(slice_dist) > 1 else 1.0
+    tol = max(0.05 * abs(step), 1e-2)
+    uid_to_k = {uid: k for k, uid in enumerate(series_instance_uids(series)) if uid}
+    pixels = np.asarray(seg.pixel_array).reshape(n_frames, int(seg.Rows), int(seg.Columns))
+    if str(seg.get("SegmentationType", "BINARY")) == "FRACTIONAL":
+        pixels = pixels > float(seg.get("MaximumFractionalValue", 255)) / 2
+    out = np.zeros((*series.geometry.shape, len(numbers)), dtype=np.uint8)
+    disagree: list[tuple[int, int, int]] = []
+    for f in range(n_frames):
+        plane = _frame_item(seg, f, "PlanePositionSequence")
+        ident = _frame_item(seg, f, "SegmentIdentificationSequence")
+        if plane is None or ident is None:
+            return None
+        pos = np.asarray([float(v) for v in plane.ImagePositionPatient])
+        k = int(np.argmin(np.abs(slice_dist - pos @ normal)))
+        if np.linalg.norm(pos - slice_pos[k]) > tol:
+            raise InputError(f"DICOM-SEG frame {f + 1} at {pos @ normal:.2f} mm along the slice normal "
+                             f"(position {np.round(pos, 2).tolist()}) lies on no slice of the series "
+                             f"({slice_dist[0]:.2f}..{slice_dist[-1]:.2f} mm, step {step:.2f} mm)", seg_path)
+        number = int(ident.ReferencedSegmentNumber)
+        if number not in numbers:
+            raise InputError(f"DICOM-SEG frame {f + 1} refers to segment {number}, which the SEG does not "
+                             "describe", seg_path)
+        out[:, :, k, numbers.index(number)] |= (pixels[f] > 0).T.astype(np.uint8)
+        derivation = _frame_item(seg, f, "DerivationImageSequence")
+        sources = derivation.get("SourceImageSequence", []) if derivation is not None else []
+        ref_k = [uid_to_k.get(str(s.get("ReferencedSOPInstanceUID", ""))) for s in sources]
+        ref_k = [r for r in ref_k if r is not None]
+        if ref_k and k not in ref_k:
+            disagree.append((f + 1, ref_k[0], k))
+    if disagree:
+        f, ref, k = disagree[0]
+        warnings.warn(InputWarning(
+            f"{seg_path}: {len(disagree)} of {n_frames} DICOM-SEG frames name a source slice other than the "
+            f"one at their plane position (frame {f} names slice {ref + 1}, lies on slice {k + 1}); frames "
+            "placed by plane position"), stacklevel=2)
+    return out
 
 
 def _by_geometry(seg, geometry: Geometry, numbers: list[int], seg_path: Path) -> np.ndarray:

@@ -7,17 +7,19 @@ grid, optional `labelsTr_phases/CASE_XXXX.nii.gz` (the label on a non-PV phase's
 
 from __future__ import annotations
 
+import difflib
 import json
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mpliver.errors import DatasetError
+from mpliver.errors import DatasetError, InputWarning
 from mpliver.io.atomic import write_json_atomic
-from mpliver.io.checks import check_hu, check_same_grid
+from mpliver.io.checks import check_hu, check_label_liver, check_same_grid, check_slices
 from mpliver.io.geometry import Geometry
 from mpliver.io.nifti import read_geometry, read_nifti
 
@@ -162,6 +164,7 @@ class Dataset:
         cases = self.cases(split)
         if not cases:
             raise DatasetError(f"no cases in images{split}/", self.root)
+        check_case_table(self)
         for case in cases:
             for i, name in enumerate(self.phases):
                 p = self.image_path(case, i, split)
@@ -175,12 +178,6 @@ class Dataset:
                 check_same_grid(pv_geom, read_geometry(lp), lp, what="label")
             if check_values:
                 self.load_case(case, split)
-            ttype = self.tumor_type(case)
-            if ttype is not None and ttype not in TUMOR_TYPES:
-                # Other types are allowed by SPEC §2, but an unknown spelling of a known one is a typo.
-                if ttype.lower() in {t.lower() for t in TUMOR_TYPES}:
-                    raise DatasetError(f"case {case}: tumour type '{ttype}' is misspelt",
-                                       self.root / "dataset.json")
         return cases
 
     def load_case(self, case: str, split: str = "Tr", with_label: bool = True,
@@ -191,6 +188,7 @@ class Dataset:
             p = self.image_path(case, i, split)
             arr, geom = read_nifti(p, dtype=np.float32)
             check_hu(arr, p)
+            check_slices(geom, p, f"the {name} phase")
             phases[name], geoms[name] = arr, geom
         out = CaseVolumes(case, phases, geoms)
         if with_label and split == "Tr":
@@ -198,6 +196,7 @@ class Dataset:
             label, lgeom = read_nifti(lp)
             check_same_grid(geoms["PV"], lgeom, lp, what="label")
             out.label = check_label_values(label, lp)
+            check_label_liver(out.label, lp)
         if with_phase_labels:
             for i, name in enumerate(self.phases[1:], start=1):
                 lp = self.phase_label_path(case, i)
@@ -206,6 +205,65 @@ class Dataset:
                     check_same_grid(geoms[name], lgeom, lp, what="phase label", ref_name=f"the {name} phase")
                     out.phase_labels[name] = check_label_values(lab, lp)
         return out
+
+
+def tumor_type_spelling(name: str) -> tuple[str, str | None]:
+    """How a stored tumour type reads: ('known', name) for one of TUMOR_TYPES as written; ('misspelt', the
+    canonical type) for another spelling or a near miss of one (case, long form, 'HCCC'); ('other', None)."""
+    text = str(name).strip()
+    if text in TUMOR_TYPES:
+        return "known", text
+    spellings = {t.lower(): t for t in TUMOR_TYPES} | _TYPE_ALIASES
+    close = difflib.get_close_matches(text.lower(), list(spellings), n=1, cutoff=0.75)
+    return ("misspelt", spellings[close[0]]) if close else ("other", None)
+
+
+def check_case_table(dataset: Dataset, types: bool = True) -> None:
+    """The checks of dataset.json's `cases` table that every command shares (plan, preprocess, train,
+    convert, inspect), so each gets the same answer: a misspelt tumour type is an error; a type outside the
+    table (SPEC §2 allows others) and a listed case without image files are one-line warnings."""
+    meta_path = dataset.root / "dataset.json"
+    table = dataset.case_table
+    present = set(dataset.cases("Tr")) | set(dataset.cases("Ts"))
+    orphans = sorted(set(table) - present)
+    # warnings are raised here, not at the caller, so that a command that checks twice prints them once
+    if orphans:
+        more = ", ..." if len(orphans) > 5 else ""
+        warnings.warn(InputWarning(f"{meta_path}: {len(orphans)} case(s) of the case table have no image "
+                                   f"files ({', '.join(orphans[:5])}{more}); ignored"), stacklevel=1)
+    if not types:
+        return
+    misspelt, other = [], {}
+    for case, info in sorted(table.items()):
+        ttype = info.get("tumor_type") if isinstance(info, Mapping) else None
+        if not ttype:
+            continue
+        kind, canonical = tumor_type_spelling(ttype)
+        if kind == "misspelt":
+            misspelt.append((case, ttype, canonical))
+        elif kind == "other":
+            other[ttype] = other.get(ttype, 0) + 1
+    if misspelt:
+        case, ttype, canonical = misspelt[0]
+        more = f" ({len(misspelt) - 1} more case(s) alike)" if len(misspelt) > 1 else ""
+        raise DatasetError(f"case {case}: tumour type '{ttype}' is not in the table "
+                           f"({', '.join(TUMOR_TYPES)}), misspelt '{canonical}'{more}: correct dataset.json "
+                           f"or run `mpliver plan {dataset.root} --types CSV`", meta_path)
+    if other:
+        listed = ", ".join(f"'{t}' ({n} case(s))" for t, n in sorted(other.items()))
+        warnings.warn(InputWarning(f"{meta_path}: tumour type(s) outside the table "
+                                   f"({', '.join(TUMOR_TYPES)}): {listed}; each is reported as its own type"),
+                      stacklevel=1)
+
+
+def check_labels(dataset: Dataset, cases: Iterable[str]) -> None:
+    """Read the PV-grid label of each training case and refuse bad values or a tumour without liver."""
+    for case in cases:
+        path = dataset.label_path(case)
+        if not path.exists():
+            raise DatasetError(f"case {case} has no label", path)
+        label, _ = read_nifti(path)
+        check_label_liver(check_label_values(label, path), path)
 
 
 def check_label_values(label: np.ndarray, path: str | Path | None = None) -> np.ndarray:

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from mpliver.io.layout import Dataset
+from mpliver.io.checks import check_hu, check_label_liver
+from mpliver.io.layout import Dataset, check_label_values
 from mpliver.io.nifti import read_nifti
 
 _HIGHPASS_SIGMA = (2.0, 2.0, 0.0)  # voxels, in-plane only (slices are thick)
@@ -73,12 +74,16 @@ def case_statistics(dataset: Dataset, case: str) -> dict[str, PhaseStats | None]
     """Statistics of every phase of a case (None for a phase with no usable label)."""
     out: dict[str, PhaseStats | None] = {}
     pv_label, pv_geom = read_nifti(dataset.label_path(case))
+    pv_label = check_label_values(pv_label, dataset.label_path(case))
+    check_label_liver(pv_label, dataset.label_path(case))
     for i, phase in enumerate(dataset.phases):
         image, geom = read_nifti(dataset.image_path(case, i), dtype=np.float32)
+        check_hu(image, dataset.image_path(case, i))
         if i == 0:
             label = pv_label
         elif dataset.phase_label_path(case, i).exists():
             label, _ = read_nifti(dataset.phase_label_path(case, i))
+            label = check_label_values(label, dataset.phase_label_path(case, i))
         elif geom.same_grid(pv_geom):
             label = pv_label
         else:
