@@ -96,6 +96,7 @@ def register(app: typer.Typer) -> None:
 
         from mpliver.engine.bundle import load_bundle
         from mpliver.errors import ConfigError
+        from mpliver.io.atomic import check_writable
 
         console = Console(stderr=True)
         phases = parse_phases(pv, art, phase or [])
@@ -104,6 +105,7 @@ def register(app: typer.Typer) -> None:
         if input_dir is None and not phases:
             raise ConfigError("give the phases (--pv PATH --art PATH) or --input DATASET_DIR")
         values = parse_values(liver_mask_values)
+        check_writable(out)  # a full disk or read-only --out is found now, not after the inference
         bundle = load_bundle(model)
         console.print(f"[bold]mpliver predict[/bold]: {bundle.describe()}")
         if bundle.synthetic:

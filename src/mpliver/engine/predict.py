@@ -282,22 +282,35 @@ def output_paths(out_dir: str | Path, case_id: str, dicom_seg: bool = False) -> 
 def write_outputs(result: PredictionResult, out_dir: str | Path, dicom_seg: bool = False,
                   meta: dict[str, Any] | None = None) -> dict[str, Path]:
     """Write the label map, uncertainty map and lesion report (and a DICOM-SEG when PV was DICOM and
-    `dicom_seg`), each atomically; adds `writing` to `result.timings`. Returns the paths written."""
+    `dicom_seg`) as one set: all into a staging folder beside them, then moved into place together, so a
+    failure (full disk, read-only) leaves the earlier set or nothing. Adds `writing` to `result.timings`."""
+    import shutil
+
+    from mpliver.io.atomic import commit_set, make_staging
     from mpliver.io.dicom_seg import write_dicom_seg
     from mpliver.io.nifti import write_nifti
 
     start = time.perf_counter()
     if dicom_seg and result.pv_dicom is None:
         raise InputError(f"case {result.case_id}: --dicom-seg needs the PV phase as a DICOM series folder")
-    paths = output_paths(out_dir, result.case_id, dicom_seg)
+    out = Path(out_dir)
+    paths = output_paths(out, result.case_id, dicom_seg)
+    stage = make_staging(out / result.case_id)
+    staged = output_paths(stage, result.case_id, dicom_seg)
     note = NIFTI_NOTE + (SYNTHETIC_NOTE if result.synthetic else "")
-    write_nifti(paths["uncertainty"], result.uncertainty.astype(np.float32), result.geometry, note)
-    write_lesion_report(paths["lesions_csv"], paths["lesions_json"], result.lesions, result.case_id,
-                        result.synthetic, {"spacing_mm": result.geometry.spacing.tolist(), **(meta or {})})
-    # the label map after the others: with them, it marks a finished case for the batch mode's skip
-    write_nifti(paths["label"], result.label.astype(np.uint8), result.geometry, note)
-    if dicom_seg:  # last: a series that cannot take a SEG (e.g. no SOP Instance UIDs) keeps the NIfTI outputs
-        write_dicom_seg(paths["dicom_seg"], result.label, result.pv_dicom, algorithm="mpliver",
-                        series_description="mpliver research segmentation (not for clinical use)")
+    try:
+        write_nifti(staged["uncertainty"], result.uncertainty.astype(np.float32), result.geometry, note)
+        meta = {"spacing_mm": result.geometry.spacing.tolist(), **(meta or {})}
+        write_lesion_report(staged["lesions_csv"], staged["lesions_json"], result.lesions, result.case_id,
+                            result.synthetic, meta)
+        write_nifti(staged["label"], result.label.astype(np.uint8), result.geometry, note)
+        if dicom_seg:
+            write_dicom_seg(staged["dicom_seg"], result.label, result.pv_dicom, algorithm="mpliver",
+                            series_description="mpliver research segmentation (not for clinical use)")
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    # the label map last: with the others, it marks a finished case for the batch mode's skip
+    commit_set(stage, out, [p.name for key, p in paths.items() if key != "label"] + [paths["label"].name])
     result.timings["writing"] = time.perf_counter() - start
     return paths

@@ -17,7 +17,7 @@ from pathlib import Path
 from mpliver.engine.bundle import Bundle
 from mpliver.engine.distributed import resolve_device
 from mpliver.engine.predict import STAGES, output_paths, predict, write_outputs
-from mpliver.errors import InputError, MpliverError
+from mpliver.errors import InputError, MpliverError, OutputError
 from mpliver.io.layout import Dataset
 
 
@@ -109,6 +109,8 @@ def predict_dataset(
                              case_id=case, device=dev, tta=tta, batch_size=batch_size,
                              registration=registration, on_stage=on_stage)
             write_outputs(result, out_dir, meta={"model": bundle.model_config.name})
+        except OutputError:  # a full or read-only disk fails every case alike: stop with one line
+            raise
         except MpliverError as exc:
             summary.failed[case] = str(exc)
         except Exception as exc:  # one broken case must not stop the batch; it is reported, not hidden

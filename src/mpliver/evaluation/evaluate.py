@@ -23,7 +23,7 @@ from mpliver.errors import InputError
 from mpliver.evaluation.aggregate import summarize, summarize_by_type
 from mpliver.evaluation.metrics import case_metrics
 from mpliver.evaluation.tables import LESION_METRICS, SIX_METRICS, csv_text, table1_csv, table1_markdown
-from mpliver.io.atomic import write_json_atomic, write_text_atomic
+from mpliver.io.atomic import check_writable, write_json_atomic, write_text_atomic
 from mpliver.io.checks import check_same_grid
 from mpliver.io.layout import FILE_ENDING, Dataset, check_label_values, normalize_tumor_type
 from mpliver.io.nifti import read_nifti
@@ -185,6 +185,7 @@ def evaluate_folders(
     if out.exists() and not out.is_dir():
         raise InputError("output path exists and is not a folder", out)
     pairs = pair_cases(pred_dir, label_dir, missing_as_empty, cases)
+    check_writable(out)
     if types is None:
         types = resolve_types(label_dir, dataset)
     records = []
