@@ -95,7 +95,7 @@ def output_error(target: str | Path, exc: OSError) -> OutputError:
 def _mkdir(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
+    except (FileExistsError, NotADirectoryError):
         blocker = _file_in_the_way(folder)
         raise OutputError(f"cannot create {folder}: a file is in the way", blocker) from None
     except OSError as exc:
@@ -163,11 +163,17 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.chmod(tmp, 0o666 & ~_umask())  # the final file gets the usual permissions
         os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
         raise output_error(path, exc) from None
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
         raise
+
+
+def _discard(path: Path) -> None:
+    """Remove a temporary file, quietly (on a read-only file system even that fails)."""
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
