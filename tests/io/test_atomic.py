@@ -73,7 +73,7 @@ def test_check_writable_finds_each_fault_before_work(tmp_path):
     with pytest.raises(OutputError, match="is a folder"):
         check_writable(tmp_path, "file")
     assert check_writable(tmp_path / "new" / "out") == tmp_path / "new" / "out"
-    assert (tmp_path / "new" / "out").is_dir() and not list((tmp_path / "new" / "out").iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]  # creates nothing, leaves no probe
     with tmpfs(tmp_path / "fs", "64k") as fs:
         fill(fs)
         with pytest.raises(OutputError, match="ENOSPC"):
@@ -108,7 +108,7 @@ def test_only_dead_writers_leftovers_are_removed(tmp_path):
 
 
 def test_a_write_removes_dead_leftovers_in_its_folder(tmp_path, monkeypatch):
-    monkeypatch.setattr(atomic, "_CLEANED", set())  # as in a new process
+    monkeypatch.setattr(atomic, "_CLEANED", {})  # as in a new process
     stale = tmp_path / f".a.txt.tmp-{_dead_pid()}-0123abcd.txt"
     stale.write_text("half")
     write_text_atomic(tmp_path / "a.txt", "done")

@@ -17,6 +17,7 @@ import os
 import re
 import secrets
 import shutil
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,8 @@ from typing import Any
 from mpliver.errors import OutputError
 
 TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|staging|old)-(?P<pid>\d+)-[0-9a-f]{8}(?:\..*)?$")
-_CLEANED: set[str] = set()  # folders this process has already cleaned (once per folder is enough)
+_CLEANED: dict[str, float] = {}  # folder -> when this process last cleaned it
+CLEAN_EVERY_S = 60.0  # a long-lived process cleans a folder again after this long
 
 
 # ---- temporary names and their clean-up --------------------------------------------------------------------
@@ -76,9 +78,11 @@ def remove_stale_temps(folder: str | Path) -> list[Path]:
 
 
 def _clean_once(folder: Path) -> None:
-    key = os.path.abspath(folder)
-    if key not in _CLEANED:
-        _CLEANED.add(key)
+    """`remove_stale_temps` on the first write into `folder` (and once a minute after): not on every write,
+    which would scan a folder of N outputs N times."""
+    key, now = os.path.abspath(folder), time.monotonic()
+    if now - _CLEANED.get(key, -CLEAN_EVERY_S) >= CLEAN_EVERY_S:
+        _CLEANED[key] = now
         remove_stale_temps(folder)
 
 
@@ -110,9 +114,10 @@ def _file_in_the_way(folder: Path) -> Path:
 
 
 def check_writable(path: str | Path, kind: str = "folder", overwrite: bool = True) -> Path:
-    """Check, before any long work, that output `path` can be written: `kind='folder'` creates the folder,
-    `kind='file'` its parent; then a small probe file is written and removed. A file in the way, an existing
-    file without `overwrite`, a read-only or full file system or a missing permission are `OutputError`s."""
+    """Check, before any long work, that output `path` (a folder, or a file with `kind='file'`) can be
+    written, creating nothing: a small probe file is written and removed in the folder, or in its nearest
+    existing parent (the same file system). A file in the way, an existing file without `overwrite`, a
+    read-only or full file system or a missing permission are `OutputError`s."""
     path = Path(path)
     folder = path if kind == "folder" else path.parent
     if kind == "folder" and path.exists() and not path.is_dir():
@@ -122,9 +127,10 @@ def check_writable(path: str | Path, kind: str = "folder", overwrite: bool = Tru
             raise OutputError("is a folder; give the file to write", path)
         if path.exists() and not overwrite:
             raise OutputError("exists; pass --overwrite to replace it", path)
-    _mkdir(folder)
-    _clean_once(folder)
-    probe = temp_path(folder / "probe")
+    existing = next(p for p in [folder, *folder.parents] if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        raise OutputError(f"cannot create {folder}: a file is in the way", existing)
+    probe = temp_path(existing / "probe")
     try:
         with open(probe, "wb") as handle:
             handle.write(b"\0" * 4096)

@@ -106,6 +106,30 @@ def _generate_and_write(root: str, index: int, seed: int, ttype: str, config: di
     }
 
 
+def _without_done(meta: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in meta.items() if k != "done"}
+
+
+def _finished_cases(root: Path, spec: dict[str, Any], previews: bool) -> dict[str, dict]:
+    """Cases an interrupted run of this very cohort recorded in `.phantom.json` and whose files all exist."""
+    try:
+        meta = json.loads((root / ".phantom.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    if _without_done(meta) != spec:
+        return {}
+    done = {}
+    for cid, record in (meta.get("done") or {}).items():
+        names = [f"imagesTr/{cid}_0000", f"imagesTr/{cid}_0001", f"labelsTr/{cid}",
+                 f"labelsTr_phases/{cid}_0001"]
+        files = [root / f"{name}{FILE_ENDING}" for name in names]
+        if previews:
+            files.append(root / "previews" / f"{cid}.png")
+        if all(f.exists() for f in files):
+            done[cid] = record
+    return done
+
+
 def _check_out_dir(root: Path, spec: dict[str, Any], overwrite: bool) -> None:
     """Refuse a non-empty folder that holds something other than this very cohort, unless `overwrite`."""
     if root.exists() and not root.is_dir():
@@ -116,7 +140,7 @@ def _check_out_dir(root: Path, spec: dict[str, Any], overwrite: bool) -> None:
     for name in ("dataset.json", ".phantom.json"):
         try:
             meta = json.loads((root / name).read_text())
-            existing = meta.get("synthetic", meta) if name == "dataset.json" else meta
+            existing = meta.get("synthetic") if name == "dataset.json" else _without_done(meta)
             break
         except (OSError, ValueError):
             continue
@@ -173,14 +197,22 @@ def write_cohort(
     root.mkdir(parents=True, exist_ok=True)
     from mpliver.io.atomic import write_json_atomic
 
-    write_json_atomic(root / ".phantom.json", spec)  # lets an interrupted run be restarted in place
+    # lets an interrupted run be restarted in place; it records each finished case, which a rerun keeps
+    results: dict[str, dict] = _finished_cases(root, spec, previews)
+    write_json_atomic(root / ".phantom.json", {**spec, "done": results})
 
     if workers is None:
         workers = min(2, os.cpu_count() or 1) if num_cases >= 8 else 1
     types = cohort_types(num_cases, seed)
-    jobs = [(str(root), i, int(seed), types[i], config.to_dict(), previews) for i in range(num_cases)]
-    results: dict[str, dict] = {}
-    with _progress_reporter(progress, num_cases) as report:
+    jobs = [(str(root), i, int(seed), types[i], config.to_dict(), previews) for i in range(num_cases)
+            if case_id_for(i) not in results]
+    with _progress_reporter(progress, num_cases) as show:
+
+        def report(done: int) -> None:
+            write_json_atomic(root / ".phantom.json", {**spec, "done": results})
+            show(done)
+
+        show(len(results))
         if workers <= 1:
             for job in jobs:
                 meta = _generate_and_write(*job)
