@@ -129,8 +129,8 @@ def save_bundle(path: str | Path, tumor_model: nn.Module, phases: list[str], pre
         "training": dict(training or {}),
     }
     path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(content, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:  # a handle: a full disk is an OSError
+        torch.save(content, handle)
     return path
 
 

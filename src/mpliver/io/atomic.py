@@ -154,10 +154,11 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, durable: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it is renamed onto `path`, on failure removed.
 
     An `OSError` (from the writer inside the block or from the rename) becomes an `OutputError` for `path`.
+    `durable` also flushes the file and the rename to disk (fsync), for checkpoints.
     """
     path = Path(path)
     _mkdir(path.parent)
@@ -167,13 +168,26 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp
         if tmp.exists():
             os.chmod(tmp, 0o666 & ~_umask())  # the final file gets the usual permissions
+            if durable:
+                _fsync(tmp)
         os.replace(tmp, path)
+        if durable:
+            with contextlib.suppress(OSError):  # not possible on every platform
+                _fsync(path.parent)
     except OSError as exc:
         _discard(tmp)
         raise output_error(path, exc) from None
     except BaseException:
         _discard(tmp)
         raise
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _discard(path: Path) -> None:
