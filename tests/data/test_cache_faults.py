@@ -129,3 +129,37 @@ def test_lock_is_exclusive_within_one_process_too(tmp_path):
         FolderLock(tmp_path, "x").acquire()
     with FolderLock(tmp_path, "x"):  # released: free again
         pass
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+def test_killing_only_the_main_process_ends_its_workers_and_frees_the_cache(dataset, tmp_path):
+    out = tmp_path / "cache"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    cmd = [sys.executable, "-m", "mpliver", "preprocess", str(dataset), "--out", str(out), "--workers", "2",
+           "--registration", "none", "--input-size", "64"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and not read_manifest(out).get("cases"):
+            time.sleep(0.005)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)  # the main process only: its workers are orphaned
+        proc.wait()
+        deadline = time.monotonic() + 30
+        while _group_alive(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _group_alive(proc.pid)  # the workers ended with their parent
+    finally:
+        if _group_alive(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert subprocess.run(cmd, env=env, capture_output=True).returncode == 0  # the lock is free again
+    assert sorted(read_manifest(out)["cases"]) == ["SCENE_000", "SCENE_001", "SCENE_002"]

@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -271,7 +274,7 @@ def _preprocess_locked(root: str | Path, dataset: Dataset, out: Path, config: Pr
         for a in args:
             finished(*_process_case(*a[:-1], single_thread=False))
     else:
-        pool = ProcessPoolExecutor(max_workers=workers)
+        pool = ProcessPoolExecutor(max_workers=workers, initializer=_end_with_parent, initargs=(os.getpid(),))
         try:
             pending = {pool.submit(_process_case, *a) for a in args}
             while pending:
@@ -286,6 +289,18 @@ def _preprocess_locked(root: str | Path, dataset: Dataset, out: Path, config: Pr
             pool.shutdown(wait=True, cancel_futures=True)
     summary.manifest = out / "manifest.json"
     return summary
+
+
+def _end_with_parent(parent: int) -> None:
+    """Worker initializer: end the worker when the run that started it dies (kill -9). Otherwise it waits
+    forever on the pool's queue, holding the cache's lock (inherited across fork) and keeping reruns out."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def _read_meta(path: Path) -> dict[str, Any]:
