@@ -40,17 +40,30 @@ def run(cmd: list[str], timeout: float = 900) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=timeout)
 
 
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def start(cmd: list[str]) -> subprocess.Popen:
     return subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
 
 
-def kill_when(proc: subprocess.Popen, moment: Callable[[], bool], limit: float = 600) -> bool:
-    """SIGKILL the process group of `proc` as soon as `moment()` holds; False if it ended first."""
+def kill_when(proc: subprocess.Popen, moment: Callable[[], bool], limit: float = 600,
+              group: bool = True) -> bool:
+    """SIGKILL the process group of `proc` (or, `group=False`, the main process only, orphaning its workers)
+    as soon as `moment()` holds; False if it ended first."""
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         if moment():
-            os.killpg(proc.pid, signal.SIGKILL)
+            if group:
+                os.killpg(proc.pid, signal.SIGKILL)
+            else:
+                os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
             return True
         if proc.poll() is not None:
@@ -202,9 +215,15 @@ def tiny_bundle(path: Path) -> Path:
 # ---- the table ---------------------------------------------------------------------------------------------
 
 
-def kill_and_rerun(cmd: Phantom, reference: Path, moment: str, out: Path) -> dict:
+def kill_and_rerun(cmd: Phantom, reference: Path, moment: str, out: Path, group: bool = True) -> dict:
     proc = start(cmd.command(out))
-    killed = kill_when(proc, cmd.moments(out)[moment])
+    killed = kill_when(proc, cmd.moments(out)[moment], group=group)
+    deadline = time.monotonic() + 30
+    while not group and time.monotonic() < deadline and group_alive(proc.pid):
+        time.sleep(0.1)  # orphaned workers must end by themselves
+    orphans_left = group_alive(proc.pid)
+    if orphans_left:
+        os.killpg(proc.pid, signal.SIGKILL)
     done_at_kill = cmd.finished(out) if out.exists() else []
     left = [e for e in hidden_entries(out) if Path(e).name not in MARKERS] if out.exists() else []
     before = stamps([p for c in done_at_kill for p in cmd.case_files(out, c)])
@@ -215,7 +234,8 @@ def kill_and_rerun(cmd: Phantom, reference: Path, moment: str, out: Path) -> dic
     rewritten = sorted({Path(k).name for k in before if after.get(k) != before[k]})
     diff = differences(reference, out) if again.returncode == 0 else ["(rerun failed)"]
     return {
-        "command": cmd.name, "moment": moment, "killed": killed, "finished_at_kill": len(done_at_kill),
+        "command": cmd.name + ("" if group else " (main process only)"), "moment": moment, "killed": killed,
+        "orphans_alive_after_30s": orphans_left, "finished_at_kill": len(done_at_kill),
         "temp_left_by_kill": left, "rerun_rc": again.returncode,
         "rerun_error": again.stderr.strip().splitlines()[-1:] if again.returncode else [],
         "rerun_s": round(seconds, 1), "equal": not diff, "differences": diff[:5],
@@ -248,7 +268,11 @@ def markdown(rows: list[dict], pairs: list[dict]) -> str:
         rewritten = r["finished_files_rewritten"]
         redone = f"{len(rewritten)} files" if rewritten else "none"
         completes = "yes" if r["rerun_rc"] == 0 else "NO: " + " ".join(r["rerun_error"])
-        lines.append(f"| {r['command']} | {r['moment']}{'' if r['killed'] else ' (ended first)'} | "
+        orphans = r.get("orphans_alive_after_30s")
+        moment = r["moment"] + ("" if r["killed"] else " (ended first)") + \
+            ("" if "main process only" not in r["command"] else
+             "; workers " + ("STILL ALIVE after 30 s" if orphans else "ended by themselves"))
+        lines.append(f"| {r['command']} | {moment} | "
                      f"{r['finished_at_kill']} | {len(r['temp_left_by_kill']) or 'none'} | "
                      f"{completes} ({r['rerun_s']} s) | "
                      f"{'yes' if r['equal'] else 'NO: ' + ', '.join(r['differences'])} | {redone} | "
@@ -269,7 +293,12 @@ def main() -> None:
     ap.add_argument("--cases", type=int, default=6)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--only", default="phantom,preprocess,predict,concurrent")
+    ap.add_argument("--render", type=Path, default=None, help="Print the tables of an earlier --json file.")
     args = ap.parse_args()
+    if args.render:
+        saved = json.loads(args.render.read_text())
+        print(markdown(saved["rows"], saved["concurrent"]))
+        return
     work, only = args.work, args.only.split(",")
     if work.exists():
         subprocess.run(["rm", "-rf", str(work)], check=True)
@@ -296,6 +325,11 @@ def main() -> None:
             continue
         for i, moment in enumerate(cmd.moments(work / "x")):
             row = kill_and_rerun(cmd, reference, moment, work / f"{key}_kill{i}")
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+        if key in ("phantom", "preprocess"):  # worker processes: kill the main one only, mid-run
+            moment = list(cmd.moments(work / "x"))[1]
+            row = kill_and_rerun(cmd, reference, moment, work / f"{key}_killmain", group=False)
             print(json.dumps(row), flush=True)
             rows.append(row)
     pairs = []
