@@ -221,7 +221,7 @@ def kill_and_rerun(cmd: Phantom, reference: Path, moment: str, out: Path, group:
     deadline = time.monotonic() + 30
     while not group and time.monotonic() < deadline and group_alive(proc.pid):
         time.sleep(0.1)  # orphaned workers must end by themselves
-    orphans_left = group_alive(proc.pid)
+    orphans_left = not group and group_alive(proc.pid)
     if orphans_left:
         os.killpg(proc.pid, signal.SIGKILL)
     done_at_kill = cmd.finished(out) if out.exists() else []
