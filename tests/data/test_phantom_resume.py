@@ -59,3 +59,45 @@ def test_a_record_of_another_cohort_is_not_reused(tmp_path):
     assert (out / "labelsTr" / "PHANTOM_0000.nii.gz").stat().st_mtime_ns != stamp
     assert json.loads((out / "dataset.json").read_text())["synthetic"]["seed"] == 5
     assert os.path.exists(out / "previews" / "PHANTOM_0004.png")
+
+
+@pytest.mark.slow
+def test_workers_end_when_the_run_is_killed_and_a_rerun_completes(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo / "src")}
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "mpliver", "phantom", str(out), "--cases", "6", "--workers", "2", "--shape",
+           "48,48,12", "--spacing", "6,6,12", "--no-previews"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+    def group_alive() -> bool:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and not list(out.glob("labelsTr/*.nii.gz")):
+            time.sleep(0.005)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)  # the main process only: its workers are orphaned
+        proc.wait()
+        deadline = time.monotonic() + 30
+        while group_alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not group_alive()
+    finally:
+        if group_alive():
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert subprocess.run(cmd, env=env, capture_output=True).returncode == 0
+    assert len(json.loads((out / "dataset.json").read_text())["cases"]) == 6
+    assert not list(out.rglob(".*"))

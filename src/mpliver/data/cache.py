@@ -22,8 +22,6 @@ import hashlib
 import json
 import os
 import shutil
-import threading
-import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -37,6 +35,7 @@ from mpliver.data.config import PreprocessConfig
 from mpliver.data.liver_mask import mask_source_from_config
 from mpliver.data.prepare import prepare_case
 from mpliver.data.slices import SliceMapping
+from mpliver.data.workers import end_with_parent
 from mpliver.errors import InputError
 from mpliver.io.atomic import make_staging, swap_in, write_json_atomic
 from mpliver.io.geometry import Geometry
@@ -274,7 +273,8 @@ def _preprocess_locked(root: str | Path, dataset: Dataset, out: Path, config: Pr
         for a in args:
             finished(*_process_case(*a[:-1], single_thread=False))
     else:
-        pool = ProcessPoolExecutor(max_workers=workers, initializer=_end_with_parent, initargs=(os.getpid(),))
+        pool = ProcessPoolExecutor(max_workers=workers, initializer=end_with_parent,
+                                   initargs=(os.getpid(),))
         try:
             pending = {pool.submit(_process_case, *a) for a in args}
             while pending:
@@ -289,18 +289,6 @@ def _preprocess_locked(root: str | Path, dataset: Dataset, out: Path, config: Pr
             pool.shutdown(wait=True, cancel_futures=True)
     summary.manifest = out / "manifest.json"
     return summary
-
-
-def _end_with_parent(parent: int) -> None:
-    """Worker initializer: end the worker when the run that started it dies (kill -9). Otherwise it waits
-    forever on the pool's queue, holding the cache's lock (inherited across fork) and keeping reruns out."""
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.2)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True).start()
 
 
 def _read_meta(path: Path) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from mpliver.data.folds import stratified_folds
 from mpliver.data.phantom.case import SyntheticCase, case_id_for, generate_case
 from mpliver.data.phantom.config import GENERATOR_VERSION, PhantomConfig
 from mpliver.data.phantom.lesions import LESION_TYPES
+from mpliver.data.workers import end_with_parent
 from mpliver.errors import ConfigError, DatasetError, MpliverError
 from mpliver.io.layout import FILE_ENDING, write_dataset_json
 from mpliver.io.nifti import write_nifti
@@ -264,7 +265,8 @@ def _run_parallel(
         pending = [job for job in jobs if case_id_for(job[1]) not in results]
         if not pending:
             return
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=end_with_parent,
+                                   initargs=(os.getpid(),))  # no orphans writing on after a kill -9
         try:
             futures = [pool.submit(_generate_and_write, *job) for job in pending]
             for fut in as_completed(futures):
