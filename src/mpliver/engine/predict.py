@@ -15,6 +15,7 @@ sure (and outside the liver box, where p = 0).
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -31,6 +32,7 @@ from mpliver.engine.distributed import resolve_device
 from mpliver.engine.inference import label_map, predict_slices
 from mpliver.errors import ConfigError, InputError
 from mpliver.evaluation.lesion_report import lesion_table, write_lesion_report
+from mpliver.io.atomic import commit_set, make_staging
 from mpliver.io.checks import check_hu
 from mpliver.io.geometry import Geometry
 from mpliver.io.layout import CaseVolumes
@@ -284,9 +286,6 @@ def write_outputs(result: PredictionResult, out_dir: str | Path, dicom_seg: bool
     """Write the label map, uncertainty map and lesion report (and a DICOM-SEG when PV was DICOM and
     `dicom_seg`) as one set: all into a staging folder beside them, then moved into place together, so a
     failure (full disk, read-only) leaves the earlier set or nothing. Adds `writing` to `result.timings`."""
-    import shutil
-
-    from mpliver.io.atomic import commit_set, make_staging
     from mpliver.io.dicom_seg import write_dicom_seg
     from mpliver.io.nifti import write_nifti
 
@@ -300,9 +299,9 @@ def write_outputs(result: PredictionResult, out_dir: str | Path, dicom_seg: bool
     note = NIFTI_NOTE + (SYNTHETIC_NOTE if result.synthetic else "")
     try:
         write_nifti(staged["uncertainty"], result.uncertainty.astype(np.float32), result.geometry, note)
-        meta = {"spacing_mm": result.geometry.spacing.tolist(), **(meta or {})}
+        report_meta = {"spacing_mm": result.geometry.spacing.tolist(), **(meta or {})}
         write_lesion_report(staged["lesions_csv"], staged["lesions_json"], result.lesions, result.case_id,
-                            result.synthetic, meta)
+                            result.synthetic, report_meta)
         write_nifti(staged["label"], result.label.astype(np.uint8), result.geometry, note)
         if dicom_seg:
             write_dicom_seg(staged["dicom_seg"], result.label, result.pv_dicom, algorithm="mpliver",
