@@ -246,7 +246,7 @@ def _preprocess_locked(root: str | Path, dataset: Dataset, out: Path, config: Pr
         key = case_key(config, dataset.phases, {r: s["sha256"] for r, s in sources.items()})
         meta = _read_meta(out / "cases" / case / "meta.json")
         if meta.get("key") == key:  # complete and valid; a kill may have come before the manifest update
-            entries[case] = manifest_entry(meta)
+            entries[case] = {**manifest_entry(meta), "sources": sources}  # today's stamps, the same hashes
             summary.reused.append(case)
             if on_case:
                 on_case(case, "reused")
