@@ -37,9 +37,9 @@ def test_a_rerun_keeps_finished_cases_and_equals_an_uninterrupted_run(tmp_path, 
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
         write_cohort(out, 5, seed=4, config=TINY, progress=_stop_after(2), workers=1)
-    record = json.loads((out / ".phantom.json").read_text())
-    assert sorted(record["done"]) == ["PHANTOM_0000", "PHANTOM_0001"]
-    finished = {p: p.stat().st_mtime_ns for p in out.rglob("PHANTOM_000[01]*")}
+    records = sorted(p.name for p in (out / ".phantom-done").iterdir())  # written by the worker, per case
+    assert records == ["PHANTOM_0000.json", "PHANTOM_0001.json"]
+    finished = {p: p.stat().st_mtime_ns for p in out.rglob("PHANTOM_000[01]*") if p.suffix != ".json"}
     assert len(finished) == 2 * 5  # two images, two labels and a preview per case
     dead = out / "imagesTr" / ".PHANTOM_0002_0000.nii.gz.tmp-999999999-0123abcd.nii.gz"
     dead.write_bytes(b"half")  # as a killed writer leaves it (no such PID)
