@@ -83,13 +83,16 @@ def test_check_writable_finds_each_fault_before_work(tmp_path):
 def test_only_dead_writers_leftovers_are_removed(tmp_path):
     dead, live = _dead_pid(), subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
+        host = atomic.HOST_TAG
+        other = "000000" if host != "000000" else "111111"
         names = {
-            f".x.nii.gz.tmp-{dead}-0123abcd.nii.gz": "dead file",
-            f".CASE.staging-{dead}-89abcdef": "dead folder",
-            f".CASE.old-{dead}-00000000": "dead folder",
-            f".y.json.tmp-{live.pid}-0123abcd.json": "live file",
-            f".CASE2.staging-{live.pid}-0123abcd": "live folder",
-            f".z.json.tmp-{os.getpid()}-0123abcd.json": "this process",
+            f".x.nii.gz.tmp-{dead}-{host}-0123abcd.nii.gz": "dead file",
+            f".CASE.staging-{dead}-{host}-89abcdef": "dead folder",
+            f".CASE.old-{dead}-{host}-00000000": "dead folder",
+            f".y.json.tmp-{live.pid}-{host}-0123abcd.json": "live file",
+            f".CASE2.staging-{live.pid}-{host}-0123abcd": "live folder",
+            f".z.json.tmp-{os.getpid()}-{host}-0123abcd.json": "this process",
+            f".w.json.tmp-{dead}-{other}-0123abcd.json": "another host's writer",
             ".hidden": "not ours", ".x.tmp-abc": "not ours", "CASE.nii.gz": "output",
         }
         for name, what in names.items():
@@ -109,7 +112,7 @@ def test_only_dead_writers_leftovers_are_removed(tmp_path):
 
 def test_a_write_removes_dead_leftovers_in_its_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(atomic, "_CLEANED", {})  # as in a new process
-    stale = tmp_path / f".a.txt.tmp-{_dead_pid()}-0123abcd.txt"
+    stale = tmp_path / f".a.txt.tmp-{_dead_pid()}-{atomic.HOST_TAG}-0123abcd.txt"
     stale.write_text("half")
     write_text_atomic(tmp_path / "a.txt", "done")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
@@ -117,7 +120,7 @@ def test_a_write_removes_dead_leftovers_in_its_folder(tmp_path, monkeypatch):
 
 def test_temp_names_carry_the_pid_and_the_suffix(tmp_path):
     name = temp_path(tmp_path / "CASE.nii.gz").name
-    assert name.startswith(f".CASE.nii.gz.tmp-{os.getpid()}-") and name.endswith(".nii.gz")
+    assert name.startswith(f".CASE.nii.gz.tmp-{os.getpid()}-{atomic.HOST_TAG}-") and name.endswith(".nii.gz")
     assert atomic.TEMP_NAME.match(name)["pid"] == str(os.getpid())
     assert atomic.TEMP_NAME.match(temp_path(tmp_path / "CASE", "staging").name)["kind"] == "staging"
 

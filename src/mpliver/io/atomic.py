@@ -1,10 +1,10 @@
 """Atomic writes of files, folders and sets of files, and the clean-up of what a killed writer left behind.
 
 Everything is first written under a hidden temporary name beside its target (same file system, so the
-final `os.replace` is atomic): `.NAME.tmp-PID-RAND` for a file, `.NAME.staging-PID-RAND` for a folder being
-built and `.NAME.old-PID-RAND` for what it replaces. A process killed with -9 leaves such names behind; the
-first write of a later process into the same folder removes those whose PID no longer runs, and never those
-of a live writer.
+final `os.replace` is atomic): `.NAME.tmp-PID-HOST-RAND` for a file, `.NAME.staging-PID-HOST-RAND` for a
+folder being built and `.NAME.old-PID-HOST-RAND` for what it replaces. A process killed with -9 leaves such
+names behind; the first write of a later process into the same folder removes those of this host whose PID no
+longer runs, and never those of a live writer (nor of another host, whose PIDs cannot be checked).
 An `OSError` while writing becomes an `OutputError` naming the target and the cause (one line on the CLI).
 """
 
@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import re
 import secrets
 import shutil
+import socket
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -24,7 +26,10 @@ from typing import Any
 
 from mpliver.errors import OutputError
 
-TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|staging|old)-(?P<pid>\d+)-[0-9a-f]{8}(?:\..*)?$")
+TEMP_NAME = re.compile(
+    r"^\.(?P<name>.+)\.(?P<kind>tmp|staging|old)-(?P<pid>\d+)-(?P<host>[0-9a-f]{6})-[0-9a-f]{8}(?:\..*)?$")
+# a PID means something on its own host only: on a shared file system, other hosts' writers are left alone
+HOST_TAG = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
 _CLEANED: dict[str, float] = {}  # folder -> when this process last cleaned it
 CLEAN_EVERY_S = 60.0  # a long-lived process cleans a folder again after this long
 
@@ -33,11 +38,11 @@ CLEAN_EVERY_S = 60.0  # a long-lived process cleans a folder again after this lo
 
 
 def temp_path(target: str | Path, kind: str = "tmp") -> Path:
-    """A fresh hidden name beside `target` carrying this process's PID; a `tmp` file keeps the final suffix
-    (e.g. `.nii.gz`) so that writers choosing a format by extension still work."""
+    """A fresh hidden name beside `target` carrying this process's PID and host; a `tmp` file keeps the final
+    suffix (e.g. `.nii.gz`) so that writers choosing a format by extension still work."""
     target = Path(target)
     suffix = "".join(target.suffixes) if kind == "tmp" else ""
-    return target.parent / f".{target.name}.{kind}-{os.getpid()}-{secrets.token_hex(4)}{suffix}"
+    return target.parent / f".{target.name}.{kind}-{os.getpid()}-{HOST_TAG}-{secrets.token_hex(4)}{suffix}"
 
 
 def pid_alive(pid: int) -> bool:
@@ -58,7 +63,8 @@ def pid_alive(pid: int) -> bool:
 
 
 def remove_stale_temps(folder: str | Path) -> list[Path]:
-    """Remove the temporary files and folders in `folder` whose writer process is dead; return them."""
+    """Remove the temporary files and folders in `folder` whose writer process (on this host) is dead;
+    return them."""
     removed = []
     try:
         entries = list(os.scandir(folder))
@@ -66,7 +72,7 @@ def remove_stale_temps(folder: str | Path) -> list[Path]:
         return removed
     for entry in entries:
         match = TEMP_NAME.match(entry.name)
-        if match is None or pid_alive(int(match["pid"])):
+        if match is None or match["host"] != HOST_TAG or pid_alive(int(match["pid"])):
             continue
         path = Path(entry.path)
         if entry.is_dir(follow_symlinks=False):
