@@ -128,7 +128,7 @@ def test_bundle_refuses_to_overwrite_without_the_flag(tmp_path, capsys):
     existing = tmp_path / "model.mpliver"
     existing.write_bytes(b"an earlier bundle")
     assert main(["bundle", str(tmp_path / "no_run"), "--out", str(existing)]) == 2
-    assert "pass --overwrite" in _last_error(capsys)
+    assert _last_error(capsys) == f"error: {existing}: exists; pass --overwrite to replace it"
     # with --overwrite the command goes on (and stops at the missing run, leaving the file)
     assert main(["bundle", str(tmp_path / "no_run"), "--out", str(existing), "--overwrite"]) == 2
     assert "not a training run folder" in _last_error(capsys)
@@ -150,3 +150,11 @@ def test_output_paths_are_what_is_written(result, tmp_path):
     paths = write_outputs(result, tmp_path)
     assert paths == output_paths(tmp_path, "CASE")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths.values())
+
+
+def test_bundle_on_a_read_only_disk_names_the_file(tmp_path, capsys):
+    with tmpfs(tmp_path / "fs") as fs:
+        make_read_only(fs)
+        target = fs / "m.mpliver"
+        assert main(["bundle", str(tmp_path / "no_run"), "--out", str(target)]) == 2
+        assert _last_error(capsys) == f"error: {target}: cannot write (EROFS: Read-only file system)"

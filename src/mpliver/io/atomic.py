@@ -143,7 +143,7 @@ def check_writable(path: str | Path, kind: str = "folder", overwrite: bool = Tru
             handle.flush()
             os.fsync(handle.fileno())
     except OSError as exc:
-        raise output_error(folder, exc) from None
+        raise output_error(path, exc) from None
     finally:
         with contextlib.suppress(OSError):
             probe.unlink()

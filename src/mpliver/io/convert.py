@@ -253,7 +253,7 @@ def convert_cases(
             raise DatasetError(f"case(s) {clash[:5]} already in the dataset; pass --overwrite to replace "
                                "them", out)
 
-    check_writable(out.parent)  # a read-only or full disk is found before the first case is read
+    check_writable(out)  # a read-only or full disk is found before the first case is read
     stage = make_staging(out)
     try:
         for source in sources:
