@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_WAIT_POLICY": "PASSIVE"}
 HIDDEN_OK: set[str] = set()  # hidden names that may stay after a completed run (none)
-MARKERS = {".phantom.json", ".lock"}  # hidden restart marker and lock file: not temporary files
+MARKERS = {".phantom.json", ".phantom-done", ".lock"}  # restart records and the lock: not temporary files
 
 
 def mpliver(*args: str) -> list[str]:
