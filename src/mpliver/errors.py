@@ -31,6 +31,10 @@ class ConfigError(MpliverError):
     """An invalid configuration, preset or override."""
 
 
+class OutputError(MpliverError):
+    """An output that cannot be written: no space, a read-only file system, a file in the way, no access."""
+
+
 def check_known_fields(cls: type, keys: Iterable[str], what: str) -> None:
     """ConfigError naming every key that is not a field of the dataclass `cls` (for `from_dict` readers)."""
     unknown = sorted(set(keys) - {f.name for f in dataclasses.fields(cls)})

@@ -112,7 +112,7 @@ def test_existing_run_is_not_overwritten_without_resume(tmp_path):
 
 def test_resume_with_a_different_model_is_refused(tmp_path):
     fit(_config(1), _model(), toy_data(), tmp_path / "run", loss_fn=ce_loss)
-    with pytest.raises(MpliverError, match="model differs"):
+    with pytest.raises(MpliverError, match=r"model.width=.*, not 0.5"):
         fit(
             _config(2, **{"model.width": 0.5}),
             _model(),

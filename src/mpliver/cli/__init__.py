@@ -1,7 +1,8 @@
 """The `mpliver` command line: one typer app; each command lives in its own module in this package.
 
 A command module defines `register(app: typer.Typer) -> None`. Modules are discovered here, so adding a
-command is adding a file. `MpliverError`s become one line on stderr and exit status 2.
+command is adding a file. `MpliverError`s and `OSError`s (e.g. a full disk) become one line on stderr and
+exit status 2.
 """
 
 from __future__ import annotations
@@ -66,6 +67,16 @@ def _show_warning(message, category, filename, lineno, file=None, line=None, _de
         _default(message, category, filename, lineno, file, line)
 
 
+def describe_os_error(exc: OSError) -> str:
+    """'PATH: cause (ERRNO)' for an OSError, e.g. 'out/x.nii.gz: No space left on device (ENOSPC)'."""
+    import errno
+
+    code = errno.errorcode.get(exc.errno or 0)
+    cause = (exc.strerror or str(exc) or type(exc).__name__) + (f" ({code})" if code else "")
+    names = [str(n) for n in (exc.filename, exc.filename2) if n is not None]
+    return f"{' -> '.join(names)}: {cause}" if names else cause
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     try:
@@ -78,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         if details:
             print(details, file=sys.stderr)
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a write or read the code did not wrap: still one line naming the path and cause
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -17,6 +17,7 @@ def register(app: typer.Typer) -> None:
         checkpoint: str = typer.Option("best", "--checkpoint", help="best or last."),
         registration: str = typer.Option(
             "liver", "--registration", help="Registration at inference: liver (label-free) or none."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle file."),
     ) -> None:
         """Pack a trained model (and its liver model) with its pre-processing into one file."""
         from rich.console import Console
@@ -24,5 +25,5 @@ def register(app: typer.Typer) -> None:
         from mpliver.engine.bundle import bundle_from_runs, load_bundle
 
         path = bundle_from_runs(run_dir, out, liver_run=liver_run, checkpoint=checkpoint,
-                                registration=registration)
+                                registration=registration, overwrite=overwrite)
         Console(stderr=True).print(f"bundle written: {path}: {load_bundle(path).describe()}")

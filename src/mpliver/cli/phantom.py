@@ -51,6 +51,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
 
         from mpliver.data.phantom import PhantomConfig, cohort_composition, write_cohort
+        from mpliver.io.atomic import check_writable
 
         config = PhantomConfig.preset(size)
         overrides = {}
@@ -60,6 +61,7 @@ def register(app: typer.Typer) -> None:
             overrides["spacing"] = _triple(spacing, "spacing", float)
         if overrides:
             config = replace(config, **overrides)
+        check_writable(out_dir)
         start = time.perf_counter()
         root = write_cohort(
             out_dir,

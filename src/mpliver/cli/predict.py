@@ -129,6 +129,7 @@ def register(app: typer.Typer) -> None:
 
         from mpliver.engine.ensemble import load_ensemble
         from mpliver.errors import ConfigError
+        from mpliver.io.atomic import check_writable
 
         console = Console(stderr=True)
         phases = parse_phases(pv, art, phase or [])
@@ -143,6 +144,7 @@ def register(app: typer.Typer) -> None:
                 raise ConfigError(f"unexpected argument '{extra}': predict takes no positional arguments "
                                   "other than more bundles after --model")
         values = parse_values(liver_mask_values)
+        check_writable(out)  # a full disk or read-only --out is found now, not after the inference
         bundles = load_ensemble([*model, *(more_models or [])])
         for bundle in bundles:
             console.print(f"[bold]mpliver predict[/bold]: {bundle.describe()}")

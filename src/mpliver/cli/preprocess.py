@@ -22,6 +22,8 @@ def register(app: typer.Typer) -> None:
         all_slices: bool = typer.Option(False, "--all-slices", help="Keep every slice, not the liver range."),
         paper: bool = typer.Option(False, "--paper", help="Paper input: whole slices, 512, tumor-center."),
         workers: int = typer.Option(2, help="Cases processed in parallel."),
+        wait: bool = typer.Option(False, "--wait", help="If another run holds the cache, wait for it "
+                                  "(default: refuse)."),
     ) -> None:
         """Pre-process a dataset into a cache of memory-mapped slices (SPEC §4)."""
         from rich.console import Console
@@ -51,5 +53,6 @@ def register(app: typer.Typer) -> None:
             def on_case(case: str, status: str) -> None:
                 progress.update(task, advance=1, case=f"{case} ({status})")
 
-            summary = preprocess_dataset(dataset, out, config, workers=workers, on_case=on_case)
+            summary = preprocess_dataset(dataset, out, config, workers=workers, on_case=on_case,
+                                         wait_for_lock=None if wait else 0.0)
         typer.echo(f"{len(summary.built)} case(s) built, {len(summary.reused)} reused -> {summary.manifest}")

@@ -35,7 +35,9 @@ def register(app: typer.Typer) -> None:
         preset: str = typer.Option("cpu-small", "--preset", "-p", help="Config preset name or YAML file."),
         fold: str = typer.Option("0", "--fold", help="Held-out test fold, or 'none' to train on every case."),
         resume: bool = typer.Option(
-            False, "--resume", help="Continue the run in --out from its last checkpoint."
+            False, "--resume", help="Continue the run in --out from its last checkpoint. The config must be "
+            "the run's (refused otherwise, naming the keys); only optim.epochs and how it runs (device, "
+            "workers, progress) may change."
         ),
         task: str = typer.Option(
             None, "--task", help="tumor (default) or liver (the stage-1 liver_resunet)."

@@ -9,9 +9,11 @@ Layout:
 
 A case is valid when its meta.json key equals the key computed from the current config, mpliver version and
 the sha256 of every file it is built from; anything else is rebuilt, so a changed file invalidates that
-case only and a changed parameter invalidates all. Each case is written into a temporary folder and renamed
-into place, and the manifest is rewritten atomically after each case, so a killed run leaves no half-written
-case.
+case only and a changed parameter invalidates all. Each case is written into a staging folder and renamed
+into place, and the manifest is rewritten atomically as soon as each case is done (with any number of
+workers), so a killed run leaves no half-written case and a rerun redoes only the unfinished ones. A case
+folder that is complete and valid but missing from the manifest (a kill between the two) is taken back
+from its meta.json. `CACHE/.lock` keeps a second run off the cache while one is running.
 """
 
 from __future__ import annotations
@@ -20,9 +22,8 @@ import hashlib
 import json
 import os
 import shutil
-import uuid
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,10 +35,12 @@ from mpliver.data.config import PreprocessConfig
 from mpliver.data.liver_mask import mask_source_from_config
 from mpliver.data.prepare import prepare_case
 from mpliver.data.slices import SliceMapping
+from mpliver.data.workers import end_with_parent
 from mpliver.errors import InputError
-from mpliver.io.atomic import write_json_atomic
+from mpliver.io.atomic import make_staging, swap_in, write_json_atomic
 from mpliver.io.geometry import Geometry
 from mpliver.io.layout import Dataset
+from mpliver.io.lock import FolderLock
 
 CACHE_FORMAT = 1
 _HASH_CHUNK = 1 << 20
@@ -122,11 +125,9 @@ class CachedCase:
 
 def _write_case(out: Path, prepared, key: str, sources: dict[str, Any], pv_geometry: Geometry,
                 dtype: str) -> dict[str, Any]:
-    """Write one case atomically: into a temporary folder, then rename it into place."""
-    cases = out / "cases"
-    cases.mkdir(parents=True, exist_ok=True)
-    tmp = cases / f".tmp-{prepared.case_id}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    """Write one case atomically: into a staging folder, then rename it into place."""
+    final = out / "cases" / prepared.case_id
+    tmp = make_staging(final)
     try:
         np.save(tmp / "images.npy", prepared.images.astype(dtype))
         np.save(tmp / "mask.npy", prepared.mask.astype(np.uint8))
@@ -141,19 +142,17 @@ def _write_case(out: Path, prepared, key: str, sources: dict[str, Any], pv_geome
             "sources": sources,
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        final = cases / prepared.case_id
-        old = None
-        if final.exists():
-            old = cases / f".old-{prepared.case_id}-{uuid.uuid4().hex[:8]}"
-            os.replace(final, old)
-        os.replace(tmp, final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        swap_in(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return {"key": key, "num_slices": prepared.num_slices, "tumor_slices": meta["tumor_slices"],
-            "sources": sources}
+    return manifest_entry(meta)
+
+
+def manifest_entry(meta: dict[str, Any]) -> dict[str, Any]:
+    """A case's manifest entry, from its meta.json."""
+    return {"key": meta["key"], "num_slices": len(meta["mapping"]["centre_slices"]),
+            "tumor_slices": meta["tumor_slices"], "sources": meta["sources"]}
 
 
 def _process_case(root: str, case: str, config_dict: dict, out: str, key: str, sources: dict,
@@ -210,10 +209,13 @@ def read_manifest(out: str | Path) -> dict[str, Any]:
 
 def preprocess_dataset(root: str | Path, out: str | Path, config: PreprocessConfig | None = None,
                        workers: int = 2, cases: Iterable[str] | None = None,
-                       on_case: Callable[[str, str], None] | None = None) -> PreprocessSummary:
+                       on_case: Callable[[str, str], None] | None = None,
+                       wait_for_lock: float | None = 0.0) -> PreprocessSummary:
     """Pre-process every training case of the dataset at `root` into the cache `out`, reusing valid cases.
 
-    `on_case(case, status)` is called with status 'reused' or 'built' (for a progress bar).
+    `on_case(case, status)` is called with status 'reused' or 'built' (for a progress bar). A cache that
+    another live run holds is refused (`FolderBusyError`) or, with `wait_for_lock` seconds (None: no limit),
+    waited for.
     """
     config = config or PreprocessConfig()
     if config.liver_mask_source == "model":
@@ -222,10 +224,16 @@ def preprocess_dataset(root: str | Path, out: str | Path, config: PreprocessConf
     dataset = Dataset(root)
     out = Path(out)
     (out / "cases").mkdir(parents=True, exist_ok=True)
-    for stale in (out / "cases").glob(".tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    for stale in (out / "cases").glob(".old-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+    with FolderLock(out, "preprocess run", timeout=wait_for_lock):
+        return _preprocess_locked(root, dataset, out, config, workers, cases, on_case)
+
+
+def _preprocess_locked(root: str | Path, dataset: Dataset, out: Path, config: PreprocessConfig, workers: int,
+                       cases: Iterable[str] | None, on_case: Callable[[str, str], None] | None
+                       ) -> PreprocessSummary:
+    for pattern in (".tmp-*", ".old-*"):  # the unnamed temporary folders of earlier versions
+        for stale in (out / "cases").glob(pattern):
+            shutil.rmtree(stale, ignore_errors=True)
     manifest = read_manifest(out)
     # a changed global parameter invalidates every case, also those this run does not rebuild
     same_config = manifest.get("config") == config.to_dict() and manifest.get("phases") == dataset.phases
@@ -236,9 +244,9 @@ def preprocess_dataset(root: str | Path, out: str | Path, config: PreprocessConf
         prev = entries.get(case, {})
         sources = _fingerprints(case_source_files(dataset, case, config), prev.get("sources", {}))
         key = case_key(config, dataset.phases, {r: s["sha256"] for r, s in sources.items()})
-        meta_path = out / "cases" / case / "meta.json"
-        valid = meta_path.exists() and json.loads(meta_path.read_text()).get("key") == key
-        if valid and prev.get("key") == key:
+        meta = _read_meta(out / "cases" / case / "meta.json")
+        if meta.get("key") == key:  # complete and valid; a kill may have come before the manifest update
+            entries[case] = {**manifest_entry(meta), "sources": sources}  # today's stamps, the same hashes
             summary.reused.append(case)
             if on_case:
                 on_case(case, "reused")
@@ -252,34 +260,42 @@ def preprocess_dataset(root: str | Path, out: str | Path, config: PreprocessConf
             "phases": dataset.phases, "config": config.to_dict(),
             "cases": {c: entries[c] for c in sorted(entries)}})
 
+    def finished(case: str, entry: dict[str, Any]) -> None:
+        entries[case] = entry
+        save_manifest()  # at once: a rerun after a kill redoes only the cases not recorded here
+        summary.built.append(case)
+        if on_case:
+            on_case(case, "built")
+
     save_manifest()
     args = [(str(root), c, config.to_dict(), str(out), k, s, workers > 1) for c, k, s in todo]
     if workers <= 1 or len(args) <= 1:
         for a in args:
-            case, entry = _process_case(*a[:-1], single_thread=False)
-            entries[case] = entry
-            save_manifest()
-            summary.built.append(case)
-            if on_case:
-                on_case(case, "built")
+            finished(*_process_case(*a[:-1], single_thread=False))
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        pool = ProcessPoolExecutor(max_workers=workers, initializer=end_with_parent,
+                                   initargs=(os.getpid(),))
+        try:
             pending = {pool.submit(_process_case, *a) for a in args}
             while pending:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                failed = [f for f in done if f.exception() is not None]
                 for fut in done:
-                    if fut.exception() is not None:
-                        for p in pending:
-                            p.cancel()
-                        raise fut.exception()
-                    case, entry = fut.result()
-                    entries[case] = entry
-                    save_manifest()
-                    summary.built.append(case)
-                    if on_case:
-                        on_case(case, "built")
+                    if fut.exception() is None:
+                        finished(*fut.result())
+                if failed:
+                    raise failed[0].exception()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     summary.manifest = out / "manifest.json"
     return summary
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def open_cache(out: str | Path) -> dict[str, CachedCase]:

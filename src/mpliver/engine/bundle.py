@@ -28,7 +28,7 @@ from torch import nn
 import mpliver
 from mpliver.data.config import PreprocessConfig
 from mpliver.errors import ConfigError, InputError, MpliverError
-from mpliver.io.atomic import atomic_path
+from mpliver.io.atomic import atomic_path, check_writable
 
 FORMAT = "mpliver-bundle"
 FORMAT_VERSION = 1
@@ -129,8 +129,8 @@ def save_bundle(path: str | Path, tumor_model: nn.Module, phases: list[str], pre
         "training": dict(training or {}),
     }
     path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(content, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:  # a handle: a full disk is an OSError
+        torch.save(content, handle)
     return path
 
 
@@ -244,17 +244,18 @@ def _training_summary(run_dir: Path, info: dict[str, Any],
 
 def bundle_from_runs(run_dir: str | Path, out: str | Path, liver_run: str | Path | None = None,
                      checkpoint: str = "best", registration: str = "liver",
-                     synthetic: bool | None = None) -> Path:
+                     synthetic: bool | None = None, overwrite: bool = False) -> Path:
     """Build a bundle from a tumour training run (and optionally a liver run) and write it to `out`.
 
     The tumour run's input size and crop become the inference pre-processing; `registration` is the
     label-free method used on new studies ('tumor-center' needs labels and cannot run there). `synthetic`
-    overrides what the run's dataset.json says.
+    overrides what the run's dataset.json says. An existing `out` is refused unless `overwrite`.
     """
     if checkpoint not in ("best", "last"):
         raise ConfigError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
     if registration not in ("liver", "none"):
         raise ConfigError(f"inference registration must be 'liver' or 'none', got {registration!r}")
+    check_writable(out, "file", overwrite=overwrite)
     run_dir = Path(run_dir)
     model, config, info = _run_model(run_dir, checkpoint, "tumor")
     training, phases = _training_summary(run_dir, info, checkpoint)

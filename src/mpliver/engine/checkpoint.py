@@ -4,14 +4,13 @@ A checkpoint is a dict holding `model`, `optimizer`, `scheduler`, `epoch` (the n
 `rng` (torch, CUDA, numpy, python and sampler states), `best_metric`, `config` and `format`. Every value is a
 tensor or a plain Python container, so files load with `torch.load(weights_only=True)`: opening a checkpoint
 never executes pickled code. A run keeps two files, `last.pt` and `best.pt`. A process killed in the middle of
-a write leaves the previous file intact and at most a stale `.NAME.*.tmp` beside it, removed by the next save.
+a write leaves the previous file intact and at most a stale `.NAME.tmp-PID-*` beside it, removed by the next
+save (`mpliver.io.atomic`).
 """
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from mpliver.errors import MpliverError
+from mpliver.io.atomic import atomic_path
 
 FORMAT = "mpliver-checkpoint-1"
 REQUIRED_KEYS = ("format", "model", "epoch")
@@ -33,20 +33,10 @@ class CheckpointError(MpliverError):
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Write `state` to `path` atomically; the previous file stays loadable until the new one is complete."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(path)
     state = {"format": FORMAT, **state}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    with atomic_path(path, durable=True) as tmp, open(tmp, "wb") as handle:
+        torch.save(state, handle)
     return path
 
 
@@ -115,23 +105,10 @@ def restore_rng_state(rng: dict[str, Any]) -> Any:
 
 
 def _remove_stale_temporaries(path: Path) -> None:
-    """Delete temp files left by a writer that was killed mid-write (same target name only)."""
+    """Delete the temp files `.NAME.*.tmp` of earlier mpliver versions' writers killed mid-write (today's
+    PID-tagged temp files are removed by `mpliver.io.atomic` once their writer is dead)."""
     for stale in path.parent.glob(f".{path.name}.*.tmp"):
         try:
             stale.unlink()
         except OSError:
             pass
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename durable; not possible on every platform, where it is skipped."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -281,6 +281,38 @@ def parse_value(raw: str) -> Any:
         return raw
 
 
+# ---- comparing the configs of runs ------------------------------------------------------------------------
+
+# keys that change how a run executes but not what it computes: a rerun or a resume may change them
+EXECUTION_KEYS = frozenset({"data.num_workers", "data.cache", "train.progress", "train.tensorboard",
+                            "train.device"})
+# what `train --resume` may also change: more (or fewer) epochs continue the same schedule from the checkpoint
+RESUME_SAFE_KEYS = EXECUTION_KEYS | {"optim.epochs"}
+
+
+def config_differences(saved: typing.Mapping[str, Any], current: typing.Mapping[str, Any],
+                       ignore: typing.Collection[str] = EXECUTION_KEYS) -> list[tuple[str, Any, Any]]:
+    """(dotted key, saved value, current value) for every key of two `Config.to_dict()`s that differs, except
+    `ignore`. A key missing from `saved` (added to mpliver after that run was written) counts as its default,
+    since that is what the run used; the open `model` section has no defaults."""
+    defaults = Config().to_dict()
+    out = []
+    for section in ("model", "optim", "data", "train"):
+        old, new = dict(saved.get(section) or {}), dict(current.get(section) or {})
+        if section != "model":
+            old = {**defaults[section], **old}
+        for key in sorted(set(old) | set(new)):
+            name = f"{section}.{key}"
+            if name not in ignore and old.get(key) != new.get(key):
+                out.append((name, old.get(key), new.get(key)))
+    return out
+
+
+def describe_differences(diffs: typing.Sequence[tuple[str, Any, Any]]) -> str:
+    """'data.input_size=96, not 128; optim.lr=0.01, not 0.1' (the saved value first)."""
+    return "; ".join(f"{key}={old!r}, not {new!r}" for key, old, new in diffs)
+
+
 # ---- typed access by dotted key ---------------------------------------------------------------------------
 
 

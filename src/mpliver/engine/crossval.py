@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from mpliver.engine.config import Config
+from mpliver.engine.config import Config, config_differences, describe_differences
 from mpliver.engine.run_info import CONFIG_YAML, write_run_info
 from mpliver.errors import ConfigError, DatasetError, InputError
 
@@ -38,14 +38,6 @@ DONE_JSON = "done.json"
 PREDICTIONS = "predictions"
 CONFIDENCE = "confidence"
 EVALUATION = "evaluation"
-# keys that change how a run executes but not what it computes: a rerun may change them
-_IGNORED_KEYS = {
-    ("data", "num_workers"),
-    ("data", "cache"),
-    ("train", "progress"),
-    ("train", "tensorboard"),
-    ("train", "device"),
-}
 _PREDICTION_NOTE = "mpliver cross-validation prediction; research software, not for clinical use"
 
 TrainFn = Callable[..., Path]
@@ -86,7 +78,7 @@ def select_folds(available: Sequence[int], folds: int | Sequence[int] | None) ->
 
 
 def check_run_config(run_dir: Path, config: Config) -> None:
-    """Refuse a run folder whose saved config computes something else than `config` (naming the key)."""
+    """Refuse a run folder whose saved config computes something else than `config` (naming every key)."""
     path = run_dir / CONFIG_YAML
     if not path.exists():
         return
@@ -94,19 +86,13 @@ def check_run_config(run_dir: Path, config: Config) -> None:
         saved = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError:
         raise ConfigError("unreadable config of an earlier run; choose another --out", path) from None
-    current, defaults = config.to_dict(), Config().to_dict()
-    for section in ("model", "optim", "data", "train"):
-        old, new = saved.get(section) or {}, current.get(section) or {}
-        if section != "model":  # a key added to mpliver after that run was written: it ran at the default
-            old = {**defaults[section], **old}
-        for key in sorted(set(old) | set(new)):
-            if (section, key) in _IGNORED_KEYS or old.get(key) == new.get(key):
-                continue
-            raise ConfigError(
-                f"holds a run with {section}.{key}={old.get(key)!r}, not {new.get(key)!r}; "
-                "choose another --out to run a different configuration",
-                run_dir,
-            )
+    diffs = config_differences(saved, config.to_dict())
+    if diffs:
+        raise ConfigError(
+            f"holds a run with {describe_differences(diffs)}; choose another --out to run a different "
+            "configuration",
+            run_dir,
+        )
 
 
 def fold_dir(run_dir: Path, fold: int) -> Path:

@@ -62,8 +62,10 @@ def resolve_cache(config: Config, data_dir: Path, dist_info: DistInfo) -> tuple[
         )
     cache = Path(config.data.cache) if config.data.cache else default_cache_dir(data_dir, config)
     if dist_info.is_main:
+        # two trainings on one dataset (e.g. two folds at once) share the cache: the second waits, then reuses
         preprocess_dataset(
-            data_dir, cache, preprocess_config_for(config), workers=max(1, config.data.num_workers)
+            data_dir, cache, preprocess_config_for(config), workers=max(1, config.data.num_workers),
+            wait_for_lock=None,
         )
     barrier()
     return cache, data_dir

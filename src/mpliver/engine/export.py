@@ -20,7 +20,7 @@ from torch import nn
 
 from mpliver.engine.bundle import Bundle, load_bundle
 from mpliver.errors import ConfigError, MpliverError
-from mpliver.io.atomic import atomic_path
+from mpliver.io.atomic import atomic_path, check_writable
 
 FORMATS = ("onnx", "torchscript")
 TOLERANCE = 1e-4
@@ -81,6 +81,7 @@ def export_model(model: Bundle | str | Path, fmt: str, out: str | Path, batch: i
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'")
     ort = _require_onnx() if fmt == "onnx" else None
+    check_writable(out, "file")
     bundle = model if isinstance(model, Bundle) else load_bundle(model)
     net = LogitsModel(bundle.tumor_model.float().cpu()).eval()
     cfg = bundle.model_config

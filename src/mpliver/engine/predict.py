@@ -17,6 +17,7 @@ the liver. Several bundles (`model=[A, B, ...]`) are a fold ensemble: the mean o
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -44,6 +45,7 @@ from mpliver.engine.predict_report import (  # noqa: F401 (re-exported)
 )
 from mpliver.errors import ConfigError, InputError
 from mpliver.evaluation.lesion_report import lesion_table, notice_path, write_lesion_report
+from mpliver.io.atomic import commit_set, make_staging
 from mpliver.io.checks import check_hu, check_slices
 from mpliver.io.geometry import Geometry
 from mpliver.io.layout import CaseVolumes
@@ -330,27 +332,37 @@ def output_paths(out_dir: str | Path, case_id: str, dicom_seg: bool = False,
 def write_outputs(result: PredictionResult, out_dir: str | Path, dicom_seg: bool = False,
                   meta: dict[str, Any] | None = None, probabilities: bool = False) -> dict[str, Path]:
     """Write the label map, uncertainty map and lesion report (and the tumour probability with
-    `probabilities`, a DICOM-SEG when PV was DICOM and `dicom_seg`), each atomically; adds `writing` to
-    `result.timings`. Returns the paths written."""
+    `probabilities`, a DICOM-SEG when PV was DICOM and `dicom_seg`) as one set: all into a staging folder
+    beside them, then moved into place together, so a failure (full disk, read-only) leaves the earlier set
+    or nothing. Adds `writing` to `result.timings`. Returns the paths written."""
     from mpliver.io.dicom_seg import write_dicom_seg
     from mpliver.io.nifti import write_nifti
 
     start = time.perf_counter()
     if dicom_seg and result.pv_dicom is None:
         raise InputError(f"case {result.case_id}: --dicom-seg needs the PV phase as a DICOM series folder")
-    paths = output_paths(out_dir, result.case_id, dicom_seg, probabilities)
+    out = Path(out_dir)
+    paths = output_paths(out, result.case_id, dicom_seg, probabilities)
+    stage = make_staging(out / result.case_id)
+    staged = output_paths(stage, result.case_id, dicom_seg, probabilities)
     note = nifti_note(result.synthetic, result.liver_check)
-    write_nifti(paths["uncertainty"], result.uncertainty.astype(np.float32), result.geometry, note)
-    if probabilities:
-        write_nifti(paths["probability"], result.probability.astype(np.float32), result.geometry, note)
-    write_lesion_report(paths["lesions_csv"], paths["lesions_json"], result.lesions, result.case_id,
-                        result.synthetic, {"spacing_mm": result.geometry.spacing.tolist(),
-                                           **result.report_meta(), **(meta or {})},
-                        liver_volume_ml=None if result.liver_check is None else result.liver_check.volume_ml)
-    # the label map after the others: with them, it marks a finished case for the batch mode's skip
-    write_nifti(paths["label"], result.label.astype(np.uint8), result.geometry, note)
-    if dicom_seg:  # last: a series that cannot take a SEG (e.g. no SOP Instance UIDs) keeps the NIfTI outputs
-        write_dicom_seg(paths["dicom_seg"], result.label, result.pv_dicom, algorithm="mpliver",
-                        series_description="mpliver research segmentation (not for clinical use)")
+    try:
+        write_nifti(staged["uncertainty"], result.uncertainty.astype(np.float32), result.geometry, note)
+        if probabilities:
+            write_nifti(staged["probability"], result.probability.astype(np.float32), result.geometry, note)
+        write_lesion_report(staged["lesions_csv"], staged["lesions_json"], result.lesions, result.case_id,
+                            result.synthetic, {"spacing_mm": result.geometry.spacing.tolist(),
+                                               **result.report_meta(), **(meta or {})},
+                            liver_volume_ml=None if result.liver_check is None
+                            else result.liver_check.volume_ml)
+        write_nifti(staged["label"], result.label.astype(np.uint8), result.geometry, note)
+        if dicom_seg:
+            write_dicom_seg(staged["dicom_seg"], result.label, result.pv_dicom, algorithm="mpliver",
+                            series_description="mpliver research segmentation (not for clinical use)")
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    # the label map last: with the others, it marks a finished case for the batch mode's skip
+    commit_set(stage, out, [p.name for key, p in paths.items() if key != "label"] + [paths["label"].name])
     result.timings["writing"] = time.perf_counter() - start
     return paths

@@ -23,7 +23,7 @@ from mpliver.engine.bundle import Bundle
 from mpliver.engine.distributed import resolve_device
 from mpliver.engine.ensemble import liver_bundle, load_ensemble
 from mpliver.engine.predict import STAGES, model_names, output_paths, predict, write_outputs
-from mpliver.errors import InputError, MpliverError
+from mpliver.errors import InputError, MpliverError, OutputError
 from mpliver.io.layout import Dataset
 
 
@@ -169,6 +169,8 @@ def predict_dataset(
                     on_warning(case, summary.warnings[case])
             write_outputs(result, out_dir, meta={"model": bundle.model_config.name},
                           probabilities=probabilities)
+        except OutputError:  # a full or read-only disk fails every case alike: stop with one line
+            raise
         except MpliverError as exc:
             summary.failed[case] = str(exc)
         except Exception as exc:  # one broken case must not stop the batch; it is reported, not hidden

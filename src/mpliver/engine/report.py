@@ -20,6 +20,7 @@ from typing import Any
 
 from mpliver.engine.crossval import CONFIDENCE, CROSSVAL_JSON, EVALUATION, PREDICTIONS, prediction_path
 from mpliver.errors import InputError
+from mpliver.io.atomic import check_writable
 
 REPORT_DIR = "report"
 DISCLAIMER = ("Research software. Models trained on the synthetic cohort are not for clinical use, and no "
@@ -81,7 +82,7 @@ def write_report(run_dir: str | Path, cases: Sequence[str] | None = None, num_ca
         chosen = list(cases)
     else:
         chosen = choose_cases(records, num_cases)
-    out = run_dir / REPORT_DIR
+    out = check_writable(run_dir / REPORT_DIR)
     out.mkdir(parents=True, exist_ok=True)
     method = info["method"]
     figures: list[tuple[str, str]] = []  # (caption, file name)
@@ -124,7 +125,7 @@ def _experiment_report(set_dir: Path) -> Path:
     from mpliver.io.layout import TUMOR_TYPES
 
     info = json.loads((set_dir / "experiment.json").read_text())
-    out = set_dir / REPORT_DIR
+    out = check_writable(set_dir / REPORT_DIR)
     out.mkdir(parents=True, exist_ok=True)
     figures: list[tuple[str, str]] = []
     by_type = {}

@@ -25,7 +25,13 @@ from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
 from mpliver.engine import checkpoint as ckpt
-from mpliver.engine.config import Config, ConfigError
+from mpliver.engine.config import (
+    RESUME_SAFE_KEYS,
+    Config,
+    ConfigError,
+    config_differences,
+    describe_differences,
+)
 from mpliver.engine.distributed import (
     DistInfo,
     any_rank,
@@ -253,17 +259,20 @@ def fit(
 
 
 def _check_resumable(state: dict[str, Any], config: Config, path: Path) -> None:
-    """A resumed run must build the same model, for the same task, with the same seed."""
-    saved = state.get("config") or {}
-    current = config.to_dict()
-    for section, key in (("model", None), ("train", "task"), ("train", "seed")):
-        a = saved.get(section, {}) if key is None else saved.get(section, {}).get(key)
-        b = current[section] if key is None else current[section][key]
-        if a != b:
-            name = section if key is None else f"{section}.{key}"
-            raise ConfigError(
-                f"cannot resume: {name} differs from the checkpoint's ({a!r} there, {b!r} now)", path
-            )
+    """A resumed run must compute what the checkpoint's run computed: every config key but those of
+    `RESUME_SAFE_KEYS` (how it runs, and the number of epochs) must be the same; all that differ are named.
+    Otherwise the optimiser state would carry the old settings while config.yaml claimed the new ones."""
+    saved = state.get("config")
+    if not saved:
+        raise ConfigError("cannot resume: the checkpoint records no config; choose another --out", path)
+    diffs = config_differences(saved, config.to_dict(), ignore=RESUME_SAFE_KEYS)
+    if diffs:
+        raise ConfigError(
+            f"cannot resume with a different config ({describe_differences(diffs)}); resume with the run's "
+            f"settings (its config.yaml; only {', '.join(sorted(RESUME_SAFE_KEYS))} may change) or "
+            "choose another --out",
+            path,
+        )
 
 
 def _loader(

@@ -2,7 +2,7 @@
 
 Both folders hold `CASE.nii.gz` label maps of the layout convention (0 background, 1 liver, 2 tumour); the
 tumour is label 2 in both. The spacing comes from the reference header, and the prediction must lie on the
-reference grid. Outputs in OUT_DIR, each written atomically:
+reference grid. Outputs in OUT_DIR, replaced together as one set:
 `per_case.csv`, `summary.json` (flat), `summary.md`, and `per_type.csv`/`per_type.md` when tumour types are
 known (from `types`, from `dataset`, or from a `dataset.json` beside or inside LABEL_DIR).
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -23,7 +24,7 @@ from mpliver.errors import InputError
 from mpliver.evaluation.aggregate import summarize, summarize_by_type
 from mpliver.evaluation.metrics import case_metrics
 from mpliver.evaluation.tables import LESION_METRICS, SIX_METRICS, csv_text, table1_csv, table1_markdown
-from mpliver.io.atomic import write_json_atomic, write_text_atomic
+from mpliver.io.atomic import check_writable, commit_set, make_staging, write_json_atomic, write_text_atomic
 from mpliver.io.checks import check_same_grid
 from mpliver.io.layout import FILE_ENDING, Dataset, check_label_values, normalize_tumor_type
 from mpliver.io.nifti import read_nifti
@@ -204,6 +205,7 @@ def evaluate_folders(
     if out.exists() and not out.is_dir():
         raise InputError("output path exists and is not a folder", out)
     pairs = pair_cases(pred_dir, label_dir, missing_as_empty, cases)
+    check_writable(out)
     if types is None:
         types = resolve_types(label_dir, dataset)
     records = []
@@ -217,14 +219,22 @@ def evaluate_folders(
     summary["n_missing_predictions"] = sum(r["missing_prediction"] for r in records)
 
     metrics = SIX_METRICS + LESION_METRICS
-    write_text_atomic(out / "per_case.csv", per_case_csv(records))
-    write_json_atomic(out / "summary.json", summary)
-    write_text_atomic(out / "summary.md", table1_markdown({"prediction": summary}, metrics=metrics))
-    if types:
-        by_type = summarize_by_type(records)
-        write_text_atomic(out / "per_type.csv", table1_csv(by_type, label="tumor_type", metrics=metrics))
-        write_text_atomic(out / "per_type.md", table1_markdown(by_type, label="tumour type", metrics=metrics))
-    else:  # never leave a per-type table of an earlier run beside this run's results
+    stage = make_staging(out / "evaluation")  # the tables are replaced as one set: all new, or all earlier
+    try:
+        write_text_atomic(stage / "per_case.csv", per_case_csv(records))
+        write_json_atomic(stage / "summary.json", summary)
+        write_text_atomic(stage / "summary.md", table1_markdown({"prediction": summary}, metrics=metrics))
+        if types:
+            by_type = summarize_by_type(records)
+            csv_text = table1_csv(by_type, label="tumor_type", metrics=metrics)
+            md_text = table1_markdown(by_type, label="tumour type", metrics=metrics)
+            write_text_atomic(stage / "per_type.csv", csv_text)
+            write_text_atomic(stage / "per_type.md", md_text)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    commit_set(stage, out, sorted(p.name for p in stage.iterdir()))
+    if not types:  # never leave a per-type table of an earlier run beside this run's results
         for name in ("per_type.csv", "per_type.md"):
             (out / name).unlink(missing_ok=True)
     return summary

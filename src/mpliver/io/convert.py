@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from mpliver.errors import DatasetError, InputError
-from mpliver.io.atomic import write_json_atomic
+from mpliver.io.atomic import check_writable, write_json_atomic
 from mpliver.io.checks import check_hu, check_label_liver, check_slices
 from mpliver.io.dicom import read_dicom_series
 from mpliver.io.dicom_study import check_not_single_file, is_dicom_source
@@ -267,6 +267,7 @@ def convert_cases(
             raise DatasetError(f"case(s) {clash[:5]} already in the dataset; pass --overwrite to replace "
                                "them", out)
 
+    check_writable(out)  # a read-only or full disk is found before the first case is read
     stage = make_staging(out)
     try:
         for source in sources:
