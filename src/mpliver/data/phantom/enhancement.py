@@ -81,7 +81,7 @@ LESION_PARTS: dict[str, dict[str, PartModel]] = {
     },
     "METS": {
         "core": PartModel(C((-25, -10), (5, 15), (30, 60), (8, 25), (0.8, 1.0), (100, 200)), (0.0, 0.2)),
-        "rim": PartModel(C((-5, 0), (2, 5), (8, 14), (40, 80), (0.5, 0.7), (20, 40)), (0.3, 0.6)),
+        "rim": PartModel(C((-5, 0), (2, 5), (8, 14), (30, 60), (0.5, 0.7), (20, 40)), (0.3, 0.6)),
         "necrosis": PartModel(C((15, 30), **_FLAT), absolute=True),
     },
 }

@@ -175,7 +175,7 @@ def _lesion_value(lesion: Lesion, phase: str, p: np.ndarray, u: np.ndarray, rho:
             cap = 1.0 - _soft_below(rho, max(0.92, 1.0 - 1.5 / lesion.radius), max(edge, 0.04))  # ~1.5 mm
             core += cap * (H[f"capsule_{phase}"] - core)
     elif kind == "METS":
-        rim = 1.0 - _soft_below(rho, max(0.82, 1.0 - 1.5 / lesion.radius), max(edge, 0.05))  # thin
+        rim = 1.0 - _soft_below(rho, max(0.9, 1.0 - 1.5 / lesion.radius), max(edge, 0.05))  # thin
         core += rim * (H[f"rim_{phase}"] - core)
         if f["necrosis"]:
             core += _soft_below(rho, 0.4, 0.1) * (H[f"necrosis_{phase}"] - core)
