@@ -40,7 +40,7 @@ def test_phantom_cohort_end_to_end(tmp_path):
 
 
 def test_non_default_protocol_goes_through_the_cache(tmp_path):
-    """An EQP + ART cohort (issue 13): EQP is the primary phase, ART is registered onto it and cached second."""
+    """An EQP + ART cohort (issue 13): EQP is the primary phase, ART is registered onto it, cached second."""
     from mpliver.data.phantom import PhantomConfig
 
     config = PhantomConfig(shape=(64, 64, 20), spacing=(5.0, 5.0, 9.6), phases=("EQP", "ART"))

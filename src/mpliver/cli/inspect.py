@@ -13,7 +13,7 @@ def register(app: typer.Typer) -> None:
     @app.command("inspect")
     def inspect(
         dataset: Path = typer.Argument(..., help="A dataset folder in the case layout, with labels."),
-        as_json: bool = typer.Option(False, "--json", help="Print JSON (realism, per type, per case) instead."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON (realism, per type, per case)."),
         sources: bool = typer.Option(False, "--sources", help="Also print the source of every range."),
         check: bool = typer.Option(
             False, "--check", help="Exit with status 1 when a measured median lies outside its range."

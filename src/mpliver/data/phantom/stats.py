@@ -72,7 +72,9 @@ def _median_where(image: np.ndarray, mask: np.ndarray | None) -> float:
     return float(np.median(image[mask])) if mask is not None and mask.any() else math.nan
 
 
-def phase_statistics(image: np.ndarray, label: np.ndarray, structures: np.ndarray | None = None) -> PhaseStats:
+def phase_statistics(
+    image: np.ndarray, label: np.ndarray, structures: np.ndarray | None = None
+) -> PhaseStats:
     """Medians over the tumour (label 2) and liver (label 1) voxels, the liver noise SD, and the medians over
     the aorta and portal-vein voxels of a structure map when given."""
     tumour, liver = label == 2, label == 1
