@@ -1,6 +1,6 @@
 """The realism table of `mpliver inspect` (issue 13 item 4): per phase, the HU of aorta, portal vein and
-liver, the lesion − liver contrast per tumour type and the noise SD, each measured over the cohort (median over
-cases, with the 5th-95th percentile of cases) next to the range it should fall in (`reference`)."""
+liver, the lesion − liver contrast per tumour type and the noise SD, each measured over the cohort (median
+over cases, with the 5th-95th percentile of cases) next to the range it should fall in (`reference`)."""
 
 from __future__ import annotations
 
