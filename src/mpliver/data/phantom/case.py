@@ -145,6 +145,7 @@ def generate_case(
     noise_sd = {p: sd if p == primary else float(np.clip(sd * rng.uniform(0.9, 1.1), lo, hi)) for p in names}
     sharpness = float(rng.uniform(*config.kernel_sharpness))
     thickness = float(rng.uniform(*config.thickness_ratio))
+    thickness = min(thickness, max(1.0, config.max_thickness_mm / float(geom0.spacing[2])))
     streak_hu = (float(rng.uniform(*config.streak_hu))
                  if config.streak_prob > 0 and rng.random() < config.streak_prob else 0.0)
     spine = anatomy.world([0.0, -58.0, 0.0])

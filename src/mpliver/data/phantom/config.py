@@ -40,6 +40,7 @@ class PhantomConfig:
     inplane_mm: Pair | None = None  # per-case in-plane spacing; the field of view stays, the grid changes
     slice_mm: Pair | None = None  # per-case slice spacing
     thickness_ratio: Pair = (1.0, 1.0)  # slice thickness / slice spacing (partial volume along z)
+    max_thickness_mm: float = 5.0  # the ratio never makes a slice thicker than this (or than its spacing)
     body_scale: Pair = (0.92, 1.03)  # in-plane body size
     fat_mm: Pair = (8.0, 22.0)  # subcutaneous fat
     liver_variety: float = 0.0  # 0..1: liver deformation, left-lobe size, caudate lobe
