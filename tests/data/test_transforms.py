@@ -80,7 +80,8 @@ def test_same_seed_same_augmentation():
 def _off(**on):
     from mpliver.data.transforms import IntensityAugmentation
 
-    probs = dict(noise_prob=0.0, blur_prob=0.0, scale_prob=0.0, shift_prob=0.0, gamma_prob=0.0, lowres_prob=0.0)
+    probs = dict(noise_prob=0.0, blur_prob=0.0, scale_prob=0.0, shift_prob=0.0, gamma_prob=0.0,
+                 lowres_prob=0.0)
     return IntensityAugmentation(**(probs | on))
 
 
