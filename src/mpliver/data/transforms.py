@@ -132,7 +132,7 @@ class IntensityAugmentation:
     zoom: tuple[float, float] = (0.5, 1.0)
 
     def transforms(self) -> list:
-        """The MONAI array transforms in nnU-Net's order: noise, blur, brightness, contrast, low resolution."""
+        """The MONAI array transforms, in nnU-Net order: noise, blur, brightness, contrast, low-res."""
         # Imported here: monai.transforms takes ~2 s to import and only training with this option needs it.
         from monai.transforms import (
             RandAdjustContrast,
