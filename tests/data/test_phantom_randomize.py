@@ -36,8 +36,12 @@ def test_randomised_cases_are_deterministic_and_vary():
         sp = case.geometries["PV"].spacing
         lo, hi = config.inplane_mm
         assert lo <= sp[0] == sp[1] <= hi and config.slice_mm[0] <= sp[2] <= config.slice_mm[1]
-        fov = np.asarray(case.geometries["PV"].shape) * sp
-        np.testing.assert_allclose(fov, TINY.field_of_view_mm, rtol=0.25)  # same body, other grid
+        fov = np.asarray(case.geometries["PV"].shape) * sp  # the body keeps its size, the grid changes
+        wanted = np.asarray(case.acquisition["field_of_view_mm"])
+        np.testing.assert_allclose(fov, wanted, atol=float(sp.max()) / 2 + 1e-6)
+        lo_f, hi_f = config.fov_scale
+        assert np.all((wanted[:2] >= lo_f * 320 - 1e-6) & (wanted[:2] <= hi_f * 320 + 1e-6))
+        assert wanted[2] == 192
         thickness = case.acquisition.get("slice_thickness_mm", sp[2])
         assert sp[2] - 1e-6 <= thickness <= max(5.0, sp[2]) + 1e-3
         spacings.add(round(float(sp[0]), 3))

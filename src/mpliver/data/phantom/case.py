@@ -77,9 +77,10 @@ def _labels(liver: np.ndarray, tumour: np.ndarray) -> np.ndarray:
 
 def _case_grid(rng: np.random.Generator, config: PhantomConfig) -> tuple[Geometry, dict]:
     """The primary grid: the config's, or with per-case spacing drawn (same field of view) when randomised."""
-    if config.inplane_mm is None and config.slice_mm is None:
+    if config.inplane_mm is None and config.slice_mm is None and config.fov_scale == (1.0, 1.0):
         return pv_geometry(config), {}
     fov = np.asarray(config.field_of_view_mm)
+    fov[:2] *= rng.uniform(*config.fov_scale)  # a small or large field of view around the same body
     spacing = np.asarray(config.spacing, dtype=np.float64)
     if config.inplane_mm is not None:
         spacing[:2] = rng.uniform(*config.inplane_mm)
@@ -87,7 +88,8 @@ def _case_grid(rng: np.random.Generator, config: PhantomConfig) -> tuple[Geometr
         spacing[2] = rng.uniform(*config.slice_mm)
     shape = tuple(int(max(8, round(f / s))) for f, s in zip(fov, spacing, strict=True))
     grid = replace(config, shape=shape, spacing=tuple(float(s) for s in spacing))
-    return pv_geometry(grid), {"spacing_mm": [round(float(s), 4) for s in spacing]}
+    return pv_geometry(grid), {"spacing_mm": [round(float(s), 4) for s in spacing],
+                               "field_of_view_mm": [round(float(f), 1) for f in fov]}
 
 
 def generate_case(

@@ -38,6 +38,7 @@ class PhantomConfig:
     hu_scale: Pair = (1.0, 1.0)  # global HU scale per phase (about 0 HU)
     kernel_sharpness: Pair = (0.0, 0.0)  # 0 smooth kernel (blurred noise) .. 1 sharp (high-pass noise)
     inplane_mm: Pair | None = None  # per-case in-plane spacing; the field of view stays, the grid changes
+    fov_scale: Pair = (1.0, 1.0)  # per-case in-plane field of view / the config's (the body keeps its size)
     slice_mm: Pair | None = None  # per-case slice spacing
     thickness_ratio: Pair = (1.0, 1.0)  # slice thickness / slice spacing (partial volume along z)
     max_thickness_mm: float = 5.0  # the ratio never makes a slice thicker than this (or than its spacing)
@@ -70,6 +71,7 @@ class PhantomConfig:
         object.__setattr__(self, "motion_clip_mm", tuple(float(v) for v in self.motion_clip_mm))
         object.__setattr__(self, "phases", parse_phases(self.phases))
         for name in ("hu_offset", "hu_scale", "kernel_sharpness", "thickness_ratio", "body_scale", "fat_mm",
+                     "fov_scale",
                      "lesion_scale_range", "streak_hu", "inplane_mm", "slice_mm"):
             value = getattr(self, name)
             if value is None and name in ("inplane_mm", "slice_mm"):
@@ -80,6 +82,7 @@ class PhantomConfig:
             object.__setattr__(self, name, pair)
         checks = {
             "hu_scale": self.hu_scale[0] > 0, "thickness_ratio": self.thickness_ratio[0] >= 1.0,
+            "fov_scale": self.fov_scale[0] > 0,
             "inplane_mm": self.inplane_mm is None or self.inplane_mm[0] > 0,
             "slice_mm": self.slice_mm is None or self.slice_mm[0] > 0,
             "body_scale": self.body_scale[0] > 0, "lesion_scale_range": self.lesion_scale_range[0] > 0,
@@ -117,6 +120,7 @@ class PhantomConfig:
         return replace(
             self, noise_sd=(8.0, 25.0), kernel_sharpness=(0.0, 1.0), hu_offset=(-20.0, 20.0),
             hu_scale=(0.92, 1.08), inplane_mm=inplane, slice_mm=slices, thickness_ratio=(1.0, 1.6),
+            fov_scale=(0.85, 1.45),
             body_scale=(0.8, 1.12), fat_mm=(3.0, 45.0), liver_variety=1.0, lesion_scale_range=(0.45, 1.6),
             extra_lesions=3, no_lesion_prob=0.1, fov_shift=(0.12, 0.08, 0.15), streak_prob=0.4,
         )
