@@ -130,3 +130,23 @@ def test_unknown_phase_is_one_line_error(tmp_path, capsys):
     assert main(["phantom", str(tmp_path / "d"), "--phases", "PV,HBP"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: unknown phase 'HBP'") and "\n" not in err
+
+
+def test_lesion_free_case_is_registered_by_the_liver():
+    """tumor-center registration has no tumour centre in a lesion-free case: it falls back to the liver."""
+    from mpliver.data.registration import register_phase
+
+    config = PhantomConfig(shape=(96, 96, 24), spacing=(3.2, 3.2, 7.0), no_lesion_prob=0.999)
+    case = generate_case(2, 0, "HCC", config)
+    assert case.num_lesions == 0
+    pv, art = case.phases["PV"], case.phases["ART"]
+    _, transform = register_phase("tumor-center", pv, case.geometries["PV"], art, case.geometries["ART"],
+                                  liver_mask=case.label >= 1, pv_label=case.label,
+                                  moving_label=case.art_label)
+    assert transform.method == "liver"
+    np.testing.assert_allclose(transform.translation, case.motion_mm, atol=3.0)
+    with_tumour = generate_case(2, 0, "HCC", dataclasses.replace(config, no_lesion_prob=0.0))
+    w = with_tumour
+    _, t2 = register_phase("tumor-center", w.phases["PV"], w.geometries["PV"], w.phases["ART"],
+                           w.geometries["ART"], pv_label=w.label, moving_label=w.art_label)
+    assert t2.method == "tumor-center"
