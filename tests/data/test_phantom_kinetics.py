@@ -124,3 +124,14 @@ def test_any_phase_set_is_generated_deterministically():
 def test_unknown_phase_in_config_is_refused():
     with pytest.raises(ConfigError, match="unknown phase"):
         PhantomConfig(phases=("PV", "HEPATOBILIARY"))
+
+
+def test_timing_variety_moves_some_phases_anywhere():
+    circ = Circulation(arrival_s=15.0, cardiac=1.0, dose=1.0)
+    rng = np.random.default_rng(0)
+    pv = np.array([sample_phase_times(rng, ("PV",), circ, 0.3)["PV"] for _ in range(2000)])
+    outside = (pv < 60.0) | (pv > 80.0)
+    # 30 % drawn anywhere in 0-300 s, of which 20/300 land back inside 60-80 s
+    assert abs(outside.mean() - 0.3 * (1 - 20 / 300)) < 0.04 and pv.min() >= 0.0 and pv.max() <= 300.0
+    plain = [sample_phase_times(np.random.default_rng(i), ("PV",), circ)["PV"] for i in range(200)]
+    assert all(60.0 <= t <= 80.0 for t in plain)

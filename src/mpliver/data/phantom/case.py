@@ -105,7 +105,7 @@ def generate_case(
     rng = np.random.default_rng([int(seed), int(index)])
     names = config.phases
     primary = names[0]
-    kin = sample_kinetics(rng, names)
+    kin = sample_kinetics(rng, names, config.timing_variety)
     geom0, acquisition = _case_grid(rng, config)
     variety = AnatomyVariety(config.body_scale, config.fat_mm, config.liver_variety, config.fov_shift)
     arterial = {p: kin.arterial(p) for p in names}

@@ -109,10 +109,11 @@ class Kinetics:
         return arterial_weight(self.tau(phase))
 
 
-def sample_kinetics(rng: np.random.Generator, phases: tuple[str, ...] = DEFAULT_PHASES) -> Kinetics:
+def sample_kinetics(rng: np.random.Generator, phases: tuple[str, ...] = DEFAULT_PHASES,
+                    timing_variety: float = 0.0) -> Kinetics:
     """Draw one case's circulation, phase times and tissue curves, and evaluate the HU table."""
     circ = sample_circulation(rng)
-    times = sample_phase_times(rng, tuple(phases), circ)
+    times = sample_phase_times(rng, tuple(phases), circ, timing_variety)
     pool_scale = circ.dose / np.sqrt(circ.cardiac)
     curves = {name: rng_curve.sample(rng, pool_scale if name in BLOOD_POOL else circ.dose)
               for name, rng_curve in STRUCTURE_CURVES.items()}

@@ -76,9 +76,14 @@ def sample_circulation(rng: np.random.Generator) -> Circulation:
     return Circulation(arrival, cardiac, float(rng.uniform(*DOSE)))
 
 
-def sample_phase_times(rng: np.random.Generator, phases: tuple[str, ...], circ: Circulation
-                       ) -> dict[str, float | None]:
-    """Scan time (s after injection start) of each phase, with its own jitter; None for NC."""
+ANY_TIME_S = (0.0, 300.0)  # timing variety: a scan anywhere from the injection to 5 minutes
+
+
+def sample_phase_times(rng: np.random.Generator, phases: tuple[str, ...], circ: Circulation,
+                       timing_variety: float = 0.0) -> dict[str, float | None]:
+    """Scan time (s after injection start) of each phase, with its own jitter; None for NC. With
+    `timing_variety` > 0 (domain randomisation) each contrast phase is, with that probability, taken at any
+    time in ANY_TIME_S instead (a mistimed or differently defined protocol); its name stays."""
     out: dict[str, float | None] = {}
     for name in phases:
         timing = PHASE_TIMING[name]
@@ -88,6 +93,8 @@ def sample_phase_times(rng: np.random.Generator, phases: tuple[str, ...], circ: 
         ref, lo, hi = timing
         t = float(rng.uniform(lo, hi))
         out[name] = t + circ.arrival_s if ref == "arrival" else t
+        if timing_variety > 0 and rng.random() < timing_variety:
+            out[name] = float(rng.uniform(*ANY_TIME_S))
     return out
 
 
