@@ -142,3 +142,20 @@ def test_mask_jitter_changes_training_items_only(cache):
     assert all(torch.equal(again[(i, 7)]["phases"], jittered[(i, 7)]["phases"]) for i in range(len(plain)))
     with pytest.raises(ValueError, match="mask_jitter"):
         SliceDataset(cache / "cache", CASES, mask_jitter=-1)
+
+
+def test_intensity_augmentation_in_training_items_only(cache):
+    from mpliver.data.transforms import IntensityAugmentation
+
+    plain = SliceDataset(cache / "cache", CASES)
+    strong = IntensityAugmentation(noise_prob=1.0, shift_prob=1.0)
+    augmented = SliceDataset(cache / "cache", CASES, intensity=strong)
+    assert torch.equal(augmented[5]["phases"], plain[5]["phases"])  # validation items: untouched
+    for i in range(0, len(plain), 7):
+        a, p = augmented[(i, 3)]["phases"], plain[(i, 3)]["phases"]
+        outside = p == 0  # masked out (or black): stays exactly zero, the mask is applied after
+        inside = ~outside
+        assert torch.all(a[outside] == 0)
+        if inside.any():
+            assert not torch.equal(a[inside], p[inside])
+        assert torch.equal(a, SliceDataset(cache / "cache", CASES, intensity=strong)[(i, 3)]["phases"])

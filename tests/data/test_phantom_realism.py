@@ -45,7 +45,8 @@ def _check_realism(groups: dict[str, list[dict]], every_cyst: bool = True) -> No
     """`every_cyst`: the strict form for the default grid (the tiny test grid is coarse)."""
     assert set(groups) == {"cyst", "FNH", "HEM", "HCC", "METS"}
     every = [r for rows in groups.values() for r in rows]
-    assert 74 < _median(every, "ART", "liver") < 92 and 104 < _median(every, "PV", "liver") < 126
+    # Liver in ART as on real late-arterial CT (55-73 HU, issue 13); PV between real (93) and SPEC (110-120).
+    assert 55 < _median(every, "ART", "liver") < 75 and 88 < _median(every, "PV", "liver") < 126
     # FNH: nearly invisible in PV (|Δ| below the noise SD), clear in ART (over 2× the noise SD).
     fnh = groups["FNH"]
     assert abs(_median(fnh, "PV", "delta")) < _median(fnh, "PV", "noise")
@@ -54,7 +55,9 @@ def _check_realism(groups: dict[str, list[dict]], every_cyst: bool = True) -> No
     # HCC: bright in ART, washed out (below liver) in PV.
     hcc = groups["HCC"]
     assert _median(hcc, "ART", "delta") > _median(hcc, "ART", "noise")
-    assert _median(hcc, "PV", "delta") < -5
+    # Below liver in PV (the core's washout is checked on the kinetics in test_phantom_kinetics.py; here the
+    # enhancing capsule and 5 mm partial volume pull the lesion median towards the liver).
+    assert _median(hcc, "PV", "delta") < 0
     # Cysts under 30 HU in both phases (every case, except at the tiny test grid of 5 mm voxels, where
     # partial volume dominates small cysts: there the median over cysts).
     cysts = groups["cyst"]

@@ -40,7 +40,7 @@ def test_a_rerun_keeps_finished_cases_and_equals_an_uninterrupted_run(tmp_path, 
     records = sorted(p.name for p in (out / ".phantom-done").iterdir())  # written by the worker, per case
     assert records == ["PHANTOM_0000.json", "PHANTOM_0001.json"]
     finished = {p: p.stat().st_mtime_ns for p in out.rglob("PHANTOM_000[01]*") if p.suffix != ".json"}
-    assert len(finished) == 2 * 5  # two images, two labels and a preview per case
+    assert len(finished) == 2 * 7  # two images, two labels, two structure maps and a preview per case
     dead = out / "imagesTr" / f".PHANTOM_0002_0000.nii.gz.tmp-999999999-{atomic.HOST_TAG}-0123abcd.nii.gz"
     dead.write_bytes(b"half")  # as a killed writer leaves it (no such PID)
     monkeypatch.setattr(atomic, "_CLEANED", {})  # the rerun is a new process

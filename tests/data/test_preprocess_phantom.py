@@ -37,3 +37,25 @@ def test_phantom_cohort_end_to_end(tmp_path):
     data = SliceDataset(tmp_path / "cache", sorted(cache))
     item = data[int(data.tumor_items[0])]
     assert item["phases"].shape == (2, 3, 128, 128) and item["label"].sum() > 0
+
+
+def test_non_default_protocol_goes_through_the_cache(tmp_path):
+    """An EQP + ART cohort (issue 13): EQP is the primary phase, ART is registered onto it, cached second."""
+    from mpliver.data.phantom import PhantomConfig
+
+    config = PhantomConfig(shape=(64, 64, 20), spacing=(5.0, 5.0, 9.6), phases=("EQP", "ART"))
+    root = write_cohort(tmp_path / "cohort", 2, seed=1, config=config, previews=False, progress=False,
+                        num_folds=2, workers=1)
+    meta = json.loads((root / "dataset.json").read_text())
+    assert meta["channel_names"] == {"0": "EQP", "1": "ART"}
+    summary = preprocess_dataset(root, tmp_path / "cache", PreprocessConfig(input_size=64), workers=1)
+    assert len(summary.built) == 2
+    cache = open_cache(tmp_path / "cache")
+    for case, cc in cache.items():
+        assert list(cc.meta["transforms"]) == ["ART"]
+        label, _ = read_nifti(root / "labelsTr" / f"{case}.nii.gz")
+        back = cc.mapping.paste_back(np.asarray(cc.label[cc.halo:-cc.halo]), mode="nearest")
+        liver, back_liver = label >= 1, back >= 1
+        assert 2 * (liver & back_liver).sum() / (liver.sum() + back_liver.sum()) >= 0.95
+    data = SliceDataset(tmp_path / "cache", sorted(cache))
+    assert data[0]["phases"].shape == (2, 3, 64, 64)

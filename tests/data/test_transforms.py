@@ -75,3 +75,45 @@ def test_same_seed_same_augmentation():
     a = aug(s, np.random.default_rng(5))
     b = aug(s, np.random.default_rng(5))
     assert torch.equal(a["phases"], b["phases"]) and torch.equal(a["label"], b["label"])
+
+
+def _off(**on):
+    from mpliver.data.transforms import IntensityAugmentation
+
+    probs = dict(noise_prob=0.0, blur_prob=0.0, scale_prob=0.0, shift_prob=0.0, gamma_prob=0.0,
+                 lowres_prob=0.0)
+    return IntensityAugmentation(**(probs | on))
+
+
+def test_intensity_off_is_identity_and_shift_is_per_phase():
+    from mpliver.data.transforms import RandomIntensity
+
+    x = torch.rand(2, 3, 32, 32) * 0.5 + 0.25
+    assert torch.equal(RandomIntensity(_off())(x, np.random.default_rng(0)), x)
+    out = RandomIntensity(_off(shift_prob=1.0, shift=0.1))(x, np.random.default_rng(1))
+    d = out - x
+    for p in range(2):  # one constant offset per phase, shared by its 3 slices, within +-0.1
+        assert torch.allclose(d[p], d[p].flatten()[0].expand_as(d[p]), atol=1e-6)
+        assert abs(float(d[p].flatten()[0])) <= 0.1 + 1e-6
+    assert not torch.isclose(d[0, 0, 0, 0], d[1, 0, 0, 0])  # independent draws per phase
+
+
+def test_intensity_noise_gamma_and_lowres_against_independent_measures():
+    from mpliver.data.transforms import RandomIntensity
+
+    x = torch.full((2, 3, 64, 64), 0.5)
+    noisy = RandomIntensity(_off(noise_prob=1.0, noise_std=0.04))(x, np.random.default_rng(2))
+    for p in range(2):
+        assert 0.0 < float((noisy[p] - x[p]).std()) <= 0.045  # SD drawn in (0, 0.04]
+    ramp = torch.linspace(0, 1, 64).expand(2, 3, 64, 64).contiguous()
+    gamma = RandomIntensity(_off(gamma_prob=1.0, gamma=(1.5, 1.5)))(ramp, np.random.default_rng(3))
+    mid = float(gamma[0, 0, 0, 32])
+    # retain_stats: gamma 1.5 on [0, 1] then the original mean and SD restored (computed here by hand)
+    g = ramp[0, 0, 0] ** 1.5
+    expected = (g - g.mean()) / g.std() * ramp[0, 0, 0].std() + ramp[0, 0, 0].mean()
+    assert mid == pytest.approx(float(expected[32].clamp(0, 1)), abs=0.02)
+    checker = torch.zeros(1, 1, 64, 64)
+    checker[..., ::2, :] = 1.0
+    low = RandomIntensity(_off(lowres_prob=1.0, zoom=(0.5, 0.5)))(checker, np.random.default_rng(4))
+    assert float(low.std()) < 0.5 * float(checker.std())  # the finest stripes cannot survive half resolution
+    assert torch.all((low >= 0) & (low <= 1))

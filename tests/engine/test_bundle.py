@@ -83,8 +83,8 @@ def test_phase_names_must_match_the_model(tmp_path):
     pre = PreprocessConfig(input_size=64, liver_mask_source="model")
     with pytest.raises(ConfigError, match="takes 2 phases"):
         save_bundle(tmp_path / "m.mpliver", tiny_model(), ["PV", "ART", "DELAY"], pre)
-    with pytest.raises(ConfigError, match="start with PV"):
-        save_bundle(tmp_path / "m.mpliver", tiny_model(), ["ART", "PV"], pre)
+    with pytest.raises(ConfigError, match="distinct names"):
+        save_bundle(tmp_path / "m.mpliver", tiny_model(), ["PV", "PV"], pre)
 
 
 def test_cli_reports_an_incompatible_bundle_in_one_line(tmp_path, capsys):

@@ -33,7 +33,9 @@ def test_default_preset_is_the_paper_on_256_px_liver_crops():
     assert default["data"]["input_size"] == 256 and default["data"]["crop_to_liver"] is True
     for section in ("model", "optim", "train"):
         assert default[section] == paper[section], section
-    own = ("input_size", "crop_to_liver", "liver_input_size")
+    # issue 13: the default preset (meant for real CT) adds intensity augmentation; `paper` keeps the paper's
+    own = ("input_size", "crop_to_liver", "liver_input_size", "intensity_aug")
+    assert default["data"]["intensity_aug"] is True and paper["data"]["intensity_aug"] is False
     assert {k: v for k, v in default["data"].items() if k not in own} == \
         {k: v for k, v in paper["data"].items() if k not in own}
     # the liver stage: whole slices at data.liver_input_size, unless the command line sets data.input_size

@@ -61,3 +61,18 @@ def test_comparison_tables():
     assert "| single_phase | paper | dice | 20 | 4.20 ± 1.10 | 0.0012 | wilcoxon |" in md
     rows = list(csv.DictReader(io.StringIO(comparison_csv(comps))))
     assert rows[0]["p_ttest"] == "0.002" and rows[0]["method_b"] == "paper"
+
+
+def test_volume_calibration_next_to_dpc():
+    from mpliver.evaluation.aggregate import summarize, volume_ratio
+
+    records = [{"dice": 50.0, "rvd": 100.0, "ref_voxels": 10, "pred_voxels": 20, "intersection_voxels": 5},
+               {"dice": 0.0, "rvd": 200.0, "ref_voxels": 30, "pred_voxels": 90, "intersection_voxels": 0}]
+    assert volume_ratio(records) == (20 + 90) / (10 + 30)
+    assert volume_ratio([{"dice": 1.0}]) is None and volume_ratio([{**records[0], "ref_voxels": 0}]) is None
+    summary = summarize(records)
+    md = table1_markdown({"m": summary}).strip().splitlines()
+    assert md[0].endswith("| pred/ref volume |") and md[2].endswith("| 2.75 |")
+    t2 = table2_markdown({"m": {"HCC": summary}}, calibration=True).strip().splitlines()
+    assert t2[2].startswith("| m | 25.00 ± 35.36 (n=2) |")
+    assert t2[3] == "| m: RVD (%) | 150.00 ± 70.71 |" and t2[4] == "| m: pred/ref volume | 2.75 |"

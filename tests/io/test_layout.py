@@ -70,7 +70,7 @@ def test_missing_key(tmp_path, key):
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"channel_names": {"0": "ART", "1": "PV"}}, "channel 0 must be 'PV'"),
+        ({"channel_names": {"0": "", "1": "PV"}}, "phase names must be non-empty"),
         ({"channel_names": {"0": "PV", "2": "ART"}}, "channel_names must map"),
         ({"channel_names": {"0": "PV", "1": "PV"}}, "duplicate phase names"),
         ({"labels": {"background": 0, "tumour": 2}}, "labels must contain"),
@@ -122,7 +122,7 @@ def test_write_dataset_json_and_misspelt_type(tmp_path):
     with pytest.raises(DatasetError, match="misspelt"):
         Dataset(tmp_path).validate()
     with pytest.raises(ValueError):
-        write_dataset_json(tmp_path, ["ART", "PV"], 1)
+        write_dataset_json(tmp_path, ["PV", "PV"], 1)  # any primary phase may come first, but no repeats
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ def register(app: typer.Typer) -> None:
         cases: int = typer.Option(None, "--cases", help="Number of synthetic cases (default 48; quick 8)."),
         folds: int = typer.Option(None, "--folds", help="Folds, all run (default 2; quick 2)."),
         seed: int = typer.Option(0, "--seed", help="Cohort and training seed."),
+        phases: str = typer.Option("PV,ART", "--phases", help="The protocol, primary first (e.g. EQP,ART)."),
     ) -> None:
         """Synthetic cohort -> pre-processing -> liver model -> cross-validation of the full two-phase model
         and the single-phase model -> tables -> report -> bundle -> prediction of a held-out case.
@@ -31,7 +32,10 @@ def register(app: typer.Typer) -> None:
 
         console = Console()
         settings = DemoSettings.quick() if quick else DemoSettings()
+        from mpliver.data.phantom.kinetics import parse_phases
+
         changes = {k: v for k, v in (("cases", cases), ("folds", folds), ("seed", seed)) if v is not None}
+        changes["phases"] = parse_phases(phases)
         settings = dataclasses.replace(settings, **changes)
         console.rule("[bold]mpliver demo[/bold]" + (" (quick)" if quick else ""))
         console.print(

@@ -37,12 +37,19 @@ def register(app: typer.Typer) -> None:
         ),
         shape: str = typer.Option(None, "--shape", help="Override the grid, e.g. 128,128,40."),
         spacing: str = typer.Option(None, "--spacing", help="Override the spacing in mm, e.g. 2.5,2.5,5."),
+        phases: str = typer.Option(
+            "PV,ART", "--phases",
+            help="Ordered phases, the first primary: NC, EART, ART, PV, EQP, DELAY (e.g. EQP,ART).",
+        ),
+        randomize: bool = typer.Option(
+            False, "--randomize", help="Domain randomisation for sim-to-real training (docs/phantom.md)."
+        ),
         folds: int = typer.Option(5, "--folds", help="Number of type-stratified folds."),
         workers: int = typer.Option(min(2, os.cpu_count() or 1), "--workers", help="Parallel processes."),
         no_previews: bool = typer.Option(False, "--no-previews", help="Skip the preview PNGs."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different dataset in OUT_DIR."),
     ) -> None:
-        """Write a synthetic two-phase (PV, ART) liver CT cohort with the paper's tumour-type mix.
+        """Write a synthetic multi-phase liver CT cohort (default PV + ART) with the paper's tumour-type mix.
 
         Synthetic data for research and testing only; models trained on it are not for clinical use.
         """
@@ -51,16 +58,18 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
 
         from mpliver.data.phantom import PhantomConfig, cohort_composition, write_cohort
+        from mpliver.data.phantom.kinetics import parse_phases
         from mpliver.io.atomic import check_writable
 
         config = PhantomConfig.preset(size)
-        overrides = {}
+        overrides: dict = {"phases": parse_phases(phases)}
         if shape is not None:
             overrides["shape"] = _triple(shape, "shape", int)
         if spacing is not None:
             overrides["spacing"] = _triple(spacing, "spacing", float)
-        if overrides:
-            config = replace(config, **overrides)
+        config = replace(config, **overrides)
+        if randomize:
+            config = config.randomized()
         check_writable(out_dir)
         start = time.perf_counter()
         root = write_cohort(

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset as TorchDataset
 
 from mpliver.data.cache import CachedCase
 from mpliver.data.sampling import EpochSampler
-from mpliver.data.transforms import AffineAugmentation, RandomAffine
+from mpliver.data.transforms import AffineAugmentation, IntensityAugmentation, RandomAffine, RandomIntensity
 from mpliver.errors import DatasetError, InputError
 from mpliver.io.layout import Dataset
 
@@ -45,7 +45,8 @@ class SliceDataset(TorchDataset):
     """Centre slices of cached cases. Index with an int, or with (int, seed) to augment (see EpochSampler)."""
 
     def __init__(self, cache: str | Path, cases: list[str], task: str = "tumor",
-                 augmentation: AffineAugmentation | None = None, mask_jitter: int = 0):
+                 augmentation: AffineAugmentation | None = None, mask_jitter: int = 0,
+                 intensity: IntensityAugmentation | None = None):
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got '{task}'")
         if mask_jitter < 0:
@@ -53,6 +54,7 @@ class SliceDataset(TorchDataset):
         self.cache, self.task = Path(cache), task
         self.mask_jitter = int(mask_jitter)
         self.transform = RandomAffine(augmentation) if augmentation is not None else None
+        self.intensity = RandomIntensity(intensity) if intensity is not None else None
         self.case_ids = list(cases)
         self.metas = []
         for case in self.case_ids:
@@ -104,6 +106,9 @@ class SliceDataset(TorchDataset):
         if label is None:
             raise InputError(f"case {self.case_ids[ci]} has no label in the cache", cc.root)
         centre = np.asarray(label[s + h])
+        if self.intensity is not None and seed is not None:  # before masking: the mask stays exact zeros
+            x = x[:1] if self.task == "liver" else x
+            x = self.intensity(torch.from_numpy(x), np.random.default_rng([seed, 2])).numpy()
         if self.task == "tumor":
             m = np.asarray(mask[s:s + 2 * h + 1])
             if self.mask_jitter and seed is not None:

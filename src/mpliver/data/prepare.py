@@ -70,18 +70,18 @@ def prepare_case(case: CaseVolumes, config: PreprocessConfig, mask_source: Liver
     file) only names files in error messages."""
     paths = paths or {}
     names = list(case.phases)
-    if not names or names[0] != "PV":
-        raise InputError(f"case {case.case_id}: the first phase must be PV, got {names}")
+    if not names:
+        raise InputError(f"case {case.case_id}: no phase")
     for name in names:
         check_finite(case.phases[name], paths.get(name))
-    pv, pv_geom = case.phases["PV"], case.geometries["PV"]
+    pv, pv_geom = case.phases[names[0]], case.geometries[names[0]]  # the primary phase (PV by default)
     source = mask_source or mask_source_from_config(config)
     liver = check_liver_mask(source(case), source.origin(case.case_id))
     if liver.shape != pv.shape:
         raise InputError(f"liver mask shape {liver.shape} differs from the PV phase {pv.shape}",
                          source.origin(case.case_id))
 
-    on_pv, transforms = {"PV": pv}, {}
+    on_pv, transforms = {names[0]: pv}, {}
     for name in names[1:]:
         geom = case.geometries[name]
         if config.registration == "none" and geom.same_grid(pv_geom):

@@ -272,11 +272,14 @@ def register_phase(method: str, pv: np.ndarray, pv_geom: Geometry, moving: np.nd
     if method not in METHODS:
         raise ValueError(f"registration must be one of {METHODS}, got '{method}'")
     check_overlap(pv_geom, moving_geom, moving_path)
+    if method == "tumor-center" and pv_label is None:
+        raise InputError("tumor-center registration needs the PV label", moving_path)
+    if (method == "tumor-center" and moving_label is not None and not np.any(pv_label == 2)
+            and not np.any(moving_label == 2) and liver_mask is not None and np.any(liver_mask)):
+        method = "liver"  # a lesion-free case (both labels): no tumour centre to align, the liver aligns it
     if method == "none":
         transform = RigidTransform()
     elif method == "tumor-center":
-        if pv_label is None:
-            raise InputError("tumor-center registration needs the PV label", moving_path)
         transform = tumor_center_transform(pv_label, pv_geom, moving_label, moving_geom, moving_label_path)
     else:
         if liver_mask is None or not np.any(liver_mask):

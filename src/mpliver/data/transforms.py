@@ -1,5 +1,5 @@
 """Training augmentation (SPEC §4.6): one random shift, rotation and scale applied identically to every phase
-and to the label.
+and to the label; optionally (issue 13) intensity augmentation from MONAI with its own draws per phase.
 
 The array-level function holds the math (`affine_theta` + `warp`): a single sampling grid is built once and
 used for the images (bilinear) and the label (nearest), so they cannot drift apart. `RandomAffine` is the thin
@@ -104,3 +104,70 @@ class RandomAffine:
             y = sample[key]
             out[key] = warp(y.reshape(1, *y.shape[-2:]), mode="nearest", grid=grid).reshape(y.shape)
         return out
+
+
+@dataclass(frozen=True)
+class IntensityAugmentation:
+    """nnU-Net-style intensity augmentation from MONAI, for images windowed to [0, 1] (250 HU wide): each
+    transform fires with its probability, with its own draw for every phase (phases differ in contrast,
+    noise and sharpness on real scanners, so one shared draw would teach nothing about their mismatch).
+
+    noise: Gaussian, SD up to `noise_std` (0.04 = 10 HU); blur: Gaussian σ in `blur_sigma` pixels;
+    brightness: × (1 + U(−scale, scale)); shift: + U(−shift, shift) (0.08 = 20 HU); contrast: gamma in
+    `gamma` on the min-max normalised image; low resolution: down- and up-sampled by a zoom in `zoom`.
+    The result is clipped to [0, 1] again, as the HU window clips real images.
+    """
+
+    noise_prob: float = 0.15
+    noise_std: float = 0.04
+    blur_prob: float = 0.2
+    blur_sigma: tuple[float, float] = (0.5, 1.0)
+    scale_prob: float = 0.15
+    scale: float = 0.25
+    shift_prob: float = 0.15
+    shift: float = 0.08
+    gamma_prob: float = 0.3
+    gamma: tuple[float, float] = (0.7, 1.5)
+    lowres_prob: float = 0.25
+    zoom: tuple[float, float] = (0.5, 1.0)
+
+    def transforms(self) -> list:
+        """The MONAI array transforms, in nnU-Net order: noise, blur, brightness, contrast, low-res."""
+        # Imported here: monai.transforms takes ~2 s to import and only training with this option needs it.
+        from monai.transforms import (
+            RandAdjustContrast,
+            RandGaussianNoise,
+            RandGaussianSmooth,
+            RandScaleIntensity,
+            RandShiftIntensity,
+            RandSimulateLowResolution,
+        )
+
+        return [
+            RandGaussianNoise(prob=self.noise_prob, std=self.noise_std),
+            RandGaussianSmooth(sigma_x=self.blur_sigma, sigma_y=self.blur_sigma, prob=self.blur_prob),
+            RandScaleIntensity(factors=self.scale, prob=self.scale_prob),
+            RandShiftIntensity(offsets=self.shift, prob=self.shift_prob),
+            RandAdjustContrast(prob=self.gamma_prob, gamma=self.gamma, retain_stats=True),
+            RandSimulateLowResolution(prob=self.lowres_prob, zoom_range=self.zoom, upsample_mode="bilinear"),
+        ]
+
+
+class RandomIntensity:
+    """Applies `IntensityAugmentation` to a (P, C, H, W) phase stack, each phase with its own draws; the C
+    adjacent slices of a phase share them (one scan). Deterministic for the generator it is given."""
+
+    def __init__(self, augmentation: IntensityAugmentation | None = None):
+        self.augmentation = augmentation or IntensityAugmentation()
+        self._transforms = self.augmentation.transforms()
+
+    def __call__(self, phases: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        out = []
+        for x in phases:
+            y = x.float()
+            for t in self._transforms:
+                t.set_random_state(seed=int(rng.integers(2**31)))
+                y = t(y)
+                y = y.as_tensor() if hasattr(y, "as_tensor") else torch.as_tensor(y)
+            out.append(y.clamp(0.0, 1.0).to(x.dtype))
+        return torch.stack(out)

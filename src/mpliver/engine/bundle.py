@@ -108,8 +108,8 @@ def save_bundle(path: str | Path, tumor_model: nn.Module, phases: list[str], pre
                 training: dict[str, Any] | None = None, liver: LiverStage | None = None) -> Path:
     """Write a bundle file atomically and return its path."""
     phases = list(phases)
-    if not phases or phases[0] != "PV":
-        raise ConfigError(f"bundle phases must start with PV, got {phases}")
+    if not phases or len(set(phases)) != len(phases):
+        raise ConfigError(f"bundle phases must be distinct names, the primary first, got {phases}")
     cfg = tumor_model.config
     single = cfg.arch == "liver_resunet" or cfg.fusion == "single"
     if not single and cfg.num_phases != len(phases):

@@ -78,6 +78,7 @@ class DataConfig:
     val_max_slices: int | None = None
     liver_input_size: int | None = None  # the stage-1 liver model's whole-slice size; None = input_size
     mask_jitter: int = 0  # training: dilate/erode the liver mask in plane by up to this many pixels (0 = off)
+    intensity_aug: bool = False  # training: MONAI intensity augmentation per phase (data/transforms.py)
 
 
 @dataclass

@@ -319,7 +319,8 @@ def evaluate_run(result: CrossvalResult, dataset, test_cases: Sequence[str],
     m = result.method
     write_text_atomic(run_dir / "table1.md", table1_markdown({m: result.summary}))
     write_text_atomic(run_dir / "table1.csv", table1_csv({m: result.summary}))
-    write_text_atomic(run_dir / "table2.md", table2_markdown({m: result.by_type}, types=order))
+    write_text_atomic(run_dir / "table2.md",
+                      table2_markdown({m: result.by_type}, types=order, calibration=True))
     write_text_atomic(run_dir / "table2.csv", table2_csv({m: result.by_type}, types=order))
     write_text_atomic(run_dir / "folds.md", table1_markdown(result.by_fold, label="test fold"))
     write_text_atomic(run_dir / "folds.csv", table1_csv(result.by_fold, label="test fold"))

@@ -105,7 +105,7 @@ def training_data(config: Config, data_dir: Path, fold: int | None, dist_info: D
     """(TrainingData, metadata for run_info) of `fold` (held-out test fold; None = train on all cases)."""
     from mpliver.data.cache import open_cache
     from mpliver.data.dataset import SliceDataset, split_cases
-    from mpliver.data.transforms import AffineAugmentation
+    from mpliver.data.transforms import AffineAugmentation, IntensityAugmentation
     from mpliver.engine.train import TrainingData
     from mpliver.io.layout import Dataset, check_case_table
 
@@ -130,7 +130,8 @@ def training_data(config: Config, data_dir: Path, fold: int | None, dist_info: D
         max_shift=d.shift, max_rotation_deg=d.rotate_deg, scale_range=(d.scale_min, d.scale_max)
     )
     train_set = SliceDataset(cache, train_cases, task=task, augmentation=augmentation,
-                             mask_jitter=d.mask_jitter)
+                             mask_jitter=d.mask_jitter,
+                             intensity=IntensityAugmentation() if d.intensity_aug else None)
     sampler = train_set.sampler(
         num_samples=d.slices_per_epoch,
         tumor_share=d.tumor_share if task == "tumor" else None,

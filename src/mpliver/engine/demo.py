@@ -47,6 +47,7 @@ class DemoSettings:
     liver_overrides: tuple[str, ...] = ("optim.epochs=3", "data.slices_per_epoch=160")
     phantom_shape: tuple[int, int, int] | None = None
     phantom_spacing: tuple[float, float, float] | None = None
+    phases: tuple[str, ...] = ("PV", "ART")  # the protocol: the first is the primary phase
 
     @classmethod
     def quick(cls) -> DemoSettings:
@@ -101,7 +102,7 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None,
 
     # 1. the synthetic cohort
     cohort = out / "cohort"
-    config = PhantomConfig()
+    config = PhantomConfig(phases=tuple(settings.phases))
     if settings.phantom_shape:
         config = dataclasses.replace(config, shape=settings.phantom_shape)
     if settings.phantom_spacing:

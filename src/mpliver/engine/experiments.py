@@ -324,7 +324,7 @@ def write_tables(result: ExperimentResult) -> None:
 
     texts = {
         "table1": (table1_markdown(summaries), table1_csv(summaries)),
-        "table2": (table2_markdown(by_type, types=types), table2_csv(by_type, types=types)),
+        "table2": (table2_markdown(by_type, types=types, calibration=True), table2_csv(by_type, types=types)),
         "comparison": (comparison_markdown(comparisons), comparison_csv(comparisons)),
         "folds": (markdown_table(fold_header, fmt(fold_rows, 1)), csv_text(fold_header, fold_rows)),
         "fold_differences": (

@@ -236,9 +236,9 @@ def predict(
             raise InputError(f"{name} phase: {exc}") from None
         volumes[name], geoms[name] = array, geom
         sources[name] = Path(src) if isinstance(src, str | Path) else None
-        if name == "PV":
+        if name == expected[0]:
             pv_dicom = dicom
-    pv, pv_geom = volumes["PV"], geoms["PV"]
+    pv, pv_geom = volumes[expected[0]], geoms[expected[0]]  # the primary phase (PV by default)
 
     # ---- liver ----------------------------------------------------------------------------------------
     mark("liver")
@@ -253,7 +253,7 @@ def predict(
         liver_net = with_liver.inference_model("liver", dev)  # BN folded, channels_last; kept on the bundle
         source = FromModel(liver_net, stage1.input_size, stage1.window, stage1.context_slices,
                            bundle.preprocess.axial_axis, batch_size, dev, name="the bundle's liver model")
-        liver = source(CaseVolumes(case_id, {"PV": pv}, {"PV": pv_geom}))
+        liver = source(CaseVolumes(case_id, {expected[0]: pv}, {expected[0]: pv_geom}))
         liver_origin = source.origin(case_id)
     else:
         raise InputError(f"case {case_id}: the bundle has no liver model; give a liver mask (--liver-mask)",
@@ -264,7 +264,7 @@ def predict(
 
     # ---- registration ---------------------------------------------------------------------------------
     mark("registration")
-    on_pv: dict[str, np.ndarray] = {"PV": pv}
+    on_pv: dict[str, np.ndarray] = {expected[0]: pv}
     transforms: dict[str, RigidTransform] = {}
     for name in expected[1:]:
         if method == "none" and geoms[name].same_grid(pv_geom):

@@ -57,8 +57,18 @@ def pooled_dice(records: Sequence[Mapping[str, Any]]) -> float | None:
                             sum(int(r["intersection_voxels"]) for r in records))
 
 
+def volume_ratio(records: Sequence[Mapping[str, Any]]) -> float | None:
+    """Predicted over reference volume, pooled over cases: Σ|A| / Σ|B| (volume calibration, issue 13); None
+    when no case has a reference voxel or the records carry no voxel counts."""
+    if not records or any("pred_voxels" not in r or "ref_voxels" not in r for r in records):
+        return None
+    ref = sum(int(r["ref_voxels"]) for r in records)
+    return None if ref == 0 else sum(int(r["pred_voxels"]) for r in records) / ref
+
+
 def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Flat summary: dpc, dg, voe, rvd, assd, rmsd and lesion_* means with `_sd` and `_undefined`, n_cases."""
+    """Flat summary: dpc, dg, voe, rvd, assd, rmsd and lesion_* means with `_sd` and `_undefined`, the
+    pooled predicted / reference volume `vol_ratio`, n_cases."""
     out: dict[str, Any] = {}
     for key, rec_key in MEAN_KEYS.items():
         mean, sd, undefined = mean_sd(_value(r, rec_key) for r in records)
@@ -67,6 +77,7 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         out[f"{key}_undefined"] = undefined
         if key == "dpc":
             out["dg"] = pooled_dice(records)
+    out["vol_ratio"] = volume_ratio(records)
     out["n_cases"] = len(records)
     return out
 

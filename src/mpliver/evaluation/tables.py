@@ -23,6 +23,7 @@ SIX_METRICS: tuple[tuple[str, str], ...] = (
     ("assd", "ASSD (mm)"),
     ("rmsd", "RMSD (mm)"),
 )
+VOLUME_TITLE = "pred/ref volume"
 LESION_METRICS: tuple[tuple[str, str], ...] = (
     ("lesion_recall", "lesion recall (%)"),
     ("lesion_precision", "lesion precision (%)"),
@@ -79,10 +80,15 @@ def _metric_columns(metrics: Sequence[tuple[str, str]]) -> list[str]:
 
 def table1_markdown(rows: Mapping[str, Mapping[str, Any]], label: str = "method",
                     metrics: Sequence[tuple[str, str]] = SIX_METRICS, digits: int = 2) -> str:
-    """Table-1 style: rows (methods, or tumour types) × metrics as mean ± SD, plus the number of cases."""
+    """Table-1 style: rows (methods, or tumour types) × metrics as mean ± SD, plus the number of cases, and
+    the pooled predicted / reference volume when the summaries carry it (volume calibration next to DPC)."""
     header = [label, "n"] + [title for _, title in metrics]
     body = [[name, s.get("n_cases", "")] + [format_mean_sd(s, key, digits) for key, _ in metrics]
             for name, s in rows.items()]
+    if any("vol_ratio" in s for s in rows.values()):
+        header.append(VOLUME_TITLE)
+        for row, s in zip(body, rows.values(), strict=True):
+            row.append(format_number(s.get("vol_ratio"), digits))
     return markdown_table(header, body)
 
 
@@ -104,8 +110,10 @@ def _types_of(per_type: Mapping[str, Mapping[str, Mapping[str, Any]]], types: Se
 
 
 def table2_markdown(per_type: Mapping[str, Mapping[str, Mapping[str, Any]]],
-                    types: Sequence[str] | None = None, key: str = "dpc", digits: int = 2) -> str:
-    """Table-2 style: methods × tumour types, each cell `key` (DPC by default) as mean ± SD (n)."""
+                    types: Sequence[str] | None = None, key: str = "dpc", digits: int = 2,
+                    calibration: bool = False) -> str:
+    """Table-2 style: methods × tumour types, each cell `key` (DPC by default) as mean ± SD (n). With
+    `calibration`, each method gets two more rows: RVD (%) and the pooled predicted / reference volume."""
     cols = _types_of(per_type, types)
     body = []
     for method, by_type in per_type.items():
@@ -114,6 +122,12 @@ def table2_markdown(per_type: Mapping[str, Mapping[str, Mapping[str, Any]]],
             s = by_type.get(t)
             row.append("–" if s is None else f"{format_mean_sd(s, key, digits)} (n={s.get('n_cases', 0)})")
         body.append(row)
+        if calibration:
+            body.append([f"{method}: RVD (%)"] + ["–" if by_type.get(t) is None else
+                                                   format_mean_sd(by_type[t], "rvd", digits) for t in cols])
+            body.append([f"{method}: {VOLUME_TITLE}"] + ["–" if by_type.get(t) is None else
+                                                        format_number(by_type[t].get("vol_ratio"), digits)
+                                                        for t in cols])
     return markdown_table(["method"] + cols, body)
 
 

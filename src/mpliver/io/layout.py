@@ -88,8 +88,8 @@ class Dataset:
         if not isinstance(ch, Mapping) or sorted(int(k) for k in ch) != list(range(len(ch))):
             raise DatasetError("channel_names must map '0', '1', ... to phase names", meta_path)
         names = [ch[str(i)] for i in range(len(ch))]
-        if names[0] != "PV":
-            raise DatasetError(f"channel 0 must be 'PV' (the primary phase), got '{names[0]}'", meta_path)
+        if not all(isinstance(n, str) and n.strip() for n in names):
+            raise DatasetError(f"phase names must be non-empty strings, got {names}", meta_path)
         if len(set(names)) != len(names):
             raise DatasetError(f"duplicate phase names in channel_names: {names}", meta_path)
         labels = m["labels"]
@@ -107,7 +107,7 @@ class Dataset:
 
     @property
     def phases(self) -> list[str]:
-        """Phase names in channel order; `PV` first."""
+        """Phase names in channel order; the first is the primary phase (PV by default, any name allowed)."""
         ch = self.meta["channel_names"]
         return [ch[str(i)] for i in range(len(ch))]
 
@@ -194,7 +194,7 @@ class Dataset:
         if with_label and split == "Tr":
             lp = self.label_path(case)
             label, lgeom = read_nifti(lp)
-            check_same_grid(geoms["PV"], lgeom, lp, what="label")
+            check_same_grid(next(iter(geoms.values())), lgeom, lp, what="label")
             out.label = check_label_values(label, lp)
             check_label_liver(out.label, lp)
         if with_phase_labels:
@@ -285,9 +285,9 @@ def write_dataset_json(
     cases: Mapping[str, Mapping[str, Any]] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write `dataset.json` atomically. `phases` in channel order with PV first."""
-    if not phases or phases[0] != "PV":
-        raise ValueError(f"phases must start with 'PV', got {phases}")
+    """Write `dataset.json` atomically. `phases` in channel order, the primary phase (usually PV) first."""
+    if not phases or len(set(phases)) != len(phases):
+        raise ValueError(f"phases must be distinct names, the primary first, got {phases}")
     meta: dict[str, Any] = {
         "channel_names": {str(i): p for i, p in enumerate(phases)},
         "labels": dict(LABELS),

@@ -101,7 +101,7 @@ def export_nnunet(
 
 def _export_case(src: Dataset, case: str, split: str, stage: Path) -> None:
     vols = src.load_case(case, split, with_label=(split == "Tr"))
-    pv_geom = vols.geometries["PV"]
+    pv_geom = vols.geometries[src.phases[0]]
     for i, phase in enumerate(src.phases):
         array, geom = vols.phases[phase], vols.geometries[phase]
         if not geom.same_grid(pv_geom):

@@ -36,13 +36,14 @@ class Anatomy:
     hu: dict[str, dict[str, float]]  # [phase][structure]
     body_semi: np.ndarray
     fat_mm: float
-    liver_lobes: list[tuple[np.ndarray, np.ndarray]]  # (centre, semi-axes) of the right and left lobes
+    liver_lobes: list[tuple[np.ndarray, np.ndarray]]  # (centre, semi-axes): right, left (and caudate) lobes
     liver_blend_mm: float
     liver_shape: SmoothField
     liver_shape_mm: float
     liver_texture: SmoothField
     texture_sd: dict[str, float]
     spleen_texture: SmoothField
+    arterial: dict[str, float] = field(default_factory=dict)  # phase -> arterial weight (0..1)
     organs: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # ellipsoids
     tubes: dict[str, Segment] = field(default_factory=dict)  # aorta, IVC, main portal vein
     bowel: list[tuple[np.ndarray, np.ndarray, str]] = field(
@@ -85,12 +86,35 @@ def _branch(rng, start, direction, length, radius, depth, out: list[Segment]) ->
         _branch(rng, end, child, length * rng.uniform(0.55, 0.8), radius * 0.7, depth - 1, out)
 
 
-def sample_anatomy(rng: np.random.Generator, fov_mm, hu: dict[str, dict[str, float]]) -> Anatomy:
-    """Draw one case's anatomy for a field of view `fov_mm` (3,), centred on the world origin."""
+@dataclass(frozen=True)
+class AnatomyVariety:
+    """Ranges of the per-case anatomy draws (the phantom config's; wider with domain randomisation)."""
+
+    body_scale: tuple[float, float] = (0.92, 1.03)  # in-plane size of the whole abdomen
+    fat_mm: tuple[float, float] = (8.0, 22.0)  # subcutaneous fat (canonical mm)
+    liver_variety: float = 0.0  # 0: the paper-like liver; 1: wider shape deformation, left lobe, caudate
+    fov_shift: tuple[float, float, float] = (0.0, 0.0, 0.0)  # max. shift of the body, fraction of the FOV
+
+
+def sample_anatomy(
+    rng: np.random.Generator,
+    fov_mm,
+    hu: dict[str, dict[str, float]],
+    arterial: dict[str, float] | None = None,
+    variety: AnatomyVariety | None = None,
+) -> Anatomy:
+    """Draw one case's anatomy for a field of view `fov_mm` (3,), centred on the world origin. `arterial`
+    (phase -> 0..1, see kinetics.arterial_weight) sets the arterial-phase perfusion heterogeneity."""
+    variety = variety or AnatomyVariety()
+    phases = list(hu)
+    arterial = arterial if arterial is not None else {p: float(p in ("ART", "EART")) for p in phases}
     base = np.asarray(fov_mm, dtype=np.float64) / CANONICAL_FOV_MM
-    jitter = np.array([rng.uniform(0.92, 1.03)] * 2 + [rng.uniform(0.95, 1.05)])
+    jitter = np.array([rng.uniform(*variety.body_scale)] * 2 + [rng.uniform(0.95, 1.05)])
     scale = base * jitter
     offset = np.array([rng.normal(0, 4.0), rng.normal(0, 4.0), np.clip(rng.normal(0, 4.0), -6, 6)]) * base
+    if any(variety.fov_shift):  # the field of view cuts through the body or misses part of the liver
+        offset = offset + rng.uniform(-1.0, 1.0, 3) * np.asarray(variety.fov_shift) * np.asarray(fov_mm)
+    tex_base, tex_art = float(rng.uniform(3.0, 5.0)), float(rng.uniform(1.0, 2.0))
     lo, hi = -np.asarray(fov_mm) / 2 - 30.0, np.asarray(fov_mm) / 2 + 30.0
     liver_scale = rng.uniform(0.92, 1.06, size=3)
     anat = Anatomy(
@@ -98,22 +122,26 @@ def sample_anatomy(rng: np.random.Generator, fov_mm, hu: dict[str, dict[str, flo
         offset=offset,
         hu=hu,
         body_semi=np.array([165.0, 115.0]) * scale[:2] * rng.uniform(0.97, 1.03, size=2),
-        fat_mm=float(rng.uniform(8.0, 22.0) * scale[0]),
+        fat_mm=float(rng.uniform(*variety.fat_mm) * scale[0]),
         liver_lobes=[],
         liver_blend_mm=float(25.0 * scale[0]),
         liver_shape=SmoothField(rng, lo, hi, cell_mm=30.0 * base[0]),
-        liver_shape_mm=float(6.0 * base[0]),
+        liver_shape_mm=float(6.0 * base[0] * (1.0 + variety.liver_variety * rng.uniform(0.0, 1.0))),
         liver_texture=SmoothField(rng, lo, hi, cell_mm=10.0),
-        texture_sd={"ART": float(rng.uniform(4.0, 7.0)), "PV": float(rng.uniform(3.0, 5.0))},
+        texture_sd={p: tex_base * (1.0 + tex_art * arterial[p] * 0.5) for p in phases},
         spleen_texture=SmoothField(rng, lo, hi, cell_mm=7.0),
+        arterial=dict(arterial),
     )
     W, S = anat.world, anat.size
     right = (W([68.0 + rng.normal(0, 4), 2.0 + rng.normal(0, 4), 5.0]), S([72.0, 76.0, 72.0]) * liver_scale)
+    v = variety.liver_variety
     left = (
         W([-25.0 + rng.normal(0, 5), 45.0, 20.0 + rng.normal(0, 4)]),
-        S([rng.uniform(55.0, 75.0), 30.0, 40.0]) * liver_scale,
+        S([rng.uniform(55.0 - 25.0 * v, 75.0 + 20.0 * v), 30.0, 40.0]) * liver_scale,
     )
     anat.liver_lobes = [right, left]
+    if v > 0 and rng.random() < 0.5 * v:  # a prominent caudate lobe, next to the IVC
+        anat.liver_lobes.append((W([15.0, -15.0, 15.0]), S([22.0, 18.0, 30.0]) * rng.uniform(0.8, 1.3)))
     j = lambda v, sd=4.0: np.asarray(v, dtype=np.float64) + rng.normal(0, sd, size=3)  # noqa: E731
     anat.organs = {
         "lung_right": (W([62.0, -15.0, 150.0]), S([75.0, 80.0, 85.0])),
@@ -149,15 +177,24 @@ def sample_anatomy(rng: np.random.Generator, fov_mm, hu: dict[str, dict[str, flo
     return anat
 
 
+# Structure map written beside the images (for `mpliver inspect`): a voxel carries a structure's code where
+# that structure fills it (occupancy >= 0.95) and nothing painted later covers it.
+STRUCTURE_CODES = {"aorta": 1, "portal_vein": 2, "hepatic_vein": 3, "spleen": 4, "kidney_cortex": 5,
+                   "kidney_medulla": 6, "ivc": 7}
+
+
 class _Painter:
-    """Composites shapes into an HU volume with partial volume, tracking the liver's occupancy."""
+    """Composites shapes into an HU volume with partial volume, tracking the liver's occupancy and the
+    pure voxels of the structures in STRUCTURE_CODES."""
 
     def __init__(self, grid: PointGrid, background: float):
         self.grid = grid
         self.hu = np.full(grid.shape, background, dtype=np.float32)
         self.liver = np.zeros(grid.shape, dtype=np.float32)
+        self.structures = np.zeros(grid.shape, dtype=np.uint8)
 
-    def paint(self, lo, hi, occupancy, value, exclude_liver: bool = False, inside_liver: bool = False):
+    def paint(self, lo, hi, occupancy, value, exclude_liver: bool = False, inside_liver: bool = False,
+              tag: str | None = None):
         sl = self.grid.crop(lo, hi)
         if sl is None:
             return None
@@ -173,11 +210,18 @@ class _Painter:
             h += occ * (np.float32(value) - h)
         if exclude_liver:
             self.liver[sl] *= 1.0 - occ
+        codes = self.structures[sl]
+        codes[occ > 0.05] = 0
+        if tag is not None:
+            codes[occ >= 0.95] = STRUCTURE_CODES[tag]
         return sl, occ
 
 
-def render_anatomy(grid: PointGrid, anat: Anatomy, phase: str) -> tuple[np.ndarray, np.ndarray]:
-    """HU volume of `phase` at the grid's points, and the liver occupancy (0-1, vessels inside included)."""
+def render_anatomy(
+    grid: PointGrid, anat: Anatomy, phase: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """HU volume of `phase` at the grid's points, the liver occupancy (0-1, vessels inside included) and the
+    structure map (STRUCTURE_CODES)."""
     T = anat.hu[phase]
     sp = grid.spacing
     P = _Painter(grid, T["air"])
@@ -223,12 +267,13 @@ def render_anatomy(grid: PointGrid, anat: Anatomy, phase: str) -> tuple[np.ndarr
     P.paint(
         *box_e(c, s),
         ell(c, s, 1.0),
-        lambda p: T["spleen"] + anat.spleen_texture(p) * (22.0 if phase == "ART" else 3.0),
+        lambda p: T["spleen"] + anat.spleen_texture(p) * np.float32(3.0 + 19.0 * anat.arterial.get(phase, 0)),
+        tag="spleen",
     )
     for name in ("kidney_left", "kidney_right"):
         c, s = anat.organs[name]
-        P.paint(*box_e(c, s), ell(c, s), T["kidney_cortex"])
-        P.paint(*box_e(c, s * 0.6), ell(c, s * 0.6, 2.0), T["kidney_medulla"])
+        P.paint(*box_e(c, s), ell(c, s), T["kidney_cortex"], tag="kidney_cortex")
+        P.paint(*box_e(c, s * 0.6), ell(c, s * 0.6, 2.0), T["kidney_medulla"], tag="kidney_medulla")
     c, s = anat.organs["stomach"]
     P.paint(*box_e(c, s), ell(c, s), T["stomach_wall"])
     inner = s - 5.0
@@ -245,17 +290,18 @@ def render_anatomy(grid: PointGrid, anat: Anatomy, phase: str) -> tuple[np.ndarr
         P.paint(*box_e(c, s - 3.0), ell(c, s - 3.0), fill)
 
     # Liver: smooth union of two lobes, perturbed by a low-frequency field; textured parenchyma.
-    (c1, s1), (c2, s2) = anat.liver_lobes
     lo, hi = anat.liver_box()
 
     def liver_occ(p):
-        d1, n1 = ellipsoid(p, c1, s1)
-        d2, n2 = ellipsoid(p, c2, s2)
-        d = smooth_min(d1, d2, anat.liver_blend_mm)
+        (d1, n1), *others = [ellipsoid(p, c, s) for c, s in anat.liver_lobes]
+        d = d1
+        for d2, n2 in others:
+            n1 = np.where(d <= d2, n1, n2)
+            d = smooth_min(d, d2, anat.liver_blend_mm)
         # The perturbation field is bounded by ±3 SD, so it only matters near the surface.
         near = np.abs(d) < 3.0 * anat.liver_shape_mm + 2.0 * float(np.max(sp))
         d[near] += anat.liver_shape(p[:, near]) * np.float32(anat.liver_shape_mm)
-        return ramp(d, np.where(d1 < d2, n1, n2), sp, 0.8)
+        return ramp(d, n1, sp, 0.8)
 
     hit = P.paint(
         lo, hi, liver_occ, lambda p: T["liver"] + anat.liver_texture(p) * np.float32(anat.texture_sd[phase])
@@ -265,7 +311,8 @@ def render_anatomy(grid: PointGrid, anat: Anatomy, phase: str) -> tuple[np.ndarr
     for tree, name in ((anat.portal_tree, "portal_vein"), (anat.hepatic_tree, "hepatic_vein")):
         for a, b, ra, rb in tree:
             P.paint(
-                *capsule_box(a, b, max(ra, rb) + 4.0), _tube(a, b, ra, rb, sp), T[name], inside_liver=True
+                *capsule_box(a, b, max(ra, rb) + 4.0), _tube(a, b, ra, rb, sp), T[name], inside_liver=True,
+                tag=name,
             )
 
     # Structures that displace the liver (not part of its label).
@@ -273,9 +320,10 @@ def render_anatomy(grid: PointGrid, anat: Anatomy, phase: str) -> tuple[np.ndarr
     P.paint(*box_e(c, s), ell(c, s), T["fluid"], exclude_liver=True)
     for name, key in (("ivc", "ivc"), ("aorta", "aorta"), ("portal_trunk", "portal_vein")):
         a, b, ra, rb = anat.tubes[name]
-        P.paint(*capsule_box(a, b, max(ra, rb) + 4.0), _tube(a, b, ra, rb, sp), T[key], exclude_liver=True)
+        P.paint(*capsule_box(a, b, max(ra, rb) + 4.0), _tube(a, b, ra, rb, sp), T[key], exclude_liver=True,
+                tag=key)
     _paint_spine(P, anat, T, sp)
-    return P.hu, P.liver
+    return P.hu, P.liver, P.structures
 
 
 def _tube(a, b, ra, rb, sp):

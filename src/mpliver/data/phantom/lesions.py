@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from mpliver.data.phantom.enhancement import sample_lesion_hu
+from mpliver.data.phantom.enhancement import Kinetics, sample_lesion_hu
 from mpliver.data.phantom.shapes import PointGrid, SmoothField, ramp
 from mpliver.io.geometry import Geometry
 
@@ -79,7 +79,7 @@ class Lesion:
         return (1.0 + a2 * q + a3 * c + a4 * k).astype(np.float32)
 
 
-def sample_lesion_shape(rng: np.random.Generator, kind: str, radius: float, hu_table) -> Lesion:
+def sample_lesion_shape(rng: np.random.Generator, kind: str, radius: float, kinetics: Kinetics) -> Lesion:
     """Draw a lesion's shape, HU values and type-specific features (its centre is set by `place_lesions`)."""
     a = rng.standard_normal((3, 3))
     quad = (a + a.T) / 2
@@ -89,7 +89,7 @@ def sample_lesion_shape(rng: np.random.Generator, kind: str, radius: float, hu_t
         kind,
         np.zeros(3),
         float(radius),
-        sample_lesion_hu(rng, kind, hu_table),
+        sample_lesion_hu(rng, kind, kinetics),
         quad,
         _unit(rng, 3),
         _unit(rng, 4),
@@ -103,13 +103,11 @@ def sample_lesion_shape(rng: np.random.Generator, kind: str, radius: float, hu_t
     elif kind == "HEM":
         f["nodules"] = _unit(rng, int(rng.integers(4, 9)))
         f["nodule_radius"] = float(rng.uniform(0.18, 0.28))
-        f["fill_front"] = float(rng.uniform(0.0, 0.35))  # unfilled centre in PV (ρ below this)
         f["cleft"] = bool(diameter > 45.0)
     elif kind == "HCC":
         f["capsule"] = bool(rng.random() < 0.8)
         f["mosaic_seed"] = int(rng.integers(2**31))
     elif kind == "METS":
-        f["rim_pv"] = bool(rng.random() < 0.84)
         f["necrosis"] = bool(diameter > 25.0)
     return lesion
 
@@ -139,7 +137,7 @@ def render_lesion(grid: PointGrid, lesion: Lesion, phase: str, hu: np.ndarray, t
 
 def _lesion_value(lesion: Lesion, phase: str, p: np.ndarray, u: np.ndarray, rho: np.ndarray) -> np.ndarray:
     H, f, kind = lesion.hu, lesion.features, lesion.kind
-    core = np.full(rho.shape, H[f"core_{phase}"], dtype=np.float32)
+    core = np.full(rho.shape, H.get(f"core_{phase}", H.get(f"unfilled_{phase}", 0.0)), dtype=np.float32)
     edge = 1.5 / max(lesion.radius, 1.0)  # inner transitions ~1.5 mm wide, in units of ρ
     if kind == "FNH" and f["scar"]:
         spokes = np.zeros_like(rho)
@@ -149,17 +147,16 @@ def _lesion_value(lesion: Lesion, phase: str, p: np.ndarray, u: np.ndarray, rho:
         scar = np.maximum(_soft_below(rho, 0.18, edge), spokes)
         core += scar * (H[f"scar_{phase}"] - core)
     elif kind == "HEM":
-        if phase == "ART":
-            nod = np.zeros_like(rho)
-            rn = f["nodule_radius"] * lesion.radius
-            for e in f["nodules"]:
-                c = lesion.center + e * lesion.radius * 0.82 * float(lesion.radius_factor(e[:, None])[0])
-                d = np.sqrt(sum((p[i] - np.float32(c[i])) ** 2 for i in range(3)))
-                nod = np.maximum(nod, _soft_below(d, rn, 1.5))
-            core += nod * (H["nodule_ART"] - core)
-        else:
-            filled = 1.0 - _soft_below(rho, f["fill_front"], 0.1)
-            core = H["unfilled_PV"] + filled * (core - H["unfilled_PV"])
+        # Centripetal fill-in: filled (blood pool) outside the front, unfilled inside; nodules from the start.
+        filled = 1.0 - _soft_below(rho, H[f"fill_{phase}"], 0.1)
+        core = H[f"unfilled_{phase}"] + filled * (core - np.float32(H[f"unfilled_{phase}"]))
+        nod = np.zeros_like(rho)
+        rn = f["nodule_radius"] * lesion.radius
+        for e in f["nodules"]:
+            c = lesion.center + e * lesion.radius * 0.82 * float(lesion.radius_factor(e[:, None])[0])
+            d = np.sqrt(sum((p[i] - np.float32(c[i])) ** 2 for i in range(3)))
+            nod = np.maximum(nod, _soft_below(d, rn, 1.5))
+        core += nod * (H[f"nodule_{phase}"] - core)
         if f["cleft"]:
             cleft_edge = 0.22 * (
                 1.0 + 0.4 * sum(lesion.quad[i, j] * u[i] * u[j] for i in range(3) for j in range(3))
@@ -174,13 +171,12 @@ def _lesion_value(lesion: Lesion, phase: str, p: np.ndarray, u: np.ndarray, rho:
             cell_mm=5.0,
         )
         core += mosaic(p) * np.float32(H[f"mosaic_{phase}"])
-        if phase == "PV" and f["capsule"]:
+        if f["capsule"]:  # its own late-enhancing curve: dark or invisible early, bright late
             cap = 1.0 - _soft_below(rho, max(0.92, 1.0 - 1.5 / lesion.radius), max(edge, 0.04))  # ~1.5 mm
-            core += cap * (H["capsule_PV"] - core)
+            core += cap * (H[f"capsule_{phase}"] - core)
     elif kind == "METS":
-        if phase == "ART" or f["rim_pv"]:
-            rim = 1.0 - _soft_below(rho, max(0.82, 1.0 - 1.5 / lesion.radius), max(edge, 0.05))  # thin
-            core += rim * (H[f"rim_{phase}"] - core)
+        rim = 1.0 - _soft_below(rho, max(0.9, 1.0 - 1.5 / lesion.radius), max(edge, 0.05))  # thin
+        core += rim * (H[f"rim_{phase}"] - core)
         if f["necrosis"]:
             core += _soft_below(rho, 0.4, 0.1) * (H[f"necrosis_{phase}"] - core)
     return core
@@ -215,8 +211,9 @@ def place_lesions(
     liver_mask: np.ndarray,
     geometry: Geometry,
     z_range: tuple[float, float],
-    hu_table,
+    kinetics: Kinetics,
     lesion_scale: float = 1.0,
+    extra_lesions: int = 0,
 ) -> list[Lesion]:
     """Draw the lesions of one case and place them inside the liver (PV grid), apart from each other.
 
@@ -230,11 +227,11 @@ def place_lesions(
     spacing = geometry.spacing
     k_world = geometry.origin[2] + spacing[2] * np.arange(dist.shape[2])
     lo_d, hi_d = DIAMETER_MM[kind]
-    n = sample_lesion_count(rng, kind)
+    n = sample_lesion_count(rng, kind) + int(extra_lesions)
     diameters = np.sort(np.exp(rng.uniform(np.log(lo_d), np.log(hi_d), size=n)) * lesion_scale)[::-1]
     placed: list[Lesion] = []
     for diameter in diameters:
-        lesion = sample_lesion_shape(rng, kind, max(diameter / 2, min_radius), hu_table)
+        lesion = sample_lesion_shape(rng, kind, max(diameter / 2, min_radius), kinetics)
         while True:
             ext = (
                 lesion.max_extent + 1.5 + float(np.max(spacing[:2])) / 2
@@ -262,7 +259,7 @@ def place_lesions(
                 lesion.features["necrosis"] &= lesion.radius * 2 > 25.0
     if not placed:  # a tiny liver: one lesion at its deepest point
         best = np.unravel_index(int(np.argmax(dist)), dist.shape)
-        lesion = sample_lesion_shape(rng, kind, max(min_radius, 0.5 * float(dist[best])), hu_table)
+        lesion = sample_lesion_shape(rng, kind, max(min_radius, 0.5 * float(dist[best])), kinetics)
         lesion.center = geometry.index_to_world(np.asarray(best, dtype=np.float64))
         placed.append(lesion)
     return placed

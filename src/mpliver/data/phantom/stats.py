@@ -1,8 +1,9 @@
 """Realism statistics of a labelled multi-phase dataset, measured from the images (not from generator
-parameters): per case and phase, median lesion HU − median liver HU and the liver noise SD.
+parameters): per case and phase, median lesion HU − median liver HU, the liver noise SD and, where a
+structure map is present (`structuresTr/`, written by the phantom), the median HU of aorta and portal vein.
 
-Works on any dataset in the case layout with labels: a non-PV phase uses its own label from
-`labelsTr_phases/` when present, else the PV label when the grids match, else it is skipped (NaN).
+Works on any dataset in the case layout with labels: a non-primary phase uses its own label from
+`labelsTr_phases/` when present, else the primary label when the grids match, else it is skipped (NaN).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from mpliver.errors import DatasetError
 from mpliver.io.checks import check_hu, check_label_liver
 from mpliver.io.layout import Dataset, check_label_values
 from mpliver.io.nifti import read_nifti
@@ -59,15 +61,31 @@ class PhaseStats:
     delta_hu: float  # median lesion − median liver
     noise_sd: float
     lesion_voxels: int
+    aorta_hu: float = math.nan
+    portal_vein_hu: float = math.nan
 
 
-def phase_statistics(image: np.ndarray, label: np.ndarray) -> PhaseStats:
-    """Medians over the tumour (label 2) and liver (label 1) voxels, and the liver noise SD."""
+STRUCTURES_DIR = "structuresTr"
+STRUCTURE_CODES = {"aorta": 1, "portal_vein": 2}  # of the phantom's structure map (anatomy.STRUCTURE_CODES)
+
+
+def _median_where(image: np.ndarray, mask: np.ndarray | None) -> float:
+    return float(np.median(image[mask])) if mask is not None and mask.any() else math.nan
+
+
+def phase_statistics(
+    image: np.ndarray, label: np.ndarray, structures: np.ndarray | None = None
+) -> PhaseStats:
+    """Medians over the tumour (label 2) and liver (label 1) voxels, the liver noise SD, and the medians over
+    the aorta and portal-vein voxels of a structure map when given."""
     tumour, liver = label == 2, label == 1
-    lesion_hu = float(np.median(image[tumour])) if tumour.any() else math.nan
-    liver_hu = float(np.median(image[liver])) if liver.any() else math.nan
+    lesion_hu = _median_where(image, tumour)
+    liver_hu = _median_where(image, liver)
     noise = liver_noise_sd(image, liver | tumour) if liver.any() else math.nan
-    return PhaseStats(lesion_hu, liver_hu, lesion_hu - liver_hu, noise, int(tumour.sum()))
+    vessels = {name: _median_where(image, None if structures is None else structures == code)
+               for name, code in STRUCTURE_CODES.items()}
+    return PhaseStats(lesion_hu, liver_hu, lesion_hu - liver_hu, noise, int(tumour.sum()),
+                      vessels["aorta"], vessels["portal_vein"])
 
 
 def case_statistics(dataset: Dataset, case: str) -> dict[str, PhaseStats | None]:
@@ -89,7 +107,13 @@ def case_statistics(dataset: Dataset, case: str) -> dict[str, PhaseStats | None]
         else:
             out[phase] = None
             continue
-        out[phase] = phase_statistics(image, np.asarray(label).astype(np.uint8))
+        structures = None
+        smap = dataset.root / STRUCTURES_DIR / dataset.image_path(case, i).name
+        if smap.exists():
+            structures, sgeom = read_nifti(smap)
+            if not sgeom.same_grid(geom):
+                raise DatasetError("structure map is not on its phase's grid", smap)
+        out[phase] = phase_statistics(image, np.asarray(label).astype(np.uint8), structures)
     return out
 
 

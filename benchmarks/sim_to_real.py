@@ -1,0 +1,153 @@
+"""Sim-to-real benchmark (issue 13 item 5): train on the synthetic cohort only, score the real labelled CT.
+
+For each variant, a liver model (liver_resunet) and a single-phase tumour model are trained on a phantom
+cohort (all cases, no held-out fold) and bundled; then every real labelled CT in ../shared/data is scored
+with the current code:
+- TotalSegmentator portal-venous DICOM series (label 5 = liver): liver Dice of the liver model;
+- TotalSegmentator unenhanced CT (label 5): liver Dice of the liver model;
+- LiTS case 117 crop (labels 1 liver, 2 tumour; array axis 0 axial, 1 mm nominal spacing): liver Dice, tumour
+  Dice of the single-phase model end to end (its own liver mask) and with the reference liver mask, with
+  predicted / reference tumour volume.
+
+Variants:
+- `before`: the phantom and recipe before issue 13 (default cohort, cpu-small, no intensity augmentation),
+  trained by the source tree given with --before-src (e.g. `git archive 4c17972 src | tar -x -C DIR`);
+- `after`: `mpliver phantom --randomize` (kinetics + domain randomisation) and `data.intensity_aug=true`.
+Budgets are CPU-sized by default; finished steps are reused. Usage:
+
+    python benchmarks/sim_to_real.py --out bench_s2r [--before-src DIR] [--cases 24] [--liver-epochs 6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def _run(cmd: list[str], src: Path, log: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(src), OMP_WAIT_POLICY="PASSIVE")
+    with open(log, "a") as fh:
+        fh.write(f"$ {' '.join(cmd)}\n")
+        fh.flush()
+        proc = subprocess.run([sys.executable, "-m", "mpliver", *cmd], env=env, stdout=fh,
+                              stderr=subprocess.STDOUT)
+    if proc.returncode:
+        raise SystemExit(f"step failed (exit {proc.returncode}): mpliver {' '.join(cmd)}; see {log}")
+
+
+def build_variant(name: str, out: Path, src: Path, args: argparse.Namespace) -> Path:
+    """Cohort -> liver model -> single-phase tumour model -> bundle, each step skipped when done."""
+    d = out / name
+    d.mkdir(parents=True, exist_ok=True)
+    log = d / "log.txt"
+    cohort, liver, tumour, bundle = d / "cohort", d / "liver", d / "tumor", d / "model.mpliver"
+    after = name == "after"
+    if not (cohort / "dataset.json").exists():
+        cmd = ["phantom", str(cohort), "--cases", str(args.cases), "--seed", str(args.seed), "--no-previews",
+               "--folds", "2", "--overwrite"]
+        _run(cmd + (["--randomize"] if after else []), src, log)
+    aug = ["data.intensity_aug=true"] if after else []
+    if not (liver / "done").exists():
+        _run(["train", str(cohort), "--preset", "cpu-small", "--task", "liver", "--fold", "none", "--out",
+              str(liver), f"optim.epochs={args.liver_epochs}", f"data.slices_per_epoch={args.liver_slices}",
+              "data.val_fraction=0.1", "train.progress=false", *aug], src, log)
+        (liver / "done").touch()
+    if not (tumour / "done").exists():
+        _run(["train", str(cohort), "--preset", "cpu-small", "--fold", "none", "--out", str(tumour),
+              "model.name=single_phase", "model.urim=false", f"optim.epochs={args.tumor_epochs}",
+              "data.val_fraction=0.1", "train.progress=false", *aug], src, log)
+        (tumour / "done").touch()
+    if not bundle.exists():
+        _run(["bundle", str(tumour), "--liver-run", str(liver), "--out", str(bundle)], ROOT / "src", log)
+    return bundle
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    total = a.sum() + b.sum()
+    return float("nan") if total == 0 else 200.0 * float((a & b).sum()) / float(total)
+
+
+def score(bundle_path: Path) -> dict[str, float]:
+    """Liver and tumour figures of one bundle on the real CT (percent)."""
+    from mpliver.engine.bundle import load_bundle
+    from mpliver.engine.predict import liver_mask_on_grid, predict
+    from mpliver.io.nifti import read_nifti
+
+    bundle = load_bundle(bundle_path)
+    out: dict[str, float] = {}
+    ts = SHARED / "totalseg_example"
+    for key, image, seg in (("TS PV liver Dice", ts / "pv_dicom", ts / "pv_dicom_seg.nii.gz"),
+                            ("TS unenhanced liver Dice", ts / "unenhanced_ct_small.nii.gz",
+                             ts / "unenhanced_seg_small.nii.gz")):
+        result = predict(bundle, {bundle.phases[0]: image}, device="cpu")
+        reference = liver_mask_on_grid(seg, result.geometry, (5,))
+        out[key] = dice(result.label >= 1, reference)
+    ct, geom = read_nifti(SHARED / "lits117" / "ct.nii.gz", dtype=np.float32)
+    label, _ = read_nifti(SHARED / "lits117" / "label.nii.gz")
+    bundle.preprocess = replace(bundle.preprocess, axial_axis=0)  # identity affine; axis 0 is axial
+    phases = {bundle.phases[0]: (ct, geom)}
+    result = predict(bundle, phases, device="cpu")
+    out["LiTS liver Dice"] = dice(result.label >= 1, label >= 1)
+    out["LiTS tumour Dice"] = dice(result.label == 2, label == 2)
+    out["LiTS tumour vol. pred/ref"] = float((result.label == 2).sum()) / max(1, int((label == 2).sum()))
+    given = predict(bundle, phases, device="cpu", liver_mask=((label >= 1).astype(np.uint8), geom))
+    out["LiTS tumour Dice, ref. liver"] = dice(given.label == 2, label == 2)
+    ref_volume = max(1, int((label == 2).sum()))
+    out["LiTS tumour vol. pred/ref, ref. liver"] = float((given.label == 2).sum()) / ref_volume
+    return out
+
+
+def table(scores: dict[str, dict[str, float]]) -> str:
+    names = list(scores)
+    rows = list(next(iter(scores.values())))
+    lines = ["| figure | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for row in rows:
+        unit = "" if "vol." in row else " %"
+        cells = [f"{scores[n][row]:.2f}" if "vol." in row else f"{scores[n][row]:.1f}{unit}" for n in names]
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("bench_sim_to_real"))
+    parser.add_argument("--before-src", type=Path, default=None,
+                        help="src/ of the project before issue 13 (the before column is skipped without it)")
+    parser.add_argument("--cases", type=int, default=24)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--liver-epochs", type=int, default=6)
+    parser.add_argument("--liver-slices", type=int, default=256)
+    parser.add_argument("--tumor-epochs", type=int, default=8)
+    parser.add_argument("--variants", default="before,after")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT / "src"))
+    started = time.perf_counter()
+    scores: dict[str, dict[str, float]] = {}
+    for name in args.variants.split(","):
+        if name == "before" and args.before_src is None:
+            print("before: skipped (no --before-src)")
+            continue
+        src = args.before_src if name == "before" else ROOT / "src"
+        bundle = build_variant(name, args.out, Path(src).resolve(), args)
+        scores[name] = score(bundle)
+        print(f"{name}: {json.dumps({k: round(v, 2) for k, v in scores[name].items()})}", flush=True)
+    text = table(scores)
+    print(text)
+    (args.out / "table.md").write_text(text + "\n")
+    print(f"total {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
