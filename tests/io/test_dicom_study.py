@@ -59,8 +59,8 @@ def test_study_with_two_series_refused_then_chosen_by_number_uid_or_text(phantom
     assert_same_volume(read_dicom_series(f"{source}::series={pv_uid}"), pv)
     assert_same_volume(read_dicom_series(f"{source}::series=art"), art)  # description, any case
     assert_same_volume(read_dicom_series(source, series_uid="PV"), pv)  # convert's --pv-series
-    assert sorted(len(v) for v in list_series(source).values()) == [read_dicom_series(phantom_dicom["ART"])[0]
-                                                                    .shape[2], 12]
+    art_slices = read_dicom_series(phantom_dicom["ART"])[0].shape[2]
+    assert sorted(len(v) for v in list_series(source).values()) == sorted([art_slices, 12])
     with pytest.raises(InputError, match="series 'liver' matches no series"):
         read_dicom_series(f"{source}::series=liver")
 
