@@ -122,6 +122,13 @@ def register(app: typer.Typer) -> None:
         registration: str | None = typer.Option(
             None, "--registration", help="liver (label-free rigid, default) or none (header geometry)."),
         batch_size: int = typer.Option(16, "--batch-size", help="Slices per network batch."),
+        workers: int = typer.Option(
+            1, "--workers", help="With --input: processes per rank. 1 runs the studies one after another; "
+            "N >= 2 overlaps reading, registration and pre-processing of the next studies (N - 1 processes) "
+            "with the network of the current one (this process), writing in the background; same outputs."),
+        max_in_flight: int | None = typer.Option(
+            None, "--max-in-flight", help="With --input --workers N: at most this many studies in memory at "
+            "once (default N + 1)."),
         timings: bool = typer.Option(False, "--timings", help="Print the time of each stage."),
     ) -> None:
         """Segment liver tumours in new studies: label map, uncertainty map and lesion report."""
@@ -138,6 +145,9 @@ def register(app: typer.Typer) -> None:
             raise ConfigError("give the phases (--pv PATH --art PATH) or --input DATASET_DIR")
         if input_dir is None and (split or cases or overwrite):
             raise ConfigError("--split, --cases and --overwrite choose cases of --input DATASET_DIR")
+        if input_dir is None and (workers != 1 or max_in_flight is not None):
+            raise ConfigError("--workers and --max-in-flight pipeline a batch: use them with --input "
+                              "DATASET_DIR")
         for extra in more_models or []:
             if not extra.is_file():
                 raise ConfigError(f"unexpected argument '{extra}': predict takes no positional arguments "
@@ -150,7 +160,7 @@ def register(app: typer.Typer) -> None:
             console.print("[yellow]This model was trained on synthetic data only: research use, not for "
                           "clinical use.[/yellow]")
         options = {"tta": tta, "batch_size": batch_size, "registration": registration, "strict": strict,
-                   "probabilities": save_probabilities}
+                   "probabilities": save_probabilities, "workers": workers, "max_in_flight": max_in_flight}
         if input_dir is not None:
             only = [c.strip() for c in cases.split(",") if c.strip()] if cases else None
             _batch(console, bundles, input_dir, out, liver_mask, values, device, dicom_seg, timings,
@@ -260,7 +270,8 @@ def _batch(console, bundles, input_dir, out, liver_mask, values, device, dicom_s
                                   registration=options["registration"], on_case=on_case, on_stage=on_stage,
                                   on_plan=on_plan, split=split, cases=only, overwrite=overwrite,
                                   strict=options["strict"], probabilities=options["probabilities"],
-                                  on_warning=on_warning)
+                                  on_warning=on_warning, workers=options["workers"],
+                                  max_in_flight=options["max_in_flight"])
     shard = f" (rank {summary.rank} of {summary.world_size})" if summary.world_size > 1 else ""
     warned = f", {len(summary.warnings)} with an implausible liver mask" if summary.warnings else ""
     Console().print(f"images{summary.split}{shard}: {len(summary.done)} predicted, {len(summary.skipped)} "
