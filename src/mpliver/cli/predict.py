@@ -129,6 +129,11 @@ def register(app: typer.Typer) -> None:
         max_in_flight: int | None = typer.Option(
             None, "--max-in-flight", help="With --input --workers N: at most this many studies in memory at "
             "once (default N + 1)."),
+        precision: str = typer.Option(
+            "auto", "--precision", help="Network arithmetic: auto (bf16 autocast on GPU, fp32 on the CPU), "
+            "fp32, or bf16 (autocast on the CPU too: faster on CPUs with bf16 instructions, AVX512-BF16 or "
+            "AMX, but the logits differ from fp32 by more than the 1e-4 parity tolerance; see "
+            "benchmarks/RESULTS.md)."),
         timings: bool = typer.Option(False, "--timings", help="Print the time of each stage."),
     ) -> None:
         """Segment liver tumours in new studies: label map, uncertainty map and lesion report."""
@@ -160,7 +165,8 @@ def register(app: typer.Typer) -> None:
             console.print("[yellow]This model was trained on synthetic data only: research use, not for "
                           "clinical use.[/yellow]")
         options = {"tta": tta, "batch_size": batch_size, "registration": registration, "strict": strict,
-                   "probabilities": save_probabilities, "workers": workers, "max_in_flight": max_in_flight}
+                   "probabilities": save_probabilities, "workers": workers, "max_in_flight": max_in_flight,
+                   "precision": precision}
         if input_dir is not None:
             only = [c.strip() for c in cases.split(",") if c.strip()] if cases else None
             _batch(console, bundles, input_dir, out, liver_mask, values, device, dicom_seg, timings,
@@ -204,7 +210,8 @@ def _single(console, bundles, phases, out, liver_mask, values, case_id, device, 
 
         result = predict(bundles, phases, liver_mask=liver_mask, liver_mask_values=values, case_id=case,
                          device=device, tta=options["tta"], batch_size=options["batch_size"],
-                         registration=options["registration"], on_stage=on_stage, strict=options["strict"])
+                         registration=options["registration"], on_stage=on_stage, strict=options["strict"],
+                         precision=options["precision"])
         if result.liver_check is not None and not result.liver_check.ok:
             line = escape(result.liver_check.message(case, result.liver_origin))
             console.print(f"[yellow]warning:[/yellow] {line}", highlight=False, soft_wrap=True)
@@ -271,7 +278,7 @@ def _batch(console, bundles, input_dir, out, liver_mask, values, device, dicom_s
                                   on_plan=on_plan, split=split, cases=only, overwrite=overwrite,
                                   strict=options["strict"], probabilities=options["probabilities"],
                                   on_warning=on_warning, workers=options["workers"],
-                                  max_in_flight=options["max_in_flight"])
+                                  max_in_flight=options["max_in_flight"], precision=options["precision"])
     shard = f" (rank {summary.rank} of {summary.world_size})" if summary.world_size > 1 else ""
     warned = f", {len(summary.warnings)} with an implausible liver mask" if summary.warnings else ""
     Console().print(f"images{summary.split}{shard}: {len(summary.done)} predicted, {len(summary.skipped)} "

@@ -57,6 +57,7 @@ S_MIN_FLOOR = 1e-6
 MIN_LIVER_COVERAGE = 0.5  # share of the PV liver a registered phase must cover
 PhaseInput = str | Path | np.ndarray | tuple[np.ndarray, Geometry]
 STAGES = ("io", "liver", "registration", "preprocess", "network", "postprocess")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -165,17 +166,25 @@ class _GivenMask:
         return self.mask
 
 
+def check_precision(precision: str) -> str:
+    """`precision` of the network stage if known ('auto': bf16 autocast on GPU, fp32 on the CPU; 'fp32';
+    'bf16': bf16 autocast on any device), else a one-line ConfigError."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
+    return precision
+
+
 @torch.no_grad()
 def _network(model: torch.nn.Module, stacks: np.ndarray, batch_size: int, device: torch.device,
-             tta: bool) -> np.ndarray:
+             tta: bool, precision: str = "auto") -> np.ndarray:
     """(S, n, n) tumour probability; with `tta` the mean over the identity and the H, W and HW flips."""
-    amp = device.type == "cuda"
+    amp = precision == "bf16" or (precision == "auto" and device.type == "cuda")
     flips: list[tuple[int, ...]] = [()] + ([(-1,), (-2,), (-2, -1)] if tta else [])
     total = None
     for dims in flips:
         x = np.flip(stacks, axis=dims) if dims else stacks
-        p = predict_slices(model, np.ascontiguousarray(x), batch_size, device, amp,
-                           channels_last=True).probability
+        p = predict_slices(model, np.ascontiguousarray(x), batch_size, device, amp, channels_last=True,
+                           amp_cpu=amp).probability
         p = np.flip(p, axis=dims) if dims else p
         total = p if total is None else total + p
     return (total / len(flips)).astype(np.float32)
@@ -379,12 +388,13 @@ def prepare_study(settings: PredictSettings, phases: Mapping[str, PhaseInput], c
 
 
 def network_stage(bundles: Sequence[Bundle], stacks: np.ndarray, batch_size: int, device: torch.device,
-                  tta: bool) -> np.ndarray:
+                  tta: bool, precision: str = "auto") -> np.ndarray:
     """The `network` stage: (S, n, n) tumour probability of the stacks; for several bundles (a fold
-    ensemble) the mean of the members' softmax."""
-    prob_slices = _network(bundles[0].inference_model("tumor", device), stacks, batch_size, device, tta)
-    for member in bundles[1:]:
-        prob_slices += _network(member.inference_model("tumor", device), stacks, batch_size, device, tta)
+    ensemble) the mean of the members' softmax. `precision`: see `check_precision`."""
+    nets = [b.inference_model("tumor", device) for b in bundles]
+    prob_slices = _network(nets[0], stacks, batch_size, device, tta, precision)
+    for net in nets[1:]:
+        prob_slices += _network(net, stacks, batch_size, device, tta, precision)
     if len(bundles) > 1:
         prob_slices /= np.float32(len(bundles))
     return prob_slices
@@ -423,12 +433,15 @@ def predict(
     registration: str | None = None,
     on_stage: Callable[[str], None] | None = None,
     strict: bool = False,
+    precision: str = "auto",
 ) -> PredictionResult:
     """Segment one study with a bundle, or a fold ensemble of several. `phases` maps phase names (the
     bundle's, e.g. PV and ART) to NIfTI paths, DICOM folders, `(array, Geometry)` pairs or arrays.
     `liver_mask` (any grid) replaces the bundle's liver model; `registration` ('liver' or 'none') overrides
-    the bundle's; `strict` turns an implausible liver mask into an InputError. Returns a
-    `PredictionResult` on the PV grid."""
+    the bundle's; `strict` turns an implausible liver mask into an InputError; `precision` of the network:
+    'auto' (bf16 autocast on GPU, fp32 on the CPU), 'fp32' or 'bf16'. Returns a `PredictionResult` on the PV
+    grid."""
+    check_precision(precision)
     bundles = load_ensemble(model)
     dev = device if isinstance(device, torch.device) else resolve_device(str(device))
     settings = predict_settings(bundles, registration, strict)
@@ -437,7 +450,7 @@ def predict(
                           liver_mask_values=liver_mask_values, bundles=bundles, device=dev,
                           batch_size=batch_size, clock=clock)
     clock.mark("network")
-    prob_slices = network_stage(bundles, study.stacks, batch_size, dev, tta)
+    prob_slices = network_stage(bundles, study.stacks, batch_size, dev, tta, precision)
     return finish_study(study, prob_slices, any(b.synthetic for b in bundles), model_names(bundles), clock)
 
 

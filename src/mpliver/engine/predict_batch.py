@@ -26,6 +26,7 @@ from mpliver.engine.ensemble import liver_bundle, load_ensemble
 from mpliver.engine.predict import (
     STAGES,
     PredictionResult,
+    check_precision,
     model_names,
     output_paths,
     predict,
@@ -127,6 +128,7 @@ def predict_dataset(
     on_warning: Callable[[str, str], None] | None = None,
     workers: int = 1,
     max_in_flight: int | None = None,
+    precision: str = "auto",
 ) -> BatchSummary:
     """Predict every case of this rank's share of `dataset_dir` into `out_dir` (see the module notes).
 
@@ -137,9 +139,10 @@ def predict_dataset(
     `on_stage(name)` at each stage of a study; `on_warning(case, line)` for an implausible liver mask.
     `workers` >= 2 runs the pipeline of `engine.predict_pipeline` (that many processes on this rank, this one
     holding the model; at most `max_in_flight` studies at once, default workers + 1) with the same outputs;
-    1 runs every stage here, one study after another.
+    1 runs every stage here, one study after another. `precision` of the network: see `predict`.
     """
     start = time.perf_counter()
+    check_precision(precision)
     bundles = load_ensemble(bundle)
     bundle = bundles[0]
     ds, split, cases = dataset_cases(dataset_dir, split, cases)
@@ -211,7 +214,7 @@ def predict_dataset(
         predict_pipelined(bundles, settings, mine, phases_of, callbacks,
                           liver_mask_of=None if liver_mask_dir is None else mask_of,
                           liver_mask_values=liver_mask_values, device=dev, tta=tta, batch_size=batch_size,
-                          workers=workers, max_in_flight=max_in_flight)
+                          workers=workers, max_in_flight=max_in_flight, precision=precision)
         summary.seconds = time.perf_counter() - start
         return summary
     for case in mine:
@@ -223,7 +226,7 @@ def predict_dataset(
             result = predict(bundles, phases_of(case), liver_mask=mask_of(case),
                              liver_mask_values=liver_mask_values, case_id=case, device=dev, tta=tta,
                              batch_size=batch_size, registration=registration, on_stage=on_stage,
-                             strict=strict)
+                             strict=strict, precision=precision)
             warn_liver(case, result)
             write(result)
         except Exception as exc:  # one broken case must not stop the batch; it is reported, not hidden

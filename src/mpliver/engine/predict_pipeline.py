@@ -166,6 +166,7 @@ def predict_pipelined(
     batch_size: int = 16,
     workers: int = 2,
     max_in_flight: int | None = None,
+    precision: str = "auto",
 ) -> None:
     """Predict `cases` through the pipeline (module notes): `workers` processes in all, this one included;
     `phases_of(case)` gives a study's phase files and `liver_mask_of(case)` its liver mask file (None: the
@@ -272,7 +273,8 @@ def predict_pipelined(
             callbacks.start(entry.case)
         clock = StageClock(callbacks.stage, study.timings)
         clock.mark("network")
-        prob = model_stage(entry.case, lambda: network_stage(bundles, study.stacks, batch_size, device, tta))
+        prob = model_stage(entry.case, lambda: network_stage(bundles, study.stacks, batch_size, device, tta,
+                                                                       precision))
         if prob is None:
             return
         clock.stop()
