@@ -2,6 +2,7 @@
 
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/predict_throughput.py --studies 3 --workers 2 \
         [--liver file|model] [--device cpu|cuda] [--network-options] [--json F] [--md F]
+    python3 benchmarks/gpu_check.py --out OUT --sections throughput     # on a GPU host: --workers = its cores
 
 N synthetic 512x512x100 studies (the phantom of `predict_time.py`, one seed and tumour type per study) are
 written once under `--work` as a dataset (imagesTs/ and a folder of liver masks); the bundle is
@@ -33,9 +34,11 @@ import torch
 TYPES = ("HCC", "METS", "cyst", "FNH", "HEM")
 
 
-def dataset(work: Path, n: int, shape: tuple[int, int, int] = (512, 512, 100)) -> Path:
+def dataset(work: Path, n: int, shape: tuple[int, int, int] = (512, 512, 100),
+            distinct: int | None = None) -> Path:
     """Write (once) N phantom studies of `shape` (0.7 x 0.7 x 2.5 mm at 512x512x100, the same field of view
-    at other shapes) as a dataset with a folder of liver masks."""
+    at other shapes) as a dataset with a folder of liver masks; with `distinct` K < N, study i is a copy of
+    study i mod K (a phantom takes a while to generate; a copy costs what a distinct study costs)."""
     from mpliver.data.phantom import PhantomConfig, generate_case
     from mpliver.io.nifti import write_nifti
 
@@ -51,6 +54,11 @@ def dataset(work: Path, n: int, shape: tuple[int, int, int] = (512, 512, 100)) -
         files = [root / "imagesTs" / f"{case}_0000.nii.gz", root / "imagesTs" / f"{case}_0001.nii.gz",
                  root / "masks" / f"{case}.nii.gz"]
         if all(f.exists() for f in files):
+            continue
+        if distinct and i >= distinct:
+            source = f"STUDY{i % distinct:03d}"
+            for f in files:
+                shutil.copy(f.parent / f.name.replace(case, source), f)
             continue
         start = time.perf_counter()
         study = generate_case(i, 7 + i, TYPES[i % len(TYPES)], config)
@@ -227,6 +235,7 @@ def main() -> None:
     ap.add_argument("--network-options", action="store_true")
     ap.add_argument("--option-slices", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--distinct", type=int, default=None, help="distinct phantoms (default: every study)")
     ap.add_argument("--shape", type=int, nargs=3, default=(512, 512, 100), help="smaller for a smoke test")
     ap.add_argument("--work", type=Path, default=Path("/tmp/mpliver_throughput"))
     ap.add_argument("--json", type=Path, default=None)
@@ -239,7 +248,7 @@ def main() -> None:
 
     from mpliver.engine.ensemble import load_ensemble
 
-    root = dataset(args.work, args.studies, tuple(args.shape))
+    root = dataset(args.work, args.studies, tuple(args.shape), args.distinct)
     if args.liver == "model":
         fitting_study(args.work)  # predict_time fits the liver model to its own study, kept under --work
     bundles = load_ensemble(make_bundle(args.work / f"{args.preset}_{args.liver}.mpliver", args.preset,

@@ -76,7 +76,10 @@ _EPILOG = (
     "To shard a batch over GPUs, run the same command under torchrun, e.g. "
     "`torchrun --standalone --nproc_per_node 4 -m mpliver.cli predict --model B --input DS --out OUT "
     "--device cuda`: rank r predicts cases r, r + 4, ... on GPU LOCAL_RANK into the same --out folder, "
-    "with no communication between ranks; a rerun skips finished cases (--overwrite redoes them)."
+    "with no communication between ranks; a rerun skips finished cases (--overwrite redoes them). "
+    "--workers N pipelines each rank's cases: N - 1 processes read, register and pre-process the next "
+    "studies while this one runs the network, and a thread writes; at most --max-in-flight studies (default "
+    "N + 1) are in memory at once; the outputs are the same bytes as with --workers 1."
 )
 
 

@@ -206,9 +206,13 @@ def predict_dataset(
         if on_case is not None:
             on_case(case, f"failed: {line}")
 
+    def written(case: str, result: PredictionResult) -> None:
+        warn_liver(case, result)
+        done(case, result)
+
     if workers > 1:
         settings = predict_settings(bundles, registration, strict)
-        callbacks = PipelineCallbacks(skip, write, lambda c, r: (warn_liver(c, r), done(c, r)), failed,
+        callbacks = PipelineCallbacks(skip, write, written, failed,
                                       start=None if on_case is None else lambda c: on_case(c, "start"),
                                       stage=on_stage)
         predict_pipelined(bundles, settings, mine, phases_of, callbacks,

@@ -189,8 +189,24 @@ def predict_pipelined(
 
     pool, writer = new_pool(), ThreadPoolExecutor(1, thread_name_prefix="mpliver-writer")
 
+    def restart_pool() -> None:
+        """A new pool after a preparation process died; the tasks the old one had not finished go again, in
+        their order."""
+        nonlocal pool
+        pool.shutdown(wait=False, cancel_futures=True)
+        pool = new_pool()
+        for queue in (reading, preparing):
+            for other in queue:
+                done = other.future.done() and not other.future.cancelled()
+                if not done or other.future.exception() is not None:
+                    other.future = pool.submit(other.task, *other.args)
+
     def submit(entry: _Entry, queue: deque[_Entry]) -> None:
-        entry.future = pool.submit(entry.task, *entry.args)
+        try:
+            entry.future = pool.submit(entry.task, *entry.args)
+        except BrokenProcessPool:  # a process died since the last look
+            restart_pool()
+            entry.future = pool.submit(entry.task, *entry.args)
         queue.append(entry)
 
     def fail(case: str, line: str) -> None:
@@ -221,16 +237,11 @@ def predict_pipelined(
 
     def outcome(entry: _Entry) -> _Outcome | None:
         """The entry's outcome; None (and the study failed) when its task raised or its process died."""
-        nonlocal pool
         try:
             result = entry.future.result()
-        except BrokenProcessPool:
+        except BrokenProcessPool:  # the oldest study fails (it may not be the one that killed the process)
             fail(entry.case, f"case {entry.case}: its preparation process died (out of memory?)")
-            pool.shutdown(wait=False, cancel_futures=True)
-            pool = new_pool()
-            for queue in (reading, preparing):  # the others go again, in their order
-                for other in queue:
-                    other.future = pool.submit(other.task, *other.args)
+            restart_pool()
             return None
         for category, message in result.warnings:
             warnings.warn(message, category, stacklevel=1)
