@@ -128,3 +128,16 @@ def test_workers_are_checked(bundle, dataset, tmp_path, capsys):
     assert main(["predict", "-m", str(bundle), "--pv", str(pv), "--art", str(pv), "--out", str(tmp_path),
                  "--workers", "2"]) == 2
     assert "--workers and --max-in-flight pipeline a batch" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_under_torchrun_each_rank_pipelines_its_own_shard(bundle, dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    summary = predict_dataset(bundle, dataset, tmp_path, liver_mask_dir=dataset / "masks", device="cpu",
+                              workers=2)
+    # imagesTs sorted: case_a, case_b, case_bad, case_c, case_d -> rank 1 of 2 takes case_b and case_c
+    assert (summary.rank, summary.world_size) == (1, 2)
+    assert summary.done == ["case_b", "case_c"] and not summary.failed
+    labels = sorted(p.name for p in tmp_path.glob("*.nii.gz") if not p.name.endswith("_uncertainty.nii.gz"))
+    assert labels == ["case_b.nii.gz", "case_c.nii.gz"]
