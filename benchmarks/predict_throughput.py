@@ -69,6 +69,14 @@ def dataset(work: Path, n: int, shape: tuple[int, int, int] = (512, 512, 100),
     return root
 
 
+def _cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process and of its ended children."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def uptime() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
 
@@ -105,13 +113,15 @@ def run_batch(bundles, root: Path, out: Path, workers: int, liver: str, device: 
     if out.exists():
         shutil.rmtree(out)
     load = uptime()
+    cpu = _cpu_seconds()
     summary = predict_dataset(bundles, root, out, liver_mask_dir=root / "masks" if liver == "file" else None,
                               device=device, workers=workers, max_in_flight=max_in_flight)
     if summary.failed:
         raise SystemExit(f"workers={workers}: failed {summary.failed}")
     n = len(summary.done)
+    cpu = _cpu_seconds() - cpu  # the preparation processes count once they have ended (after the batch)
     return {"workers": workers, "studies": n, "seconds": round(summary.seconds, 1),
-            "studies_per_hour": round(3600 * n / summary.seconds, 1),
+            "studies_per_hour": round(3600 * n / summary.seconds, 1), "cpu_s_per_study": round(cpu / n, 1),
             "mean_stage_s": {k: round(v / n, 2) for k, v in summary.timings.items()},
             "load_before": load, "load_after": uptime()}
 
@@ -196,13 +206,13 @@ def network_options(bundles, root: Path, work: Path, slices: int, batch: int) ->
 
 
 def markdown(report: dict) -> str:
-    lines = ["| run | workers | studies | seconds | studies/hour | load before | load after |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| run | workers | studies | seconds | studies/hour | CPU s per study | load before | "
+             "load after |", "|---|---|---|---|---|---|---|---|"]
     for key in ("sequential", "pipelined"):
         r = report[key]
         before, after = (" ".join(map(str, r[k])) for k in ("load_before", "load_after"))
         lines.append(f"| {key} | {r['workers']} | {r['studies']} | {r['seconds']} | "
-                     f"{r['studies_per_hour']} | {before} | {after} |")
+                     f"{r['studies_per_hour']} | {r.get('cpu_s_per_study', '-')} | {before} | {after} |")
     lines.append(f"\nratio pipelined / sequential: **{report['ratio']}**; outputs identical: "
                  f"{report['outputs_identical']}")
     stages = list(report["sequential"]["mean_stage_s"])
