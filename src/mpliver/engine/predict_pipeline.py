@@ -34,6 +34,7 @@ import numpy as np
 import torch
 import torch.multiprocessing
 
+from mpliver.data.liver_check import LiverCheck
 from mpliver.engine.bundle import Bundle
 from mpliver.engine.predict import (
     PredictionResult,
@@ -121,8 +122,9 @@ def _read_task(settings: PredictSettings, case: str, phases: dict[str, Path]) ->
 
 
 def _register_task(settings: PredictSettings, study: StudyVolumes, liver: torch.Tensor, origin: str,
-                   check: Any) -> _Outcome:
-    """registration and preprocess of a study read by `_read_task`, with the liver mask made here."""
+                   check: LiverCheck) -> _Outcome:
+    """registration and preprocess of a study read by `_read_task`, with the liver mask the model process
+    made."""
     return _run_task(study.case_id, lambda: _ship_prepared(register_and_prepare(
         settings, _land_study(study), liver.numpy(), origin, check, StageClock(timings=study.timings))))
 
