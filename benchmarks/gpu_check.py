@@ -12,6 +12,8 @@ Sections:
 - ab: benchmarks/sam_urim_ab.py (the first SAM/URIM implementation vs the current one vs fused, and add).
 - predict: benchmarks/predict_time.py on the GPU, default preset (256 liver crop).
 - demo: `mpliver demo --quick` on the GPU (the whole pipeline on CUDA).
+- throughput (issue 16): benchmarks/predict_throughput.py, 24 studies of 512x512x100 (2 distinct phantoms),
+  `predict --input` with --workers 1 against --workers = the host's cores, studies per hour and the ratio.
 Every section prints its results and writes JSON under --out.
 """
 
@@ -29,10 +31,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DEVICE = os.environ.get("GPU_CHECK_DEVICE", "cuda")  # "cpu" only for a dry run of the script itself
 SMALL = DEVICE == "cpu"  # dry run: tiny sizes
-SECTIONS = ("check", "eager", "ab", "predict", "demo", "compile")
+SECTIONS = ("check", "eager", "ab", "predict", "demo", "compile", "throughput")
 # wall-clock limits per section (s); the whole run also stops starting sections once --budget is spent
 LIMITS = {"check": 60, "eager": 110, "ab": 60, "predict": 70, "demo": 130, "compile": 300,
-          "compile_train": 330}
+          "compile_train": 330, "throughput": 420}
 
 
 def log(msg: str) -> None:
@@ -199,6 +201,15 @@ def section_predict(out: Path) -> None:
 def section_demo(out: Path) -> None:
     _run([sys.executable, "-m", "mpliver", "demo", "--quick", "--out", "/tmp/demo_gpu"], out, "demo",
          LIMITS["demo"] - 5)
+
+
+def section_throughput(out: Path) -> None:
+    size = ["--studies", "2", "--shape", "128", "128", "24"] if SMALL else \
+        ["--studies", "24", "--distinct", "2"]
+    _run([sys.executable, "benchmarks/predict_throughput.py", "--device", DEVICE, *size, "--workers",
+          str(os.cpu_count() or 2), "--json", str(out / "throughput.json"),
+          "--md", str(out / "throughput.md"), "--work", "/tmp/throughput"], out, "throughput",
+         LIMITS["throughput"] - 5)
 
 
 def main() -> None:

@@ -76,7 +76,10 @@ _EPILOG = (
     "To shard a batch over GPUs, run the same command under torchrun, e.g. "
     "`torchrun --standalone --nproc_per_node 4 -m mpliver.cli predict --model B --input DS --out OUT "
     "--device cuda`: rank r predicts cases r, r + 4, ... on GPU LOCAL_RANK into the same --out folder, "
-    "with no communication between ranks; a rerun skips finished cases (--overwrite redoes them)."
+    "with no communication between ranks; a rerun skips finished cases (--overwrite redoes them). "
+    "--workers N pipelines each rank's cases: N - 1 processes read, register and pre-process the next "
+    "studies while this one runs the network, and a thread writes; at most --max-in-flight studies (default "
+    "N + 1) are in memory at once; the outputs are the same bytes as with --workers 1."
 )
 
 
@@ -122,6 +125,18 @@ def register(app: typer.Typer) -> None:
         registration: str | None = typer.Option(
             None, "--registration", help="liver (label-free rigid, default) or none (header geometry)."),
         batch_size: int = typer.Option(16, "--batch-size", help="Slices per network batch."),
+        workers: int = typer.Option(
+            1, "--workers", help="With --input: processes per rank. 1 runs the studies one after another; "
+            "N >= 2 overlaps reading, registration and pre-processing of the next studies (N - 1 processes) "
+            "with the network of the current one (this process), writing in the background; same outputs."),
+        max_in_flight: int | None = typer.Option(
+            None, "--max-in-flight", help="With --input --workers N: at most this many studies in memory at "
+            "once (default N + 1)."),
+        precision: str = typer.Option(
+            "auto", "--precision", help="Network arithmetic: auto (bf16 autocast on GPU, fp32 on the CPU), "
+            "fp32, or bf16 (autocast on the CPU too: faster on CPUs with bf16 instructions, AVX512-BF16 or "
+            "AMX, but the logits differ from fp32 by more than the 1e-4 parity tolerance; see "
+            "benchmarks/RESULTS.md)."),
         timings: bool = typer.Option(False, "--timings", help="Print the time of each stage."),
     ) -> None:
         """Segment liver tumours in new studies: label map, uncertainty map and lesion report."""
@@ -139,6 +154,9 @@ def register(app: typer.Typer) -> None:
             raise ConfigError("give the phases (--pv PATH --art PATH) or --input DATASET_DIR")
         if input_dir is None and (split or cases or overwrite):
             raise ConfigError("--split, --cases and --overwrite choose cases of --input DATASET_DIR")
+        if input_dir is None and (workers != 1 or max_in_flight is not None):
+            raise ConfigError("--workers and --max-in-flight pipeline a batch: use them with --input "
+                              "DATASET_DIR")
         for extra in more_models or []:
             if not extra.is_file():
                 raise ConfigError(f"unexpected argument '{extra}': predict takes no positional arguments "
@@ -152,7 +170,8 @@ def register(app: typer.Typer) -> None:
             console.print("[yellow]This model was trained on synthetic data only: research use, not for "
                           "clinical use.[/yellow]")
         options = {"tta": tta, "batch_size": batch_size, "registration": registration, "strict": strict,
-                   "probabilities": save_probabilities}
+                   "probabilities": save_probabilities, "workers": workers, "max_in_flight": max_in_flight,
+                   "precision": precision}
         if input_dir is not None:
             only = [c.strip() for c in cases.split(",") if c.strip()] if cases else None
             _batch(console, bundles, input_dir, out, liver_mask, values, device, dicom_seg, timings,
@@ -196,7 +215,8 @@ def _single(console, bundles, phases, out, liver_mask, values, case_id, device, 
 
         result = predict(bundles, phases, liver_mask=liver_mask, liver_mask_values=values, case_id=case,
                          device=device, tta=options["tta"], batch_size=options["batch_size"],
-                         registration=options["registration"], on_stage=on_stage, strict=options["strict"])
+                         registration=options["registration"], on_stage=on_stage, strict=options["strict"],
+                         precision=options["precision"])
         if result.liver_check is not None and not result.liver_check.ok:
             line = escape(result.liver_check.message(case, result.liver_origin))
             console.print(f"[yellow]warning:[/yellow] {line}", highlight=False, soft_wrap=True)
@@ -262,7 +282,8 @@ def _batch(console, bundles, input_dir, out, liver_mask, values, device, dicom_s
                                   registration=options["registration"], on_case=on_case, on_stage=on_stage,
                                   on_plan=on_plan, split=split, cases=only, overwrite=overwrite,
                                   strict=options["strict"], probabilities=options["probabilities"],
-                                  on_warning=on_warning)
+                                  on_warning=on_warning, workers=options["workers"],
+                                  max_in_flight=options["max_in_flight"], precision=options["precision"])
     shard = f" (rank {summary.rank} of {summary.world_size})" if summary.world_size > 1 else ""
     warned = f", {len(summary.warnings)} with an implausible liver mask" if summary.warnings else ""
     Console().print(f"images{summary.split}{shard}: {len(summary.done)} predicted, {len(summary.skipped)} "

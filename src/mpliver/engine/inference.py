@@ -51,17 +51,20 @@ def predict_slices(
     device: torch.device | str = "cpu",
     amp: bool = False,
     channels_last: bool = False,
+    amp_cpu: bool = False,
 ) -> SlicePrediction:
     """Tumour probability (softmax of the final logits, class 1) of every stack, in batches.
 
-    `stacks` is (S, P, C, n, n); phases go in as a list (PV first). bf16 autocast on CUDA only, with `amp`.
+    `stacks` is (S, P, C, n, n); phases go in as a list (PV first). bf16 autocast on CUDA with `amp`, and on
+    the CPU with `amp_cpu` (opt-in: faster on CPUs with bf16 instructions, but outside the fp32 parity
+    tolerance; see benchmarks/RESULTS.md).
     `channels_last` hands the inputs over in that memory format (for a `models.inference_model` copy).
     """
     device = torch.device(device)
     was_training = model.training
     model.eval()
     probs, confs = [], []
-    use_amp = amp and device.type == "cuda"
+    use_amp = (amp and device.type == "cuda") or (amp_cpu and device.type == "cpu")
     try:
         for start in range(0, len(stacks), max(1, batch_size)):
             batch = torch.from_numpy(np.ascontiguousarray(stacks[start : start + batch_size])).to(device)

@@ -6,6 +6,9 @@ liver model), `registration` (every other phase onto the PV grid, label-free), `
 crop, resize: `data.prepare.prepare_case`, the same code as training), `network` (batched slices, bf16
 autocast on GPU, optional flip TTA) and `postprocess` (paste back onto the PV grid, uncertainty, label map,
 lesion table). `write_outputs` adds `writing`.
+Each stage is a function (`read_study`, `liver_stage`, `register_and_prepare`, `network_stage`,
+`finish_study`); `predict` runs them in turn, and the pipelined batch (`engine.predict_pipeline`) runs the
+same functions in other processes, so both give the same bytes.
 
 Uncertainty (SPEC §3, every model alike): u = exp(1 - S_max / S_min) of the final two-class softmax, S_min
 clamped at 1e-6 (as URIM's), computed from the tumour probability after it is mapped back onto the PV grid
@@ -27,9 +30,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from mpliver.data.config import PreprocessConfig
 from mpliver.data.liver_check import LiverCheck, check_liver
 from mpliver.data.prepare import prepare_case
 from mpliver.data.registration import FILL_HU, RigidTransform, register_phase
+from mpliver.data.slices import SliceMapping
 from mpliver.engine.bundle import Bundle
 from mpliver.engine.distributed import resolve_device
 from mpliver.engine.ensemble import liver_bundle, load_ensemble
@@ -54,6 +59,7 @@ S_MIN_FLOOR = 1e-6
 MIN_LIVER_COVERAGE = 0.5  # share of the PV liver a registered phase must cover
 PhaseInput = str | Path | np.ndarray | tuple[np.ndarray, Geometry]
 STAGES = ("io", "liver", "registration", "preprocess", "network", "postprocess")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -162,20 +168,259 @@ class _GivenMask:
         return self.mask
 
 
+def check_precision(precision: str) -> str:
+    """`precision` of the network stage if known ('auto': bf16 autocast on GPU, fp32 on the CPU; 'fp32';
+    'bf16': bf16 autocast on any device), else a one-line ConfigError."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
+    return precision
+
+
 @torch.no_grad()
 def _network(model: torch.nn.Module, stacks: np.ndarray, batch_size: int, device: torch.device,
-             tta: bool) -> np.ndarray:
+             tta: bool, precision: str = "auto") -> np.ndarray:
     """(S, n, n) tumour probability; with `tta` the mean over the identity and the H, W and HW flips."""
-    amp = device.type == "cuda"
+    amp = precision == "bf16" or (precision == "auto" and device.type == "cuda")
     flips: list[tuple[int, ...]] = [()] + ([(-1,), (-2,), (-2, -1)] if tta else [])
     total = None
     for dims in flips:
         x = np.flip(stacks, axis=dims) if dims else stacks
-        p = predict_slices(model, np.ascontiguousarray(x), batch_size, device, amp,
-                           channels_last=True).probability
+        p = predict_slices(model, np.ascontiguousarray(x), batch_size, device, amp, channels_last=True,
+                           amp_cpu=amp).probability
         p = np.flip(p, axis=dims) if dims else p
         total = p if total is None else total + p
     return (total / len(flips)).astype(np.float32)
+
+
+# ---- the stages of `predict`, shared by the sequential and the pipelined batch (`predict_pipeline`) ------
+
+
+@dataclass(frozen=True)
+class PredictSettings:
+    """What the CPU stages need from the bundle(s) and the options: plain data without weights, so that a
+    preparation process of the batch pipeline receives it cheaply."""
+
+    phases: tuple[str, ...]
+    preprocess: PreprocessConfig
+    registration: str
+    strict: bool = False
+    bundle_path: Path | None = None
+
+
+def predict_settings(bundles: Sequence[Bundle], registration: str | None = None,
+                     strict: bool = False) -> PredictSettings:
+    """The settings of a prediction with `bundles` (checked by `load_ensemble`); a ConfigError for an
+    unknown registration method."""
+    bundle = bundles[0]
+    method = registration or bundle.preprocess.registration
+    if method not in ("liver", "none"):
+        raise ConfigError(f"registration at inference must be 'liver' or 'none', got '{method}'")
+    return PredictSettings(tuple(bundle.phases), bundle.preprocess, method, strict, bundle.path)
+
+
+class StageClock:
+    """Per-stage wall times: `mark(name)` ends the running stage (if any) and starts `name`, calling
+    `on_stage(name)`; `stop()` ends the running stage. Times of a stage marked twice add up."""
+
+    def __init__(self, on_stage: Callable[[str], None] | None = None,
+                 timings: Mapping[str, float] | None = None):
+        self.on_stage = on_stage
+        self.timings: dict[str, float] = dict(timings or {})
+        self._running: tuple[str, float] | None = None
+
+    def mark(self, name: str) -> None:
+        self.stop()
+        self._running = (name, time.perf_counter())
+        if self.on_stage is not None:
+            self.on_stage(name)
+
+    def stop(self) -> None:
+        if self._running is not None:
+            name, start = self._running
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+            self._running = None
+
+
+@dataclass
+class StudyVolumes:
+    """The phases of one study as read and checked (the `io` stage), in the model's phase order."""
+
+    case_id: str
+    volumes: dict[str, np.ndarray]
+    geometries: dict[str, Geometry]
+    sources: dict[str, Path | None]
+    pv_dicom: Path | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class PreparedStudy:
+    """A study ready for the network (`stacks`, (S, P, C, n, n) float32) with what the postprocess needs:
+    the slice mapping back onto the PV grid, the liver mask and its check, and the registration."""
+
+    case_id: str
+    stacks: np.ndarray | None
+    mapping: SliceMapping
+    liver: np.ndarray
+    geometry: Geometry
+    axial_axis: int | None
+    transforms: dict[str, RigidTransform]
+    liver_check: LiverCheck
+    liver_origin: str
+    pv_dicom: Path | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def read_study(settings: PredictSettings, phases: Mapping[str, PhaseInput], case_id: str,
+               clock: StageClock | None = None) -> StudyVolumes:
+    """The `io` stage: check the phase names against the model's, read every phase and check its HU
+    values and slices."""
+    clock = clock or StageClock()
+    clock.mark("io")
+    given, expected = list(phases), list(settings.phases)
+    missing = [p for p in expected if p not in given]
+    if missing:
+        raise InputError(f"case {case_id}: missing phase {missing[0]} (the model takes "
+                         f"{', '.join(expected)})")
+    extra = [p for p in given if p not in expected]
+    if extra:
+        raise InputError(f"case {case_id}: phase {extra[0]} is not one of the model's phases "
+                         f"({', '.join(expected)}); the bundle was trained on {len(expected)} phase(s)")
+    study = StudyVolumes(case_id, {}, {}, {})
+    for name in expected:
+        src = phases[name]
+        array, geom, dicom = read_volume(src, f"{name} phase")
+        origin = src if isinstance(src, str | Path) else None
+        try:
+            check_hu(array, origin)
+            check_slices(geom, origin, "the volume")
+        except InputError as exc:
+            raise InputError(f"{name} phase: {exc}") from None
+        study.volumes[name], study.geometries[name] = array, geom
+        study.sources[name] = Path(src) if isinstance(src, str | Path) else None
+        if name == expected[0]:  # the primary phase (PV by default)
+            study.pv_dicom = dicom
+    clock.stop()
+    study.timings = dict(clock.timings)
+    return study
+
+
+def liver_stage(settings: PredictSettings, study: StudyVolumes, *, liver_mask: PhaseInput | None = None,
+                liver_mask_values: tuple[int, ...] | None = None, bundles: Sequence[Bundle] = (),
+                device: torch.device | None = None, batch_size: int = 16,
+                clock: StageClock | None = None) -> tuple[np.ndarray, str, LiverCheck]:
+    """The `liver` stage: (mask on the PV grid, where it came from, its check). A given `liver_mask` is
+    placed or resampled onto the PV grid; without one, the liver model of `bundles` runs on `device`.
+    `settings.strict` turns an implausible mask into an InputError."""
+    clock = clock or StageClock()
+    clock.mark("liver")
+    primary = settings.phases[0]  # PV by default
+    pv, pv_geom = study.volumes[primary], study.geometries[primary]
+    axial_axis = settings.preprocess.axial_axis
+    with_liver = liver_bundle(bundles) if bundles else None
+    if liver_mask is not None:
+        liver = liver_mask_on_grid(liver_mask, pv_geom, liver_mask_values)
+        liver_origin = str(liver_mask) if isinstance(liver_mask, str | Path) else "the given liver mask"
+    elif with_liver is not None:
+        from mpliver.data.liver_mask import FromModel
+
+        dev = device or torch.device("cpu")
+        stage1 = with_liver.liver
+        liver_net = with_liver.inference_model("liver", dev)  # BN folded, channels_last; kept on the bundle
+        source = FromModel(liver_net, stage1.input_size, stage1.window, stage1.context_slices, axial_axis,
+                           batch_size, dev, name="the bundle's liver model")
+        liver = source(CaseVolumes(study.case_id, {primary: pv}, {primary: pv_geom}))
+        liver_origin = source.origin(study.case_id)
+    else:
+        raise InputError(f"case {study.case_id}: the bundle has no liver model; give a liver mask "
+                         "(--liver-mask)", settings.bundle_path)
+    liver_check = check_liver(liver, pv, pv_geom, axial_axis)
+    if settings.strict and not liver_check.ok:
+        raise InputError(f"{liver_check.message(study.case_id, liver_origin)} (refused: --strict)",
+                         study.sources[primary])
+    return liver, liver_origin, liver_check
+
+
+def register_and_prepare(settings: PredictSettings, study: StudyVolumes, liver: np.ndarray, liver_origin: str,
+                         liver_check: LiverCheck, clock: StageClock | None = None) -> PreparedStudy:
+    """The `registration` stage (every other phase onto the PV grid, label-free, with a coverage check)
+    and the `preprocess` stage (window, liver crop, resize: `data.prepare.prepare_case`, as in training)."""
+    clock = clock or StageClock()
+    clock.mark("registration")
+    case_id, expected, sources = study.case_id, list(settings.phases), study.sources
+    pv, pv_geom = study.volumes[expected[0]], study.geometries[expected[0]]  # the primary phase
+    on_pv: dict[str, np.ndarray] = {expected[0]: pv}
+    transforms: dict[str, RigidTransform] = {}
+    for name in expected[1:]:
+        volume, geom = study.volumes[name], study.geometries[name]
+        if settings.registration == "none" and geom.same_grid(pv_geom):
+            on_pv[name], transforms[name] = volume, RigidTransform()
+            continue
+        on_pv[name], transforms[name] = register_phase(
+            settings.registration, pv, pv_geom, volume, geom, liver_mask=liver, moving_path=sources[name],
+            fixed_path=sources[expected[0]])
+        coverage = float(np.mean(on_pv[name][liver] > FILL_HU + 0.5))
+        if coverage < MIN_LIVER_COVERAGE:
+            raise InputError(f"case {case_id}: the {name} phase covers only {coverage:.0%} of the PV liver "
+                             "after registration: phases of different patients or studies, or a wrong file",
+                             sources[name])
+
+    clock.mark("preprocess")
+    config = replace(settings.preprocess, registration="none", liver_mask_source="label",
+                     liver_mask_pattern=None)
+    case = CaseVolumes(case_id, on_pv, {name: pv_geom for name in on_pv})
+    prepared = prepare_case(case, config, mask_source=_GivenMask(liver, liver_origin),
+                            paths={k: v for k, v in sources.items() if v is not None})
+    stacks = prepared.stacks()
+    clock.stop()
+    return PreparedStudy(case_id, stacks, prepared.mapping, liver, pv_geom, settings.preprocess.axial_axis,
+                         transforms, liver_check, liver_origin, study.pv_dicom, dict(clock.timings))
+
+
+def prepare_study(settings: PredictSettings, phases: Mapping[str, PhaseInput], case_id: str, *,
+                  liver_mask: PhaseInput | None = None, liver_mask_values: tuple[int, ...] | None = None,
+                  bundles: Sequence[Bundle] = (), device: torch.device | None = None, batch_size: int = 16,
+                  clock: StageClock | None = None) -> PreparedStudy:
+    """Every stage before the network: `io`, `liver`, `registration` and `preprocess`."""
+    clock = clock or StageClock()
+    study = read_study(settings, phases, case_id, clock)
+    liver, origin, check = liver_stage(settings, study, liver_mask=liver_mask,
+                                       liver_mask_values=liver_mask_values, bundles=bundles, device=device,
+                                       batch_size=batch_size, clock=clock)
+    return register_and_prepare(settings, study, liver, origin, check, clock)
+
+
+def network_stage(bundles: Sequence[Bundle], stacks: np.ndarray, batch_size: int, device: torch.device,
+                  tta: bool, precision: str = "auto") -> np.ndarray:
+    """The `network` stage: (S, n, n) tumour probability of the stacks; for several bundles (a fold
+    ensemble) the mean of the members' softmax. `precision`: see `check_precision`."""
+    nets = [b.inference_model("tumor", device) for b in bundles]
+    prob_slices = _network(nets[0], stacks, batch_size, device, tta, precision)
+    for net in nets[1:]:
+        prob_slices += _network(net, stacks, batch_size, device, tta, precision)
+    if len(bundles) > 1:
+        prob_slices /= np.float32(len(bundles))
+    return prob_slices
+
+
+def finish_study(study: PreparedStudy, prob_slices: np.ndarray, synthetic: bool, models: list[str],
+                 clock: StageClock | None = None) -> PredictionResult:
+    """The `postprocess` stage: paste the probability back onto the PV grid, then the uncertainty, the label
+    map and the lesion table."""
+    clock = clock or StageClock(timings=study.timings)
+    clock.mark("postprocess")
+    liver = study.liver
+    probability = study.mapping.paste_back(prob_slices, mode="linear", fill=0.0).astype(np.float32)
+    probability[~liver] = 0.0  # the network saw only the liver (its input is masked): nothing outside counts
+    uncertainty = uncertainty_from_probability(probability)
+    label = label_map(probability > 0.5, liver)
+    refs = dicom_slice_refs(study.pv_dicom) if study.pv_dicom is not None else None
+    lesions = lesion_table(label, uncertainty, study.geometry, axial_axis=study.axial_axis,
+                           dicom_slices=refs)
+    clock.stop()
+    return PredictionResult(study.case_id, label, uncertainty, probability, liver, lesions, study.geometry,
+                            synthetic, dict(clock.timings), study.transforms, study.pv_dicom,
+                            study.liver_check, study.liver_origin, models)
 
 
 def predict(
@@ -191,125 +436,25 @@ def predict(
     registration: str | None = None,
     on_stage: Callable[[str], None] | None = None,
     strict: bool = False,
+    precision: str = "auto",
 ) -> PredictionResult:
     """Segment one study with a bundle, or a fold ensemble of several. `phases` maps phase names (the
     bundle's, e.g. PV and ART) to NIfTI paths, DICOM folders, `(array, Geometry)` pairs or arrays.
     `liver_mask` (any grid) replaces the bundle's liver model; `registration` ('liver' or 'none') overrides
-    the bundle's; `strict` turns an implausible liver mask into an InputError. Returns a
-    `PredictionResult` on the PV grid."""
+    the bundle's; `strict` turns an implausible liver mask into an InputError; `precision` of the network:
+    'auto' (bf16 autocast on GPU, fp32 on the CPU), 'fp32' or 'bf16'. Returns a `PredictionResult` on the PV
+    grid."""
+    check_precision(precision)
     bundles = load_ensemble(model)
-    bundle = bundles[0]
     dev = device if isinstance(device, torch.device) else resolve_device(str(device))
-    method = registration or bundle.preprocess.registration
-    if method not in ("liver", "none"):
-        raise ConfigError(f"registration at inference must be 'liver' or 'none', got '{method}'")
-    marks: list[tuple[str, float]] = []
-
-    def mark(name: str) -> None:
-        marks.append((name, time.perf_counter()))
-        if on_stage is not None:
-            on_stage(name)
-
-    # ---- io -------------------------------------------------------------------------------------------
-    mark("io")
-    given, expected = list(phases), bundle.phases
-    missing = [p for p in expected if p not in given]
-    if missing:
-        raise InputError(f"case {case_id}: missing phase {missing[0]} (the model takes "
-                         f"{', '.join(expected)})")
-    extra = [p for p in given if p not in expected]
-    if extra:
-        raise InputError(f"case {case_id}: phase {extra[0]} is not one of the model's phases "
-                         f"({', '.join(expected)}); the bundle was trained on {len(expected)} phase(s)")
-    volumes: dict[str, np.ndarray] = {}
-    geoms: dict[str, Geometry] = {}
-    sources: dict[str, Path | None] = {}
-    pv_dicom = None
-    for name in expected:
-        src = phases[name]
-        array, geom, dicom = read_volume(src, f"{name} phase")
-        origin = src if isinstance(src, str | Path) else None
-        try:
-            check_hu(array, origin)
-            check_slices(geom, origin, "the volume")
-        except InputError as exc:
-            raise InputError(f"{name} phase: {exc}") from None
-        volumes[name], geoms[name] = array, geom
-        sources[name] = Path(src) if isinstance(src, str | Path) else None
-        if name == expected[0]:
-            pv_dicom = dicom
-    pv, pv_geom = volumes[expected[0]], geoms[expected[0]]  # the primary phase (PV by default)
-
-    # ---- liver ----------------------------------------------------------------------------------------
-    mark("liver")
-    with_liver = liver_bundle(bundles)
-    if liver_mask is not None:
-        liver = liver_mask_on_grid(liver_mask, pv_geom, liver_mask_values)
-        liver_origin = str(liver_mask) if isinstance(liver_mask, str | Path) else "the given liver mask"
-    elif with_liver is not None:
-        from mpliver.data.liver_mask import FromModel
-
-        stage1 = with_liver.liver
-        liver_net = with_liver.inference_model("liver", dev)  # BN folded, channels_last; kept on the bundle
-        source = FromModel(liver_net, stage1.input_size, stage1.window, stage1.context_slices,
-                           bundle.preprocess.axial_axis, batch_size, dev, name="the bundle's liver model")
-        liver = source(CaseVolumes(case_id, {expected[0]: pv}, {expected[0]: pv_geom}))
-        liver_origin = source.origin(case_id)
-    else:
-        raise InputError(f"case {case_id}: the bundle has no liver model; give a liver mask (--liver-mask)",
-                         bundle.path)
-    liver_check = check_liver(liver, pv, pv_geom, bundle.preprocess.axial_axis)
-    if strict and not liver_check.ok:
-        raise InputError(f"{liver_check.message(case_id, liver_origin)} (refused: --strict)", sources["PV"])
-
-    # ---- registration ---------------------------------------------------------------------------------
-    mark("registration")
-    on_pv: dict[str, np.ndarray] = {expected[0]: pv}
-    transforms: dict[str, RigidTransform] = {}
-    for name in expected[1:]:
-        if method == "none" and geoms[name].same_grid(pv_geom):
-            on_pv[name], transforms[name] = volumes[name], RigidTransform()
-            continue
-        on_pv[name], transforms[name] = register_phase(
-            method, pv, pv_geom, volumes[name], geoms[name], liver_mask=liver, moving_path=sources[name],
-            fixed_path=sources["PV"])
-        coverage = float(np.mean(on_pv[name][liver] > FILL_HU + 0.5))
-        if coverage < MIN_LIVER_COVERAGE:
-            raise InputError(f"case {case_id}: the {name} phase covers only {coverage:.0%} of the PV liver "
-                             "after registration: phases of different patients or studies, or a wrong file",
-                             sources[name])
-
-    # ---- preprocess -----------------------------------------------------------------------------------
-    mark("preprocess")
-    config = replace(bundle.preprocess, registration="none", liver_mask_source="label",
-                     liver_mask_pattern=None)
-    case = CaseVolumes(case_id, on_pv, {name: pv_geom for name in on_pv})
-    prepared = prepare_case(case, config, mask_source=_GivenMask(liver, liver_origin),
-                            paths={k: v for k, v in sources.items() if v is not None})
-    stacks = prepared.stacks()
-
-    # ---- network --------------------------------------------------------------------------------------
-    mark("network")
-    prob_slices = _network(bundles[0].inference_model("tumor", dev), stacks, batch_size, dev, tta)
-    for member in bundles[1:]:  # a fold ensemble: the mean of the members' softmax
-        prob_slices += _network(member.inference_model("tumor", dev), stacks, batch_size, dev, tta)
-    if len(bundles) > 1:
-        prob_slices /= np.float32(len(bundles))
-
-    # ---- postprocess ----------------------------------------------------------------------------------
-    mark("postprocess")
-    probability = prepared.mapping.paste_back(prob_slices, mode="linear", fill=0.0).astype(np.float32)
-    probability[~liver] = 0.0  # the network saw only the liver (its input is masked): nothing outside counts
-    uncertainty = uncertainty_from_probability(probability)
-    label = label_map(probability > 0.5, liver)
-    refs = dicom_slice_refs(pv_dicom) if pv_dicom is not None else None
-    lesions = lesion_table(label, uncertainty, pv_geom, axial_axis=bundle.preprocess.axial_axis,
-                           dicom_slices=refs)
-    marks.append(("end", time.perf_counter()))
-    timings = {name: marks[i + 1][1] - t for i, (name, t) in enumerate(marks[:-1])}
-    return PredictionResult(case_id, label, uncertainty, probability, liver, lesions, pv_geom,
-                            any(b.synthetic for b in bundles), timings, transforms, pv_dicom, liver_check,
-                            liver_origin, model_names(bundles))
+    settings = predict_settings(bundles, registration, strict)
+    clock = StageClock(on_stage)
+    study = prepare_study(settings, phases, case_id, liver_mask=liver_mask,
+                          liver_mask_values=liver_mask_values, bundles=bundles, device=dev,
+                          batch_size=batch_size, clock=clock)
+    clock.mark("network")
+    prob_slices = network_stage(bundles, study.stacks, batch_size, dev, tta, precision)
+    return finish_study(study, prob_slices, any(b.synthetic for b in bundles), model_names(bundles), clock)
 
 
 # ---- outputs ------------------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ predicts them again. A skipped case whose report names other models than the one
 One bad case is reported in one line and the rest go on; the summary lists what failed. Under `torchrun`
 each rank takes cases rank, rank + world size, ... (from RANK / WORLD_SIZE; LOCAL_RANK picks the GPU) and
 writes its own cases into the same output folder: there is no other change and no communication between
-ranks.
+ranks. `workers` >= 2 pipelines this rank's cases (`engine.predict_pipeline`): the same outputs, with the CPU
+stages of the next studies in other processes while this one runs the network.
 """
 
 from __future__ import annotations
@@ -22,8 +23,18 @@ from pathlib import Path
 from mpliver.engine.bundle import Bundle
 from mpliver.engine.distributed import resolve_device
 from mpliver.engine.ensemble import liver_bundle, load_ensemble
-from mpliver.engine.predict import STAGES, model_names, output_paths, predict, write_outputs
-from mpliver.errors import InputError, MpliverError, OutputError
+from mpliver.engine.predict import (
+    STAGES,
+    PredictionResult,
+    check_precision,
+    model_names,
+    output_paths,
+    predict,
+    predict_settings,
+    write_outputs,
+)
+from mpliver.engine.predict_pipeline import PipelineCallbacks, failure_line, predict_pipelined
+from mpliver.errors import ConfigError, InputError, OutputError
 from mpliver.io.layout import Dataset
 
 
@@ -115,6 +126,9 @@ def predict_dataset(
     strict: bool = False,
     probabilities: bool = False,
     on_warning: Callable[[str, str], None] | None = None,
+    workers: int = 1,
+    max_in_flight: int | None = None,
+    precision: str = "auto",
 ) -> BatchSummary:
     """Predict every case of this rank's share of `dataset_dir` into `out_dir` (see the module notes).
 
@@ -123,8 +137,12 @@ def predict_dataset(
     `probabilities` also writes CASE_probability.nii.gz. `on_plan(cases)` receives this rank's cases;
     `on_case(case, status)` is called with status 'start', 'done', 'skipped' or 'failed: reason';
     `on_stage(name)` at each stage of a study; `on_warning(case, line)` for an implausible liver mask.
+    `workers` >= 2 runs the pipeline of `engine.predict_pipeline` (that many processes on this rank, this one
+    holding the model; at most `max_in_flight` studies at once, default workers + 1) with the same outputs;
+    1 runs every stage here, one study after another. `precision` of the network: see `predict`.
     """
     start = time.perf_counter()
+    check_precision(precision)
     bundles = load_ensemble(bundle)
     bundle = bundles[0]
     ds, split, cases = dataset_cases(dataset_dir, split, cases)
@@ -135,51 +153,91 @@ def predict_dataset(
     if liver_mask_dir is None and liver_bundle(bundles) is None:
         raise InputError("the bundle has no liver model: give a folder of liver masks CASE.nii.gz "
                          "(--liver-mask DIR)", bundle.path)
+    if workers < 1 or (max_in_flight is not None and max_in_flight < 1):
+        raise ConfigError(f"--workers and --max-in-flight must be at least 1, got {workers} and "
+                          f"{max_in_flight}")
     rank, world, local = rank_and_world()
     dev = resolve_device(device, local)
     mine = cases[rank::world]
     if on_plan is not None:
         on_plan(mine)
     summary = BatchSummary(split, rank, world)
-    for case in mine:
+
+    def skip(case: str) -> bool:
         paths = output_paths(out_dir, case, probabilities=probabilities)
-        if not overwrite and all(p.exists() for p in paths.values()):
-            summary.skipped.append(case)
-            other = _made_by_other_models(paths["lesions_json"], bundles)
-            if other is not None:
-                line = (f"case {case}: skipped, but its outputs were made by {other}, not by the model(s) "
-                        "given now (--overwrite to predict it again)")
-                summary.other_model[case] = line
-                if on_warning is not None:
-                    on_warning(case, line)
-            if on_case is not None:
-                on_case(case, "skipped")
+        if overwrite or not all(p.exists() for p in paths.values()):
+            return False
+        summary.skipped.append(case)
+        other = _made_by_other_models(paths["lesions_json"], bundles)
+        if other is not None:
+            line = (f"case {case}: skipped, but its outputs were made by {other}, not by the model(s) "
+                    "given now (--overwrite to predict it again)")
+            summary.other_model[case] = line
+            if on_warning is not None:
+                on_warning(case, line)
+        if on_case is not None:
+            on_case(case, "skipped")
+        return True
+
+    def phases_of(case: str) -> dict[str, Path]:
+        return {name: ds.image_path(case, name, split) for name in bundle.phases}
+
+    def mask_of(case: str) -> Path | None:
+        return None if liver_mask_dir is None else Path(liver_mask_dir) / f"{case}.nii.gz"
+
+    def write(result: PredictionResult) -> None:
+        write_outputs(result, out_dir, meta={"model": bundle.model_config.name}, probabilities=probabilities)
+
+    def warn_liver(case: str, result: PredictionResult) -> None:
+        if result.liver_check is not None and not result.liver_check.ok:
+            summary.warnings[case] = result.liver_check.message(case, result.liver_origin)
+            if on_warning is not None:
+                on_warning(case, summary.warnings[case])
+
+    def done(case: str, result: PredictionResult) -> None:
+        summary.done.append(case)
+        for name in (*STAGES, "writing"):
+            summary.timings[name] = summary.timings.get(name, 0.0) + result.timings.get(name, 0.0)
+        if on_case is not None:
+            on_case(case, "done")
+
+    def failed(case: str, line: str) -> None:
+        summary.failed[case] = line
+        if on_case is not None:
+            on_case(case, f"failed: {line}")
+
+    def written(case: str, result: PredictionResult) -> None:
+        warn_liver(case, result)
+        done(case, result)
+
+    if workers > 1:
+        settings = predict_settings(bundles, registration, strict)
+        callbacks = PipelineCallbacks(skip, write, written, failed,
+                                      start=None if on_case is None else lambda c: on_case(c, "start"),
+                                      stage=on_stage)
+        predict_pipelined(bundles, settings, mine, phases_of, callbacks,
+                          liver_mask_of=None if liver_mask_dir is None else mask_of,
+                          liver_mask_values=liver_mask_values, device=dev, tta=tta, batch_size=batch_size,
+                          workers=workers, max_in_flight=max_in_flight, precision=precision)
+        summary.seconds = time.perf_counter() - start
+        return summary
+    for case in mine:
+        if skip(case):
             continue
         if on_case is not None:
             on_case(case, "start")
         try:
-            phases = {name: ds.image_path(case, name, split) for name in bundle.phases}
-            mask = None if liver_mask_dir is None else Path(liver_mask_dir) / f"{case}.nii.gz"
-            result = predict(bundles, phases, liver_mask=mask, liver_mask_values=liver_mask_values,
-                             case_id=case, device=dev, tta=tta, batch_size=batch_size,
-                             registration=registration, on_stage=on_stage, strict=strict)
-            if result.liver_check is not None and not result.liver_check.ok:
-                summary.warnings[case] = result.liver_check.message(case, result.liver_origin)
-                if on_warning is not None:
-                    on_warning(case, summary.warnings[case])
-            write_outputs(result, out_dir, meta={"model": bundle.model_config.name},
-                          probabilities=probabilities)
+            result = predict(bundles, phases_of(case), liver_mask=mask_of(case),
+                             liver_mask_values=liver_mask_values, case_id=case, device=dev, tta=tta,
+                             batch_size=batch_size, registration=registration, on_stage=on_stage,
+                             strict=strict, precision=precision)
+            warn_liver(case, result)
+            write(result)
         except OutputError:  # a full or read-only disk fails every case alike: stop with one line
             raise
-        except MpliverError as exc:
-            summary.failed[case] = str(exc)
         except Exception as exc:  # one broken case must not stop the batch; it is reported, not hidden
-            summary.failed[case] = f"case {case}: unexpected {type(exc).__name__}: {exc}".splitlines()[0]
+            failed(case, failure_line(case, exc))
         else:
-            summary.done.append(case)
-            for name in (*STAGES, "writing"):
-                summary.timings[name] = summary.timings.get(name, 0.0) + result.timings.get(name, 0.0)
-        if on_case is not None:
-            on_case(case, "done" if case in summary.done else f"failed: {summary.failed[case]}")
+            done(case, result)
     summary.seconds = time.perf_counter() - start
     return summary
