@@ -151,12 +151,14 @@ def run_experiments(
     only: Sequence[str] | None = None,
     train_fn: Callable[..., Path] | None = None,
     on_event: Callable[[str], None] | None = None,
+    set_dir: str | Path | None = None,
 ) -> ExperimentResult:
     """Run every row of `set_name` (or the rows in `only`) as a cross-validation in OUT/SET/ROW, skipping
     finished rows, then write the side-by-side tables into OUT/SET (with every finished row of the set that
     matches the configuration and folds, also those left out by `only`).
 
-    `overrides` apply to every row before the row's own (which define the row and win).
+    `overrides` apply to every row before the row's own (which define the row and win). `set_dir` replaces
+    OUT/SET (the seed repeats of `engine.seeds` run each seed in OUT/SET/seed_S).
     """
     from mpliver.engine.config import load_config
     from mpliver.engine.crossval import select_folds
@@ -168,7 +170,7 @@ def run_experiments(
     exp = get_set(set_name)
     rows = list(exp.rows) if only is None else [exp.row(n) for n in only]
     say = on_event or (lambda _msg: None)
-    set_dir = Path(out_dir) / exp.name
+    set_dir = Path(out_dir) / exp.name if set_dir is None else Path(set_dir)
     configs = {row.name: load_config(preset, list(overrides) + list(row.overrides)) for row in rows}
     for row_name, config in configs.items():  # refuse a row the models cannot build before any training
         try:
