@@ -31,7 +31,8 @@ def _log_without_timing(path: Path) -> list[dict[str, str]]:
 
 
 def _assert_identical(a: Path, b: Path) -> None:
-    assert (a / "evaluation" / "per_case.csv").read_bytes() == (b / "evaluation" / "per_case.csv").read_bytes()
+    per_case = Path("evaluation") / "per_case.csv"
+    assert (a / per_case).read_bytes() == (b / per_case).read_bytes()
     preds = sorted(p.name for p in (a / "predictions").glob("*.nii.gz"))
     assert preds and preds == sorted(p.name for p in (b / "predictions").glob("*.nii.gz"))
     for name in preds:  # the gzip member holds a time stamp; the NIfTI inside must match byte for byte
