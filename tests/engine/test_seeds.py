@@ -115,3 +115,14 @@ def test_cli_seeds_prints_the_tables_and_the_claims(seeded, capsys):
     assert code in (0, None)
     assert "SP < MP (FLF-add)" in captured.out and "SD seeds" in captured.out
     assert "skipped 4" in captured.err.replace("\n", " ")
+
+
+@pytest.mark.slow
+def test_report_of_a_seeded_set_draws_the_learning_curve_and_holds_the_claims(seeded):
+    from mpliver.engine.report import write_report
+
+    index = write_report(seeded["out"])
+    text = index.read_text()
+    assert (index.parent / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert "![Learning curve" in text and "The paper's claims" in text and "SP < MP (FLF-add)" in text
+    assert (index.parent / "dpc_by_type.png").is_file()
