@@ -57,15 +57,18 @@ def test_a_positive_mean_that_the_case_test_does_not_support_is_within_the_sprea
     assert j.verdict == HOLDS_WITHIN
 
 
-def test_a_lower_score_is_reversed_and_one_seed_decides_by_the_case_test_only():
+def test_a_lower_score_is_reversed_and_one_seed_never_agrees_across_seeds():
     low = {7: _base()}
     high = {7: {c: v - 2.0 - 0.1 * i for i, (c, v) in enumerate(_base().items())}}
     j = judge(low, high)
     assert j.mean_diff == pytest.approx(-2.0 - 0.1 * 5.5)
-    assert j.verdict == REVERSED and j.seed_sd is None and j.signs_agree and j.significant
+    assert j.verdict == REVERSED and j.seed_sd is None and not j.signs_agree and j.significant
     line = describe("add < SAM", j, paper_diff=3.79)
     assert line.startswith("**add < SAM**: reversed; DPC difference -2.55 (per seed -2.55; SD over seeds n/a")
-    assert "paper +3.79" in line and "12 cases" in line
+    assert "paper +3.79" in line and "12 cases" in line and "one seed: no seed spread" in line
+    # one seed and a clear gain on every case: still only within the spread (the seed spread is unmeasured)
+    one = judge({0: _base()}, {0: {c: v + 5.0 + 0.1 * i for i, (c, v) in enumerate(_base().items())}})
+    assert one.significant and not one.counts and one.verdict == HOLDS_WITHIN
 
 
 def test_only_cases_defined_in_both_rows_and_every_seed_are_paired():

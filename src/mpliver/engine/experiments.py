@@ -128,6 +128,7 @@ class ExperimentResult:
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     comparisons: list[dict[str, Any]] = field(default_factory=list)
+    seed: int | None = None  # the training seed of every row (train.seed)
 
 
 def row_finished(run_dir: Path, folds: Sequence[int]) -> bool:
@@ -193,7 +194,7 @@ def run_experiments(
         },
     )
 
-    result = ExperimentResult(out_dir=set_dir, set=exp)
+    result = ExperimentResult(out_dir=set_dir, set=exp, seed=base.train.seed)
     for row in rows:
         run_dir = set_dir / row.name
         config = configs[row.name]
@@ -268,6 +269,7 @@ def _fold_spread(values: Sequence[float | None]) -> float | None:
 
 def write_tables(result: ExperimentResult) -> None:
     """Side-by-side Tables 1 and 2, paired comparisons and per-fold DPC, as Markdown + CSV, and tables.md."""
+    from mpliver.engine.seed_tables import paper_side_by_side
     from mpliver.evaluation.aggregate import paired_comparison
     from mpliver.evaluation.tables import (
         comparison_csv,
@@ -363,6 +365,9 @@ def write_tables(result: ExperimentResult) -> None:
         "A difference smaller than its SD over folds is within the fold-to-fold spread.",
         "",
         texts["fold_differences"][0],
+        "## The paper side by side",
+        "",
+        paper_side_by_side(result.set, {0 if result.seed is None else result.seed: res}),
     ]
     write_text_atomic(out / "tables.md", "\n".join(doc))
     write_json_atomic(

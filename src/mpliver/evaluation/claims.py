@@ -8,7 +8,8 @@ Rule (stated once, used by every table):
 - "holds beyond the spread": d > 0, every d_s > 0 (the sign agrees across seeds) and p < alpha.
 - "holds within the spread": d > 0 otherwise (also d == 0: no ordering either way).
 - "reversed": d < 0; the figures say whether the reversal itself agrees across seeds and passes the test.
-With one seed the sign check is trivially met and only the case-level test decides.
+One seed measures no seed spread, so its sign cannot agree across seeds: a claim holds at most within the
+spread there, however small p is.
 """
 
 from __future__ import annotations
@@ -74,11 +75,12 @@ def judge(
     test = paired_comparison(avg_low, avg_high, key="dice")
     p = test["p_value"]
     significant = p is not None and p < alpha
+    several = len(diffs) > 1
     if mean_diff > 0:
-        signs_agree = all(d > 0 for d in diffs)
+        signs_agree = several and all(d > 0 for d in diffs)
         verdict = HOLDS_BEYOND if signs_agree and significant else HOLDS_WITHIN
     elif mean_diff < 0:
-        signs_agree = all(d < 0 for d in diffs)
+        signs_agree = several and all(d < 0 for d in diffs)
         verdict = REVERSED
     else:
         signs_agree, verdict = False, HOLDS_WITHIN
@@ -104,7 +106,8 @@ def describe(label: str, j: Judgement, paper_diff: float | None = None) -> str:
         f"DPC difference {j.mean_diff:+.2f} (per seed {seeds}; SD over seeds {_fmt(j.seed_sd)}, "
         f"SD over cases {_fmt(j.case_sd)}, {j.n_cases} cases)",
         f"{j.test} p = {_fmt(j.p_value, 3)}",
-        "sign agrees across seeds" if j.signs_agree else "sign differs across seeds",
+        "one seed: no seed spread" if len(j.seed_diffs) < 2
+        else "sign agrees across seeds" if j.signs_agree else "sign differs across seeds",
     ]
     if paper_diff is not None:
         parts.append(f"paper {paper_diff:+.2f}")
