@@ -214,6 +214,7 @@ def write_seed_tables(result: SeededResult) -> None:
     write_json_atomic(out / "seeds.json", {
         "set": result.set.name,
         "seeds": result.seeds,
+        "command": result.command,
         "rows": _rows(result.set, runs),
         "runs": {str(s): sorted(r) for s, r in runs.items()},
         "ran": [list(x) for x in result.ran],

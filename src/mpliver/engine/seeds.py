@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mpliver.engine.experiments import ExperimentResult, ExperimentSet, get_set, run_experiments
 from mpliver.errors import ConfigError
@@ -38,6 +39,7 @@ class SeededResult:
     set: ExperimentSet
     seeds: list[int]
     by_seed: dict[int, ExperimentResult] = field(default_factory=dict)
+    command: dict[str, Any] = field(default_factory=dict)  # dataset, preset, overrides, folds, rows
 
     @property
     def ran(self) -> list[tuple[str, int]]:
@@ -79,7 +81,10 @@ def run_seeded_experiments(
     base = load_config(preset, list(overrides)).train.seed
     say = on_event or (lambda _msg: None)
     set_dir = Path(out_dir) / exp.name
-    result = SeededResult(out_dir=set_dir, set=exp, seeds=seed_values(base, seeds))
+    result = SeededResult(out_dir=set_dir, set=exp, seeds=seed_values(base, seeds), command={
+        "dataset": str(Path(dataset_dir).resolve()), "preset": str(preset), "overrides": list(overrides),
+        "folds": folds if folds is None or isinstance(folds, int) else list(folds),
+        "only": None if only is None else list(only)})
     for seed in result.seeds:
         result.by_seed[seed] = run_experiments(
             exp.name,
