@@ -114,6 +114,9 @@ def test_side_by_side_tables_and_paired_differences(tmp_path):
     for heading in ("Metrics", "per tumour type", "Paired comparisons", "each test fold", "per test fold"):
         assert heading in tables
     assert "oracle liver" in tables  # the tables say that the reference liver mask bounded the predictions
+    # the paper's numbers beside ours: Table 3's FLF-add and full-model DPC, and their difference
+    assert "## The paper side by side" in tables and "| add | 75.31 | Table 3, SP+MP (FLF-add) |" in tables
+    assert "| add | paper |" in tables and "| 4.81 |" in tables
     summary = json.loads((tmp_path / "experiment.json").read_text())
     assert summary["rows"] == ["add", "paper"] and not math.isnan(summary["comparisons"][0]["mean_diff"])
 

@@ -1,5 +1,6 @@
-"""`mpliver experiments SET DATASET --out EXP [--preset cpu-small] [--folds K] [--only a,b] [key=value ...]`:
-run a named set of configurations (comparison, fusion, ablation, backbones) and tabulate them side by side."""
+"""`mpliver experiments SET DATASET --out EXP [--preset cpu-small] [--folds K] [--only a,b] [--seeds K]
+[key=value ...]`: run a named set of configurations (comparison, fusion, ablation, backbones) and tabulate
+them side by side; with --seeds, once per training seed (EXP/SET/seed_S/ROW) with the tables over seeds."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ def register(app: typer.Typer) -> None:
         preset: str = typer.Option("cpu-small", "--preset", "-p", help="Config preset name or YAML file."),
         folds: int = typer.Option(None, "--folds", help="Run only the first K folds (a quick run)."),
         only: str = typer.Option(None, "--only", help="Comma-separated rows to run (default: all)."),
+        seeds: int = typer.Option(None, "--seeds", help="Repeat every row with K training seeds "
+                                  "(train.seed, +1, ...) on the same folds; tables over seeds in OUT/SET."),
     ) -> None:
         """Reproduce one of the paper's tables: every row a cross-validation, finished rows skipped."""
         import time
@@ -36,6 +39,17 @@ def register(app: typer.Typer) -> None:
         console.print(f"[bold]mpliver experiments[/bold] {exp.name}: rows "
                       f"{', '.join(rows or [r.name for r in exp.rows])}; preset {preset} -> {out / exp.name}")
         started = time.time()
+        if seeds is not None:
+            from mpliver.engine.seeds import run_seeded_experiments
+
+            seeded = run_seeded_experiments(exp.name, dataset, out, seeds, preset=preset,
+                                            overrides=overrides or [], folds=folds, only=rows, on_event=say)
+            typer.echo((seeded.out_dir / "seed_table1.md").read_text())
+            typer.echo((seeded.out_dir / "claims.md").read_text())
+            console.print(f"seeds {seeded.seeds}: ran {len(seeded.ran)} (row, seed) runs, skipped "
+                          f"{len(seeded.skipped)} finished earlier; {time.time() - started:.0f} s; "
+                          f"all tables: {seeded.out_dir / 'seed_tables.md'}")
+            return
         result = run_experiments(exp.name, dataset, out, preset=preset, overrides=overrides or [],
                                  folds=folds, only=rows, on_event=say)
         typer.echo((result.out_dir / "table1.md").read_text())

@@ -128,6 +128,7 @@ class ExperimentResult:
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     comparisons: list[dict[str, Any]] = field(default_factory=list)
+    seed: int | None = None  # the training seed of every row (train.seed)
 
 
 def row_finished(run_dir: Path, folds: Sequence[int]) -> bool:
@@ -151,12 +152,14 @@ def run_experiments(
     only: Sequence[str] | None = None,
     train_fn: Callable[..., Path] | None = None,
     on_event: Callable[[str], None] | None = None,
+    set_dir: str | Path | None = None,
 ) -> ExperimentResult:
     """Run every row of `set_name` (or the rows in `only`) as a cross-validation in OUT/SET/ROW, skipping
     finished rows, then write the side-by-side tables into OUT/SET (with every finished row of the set that
     matches the configuration and folds, also those left out by `only`).
 
-    `overrides` apply to every row before the row's own (which define the row and win).
+    `overrides` apply to every row before the row's own (which define the row and win). `set_dir` replaces
+    OUT/SET (the seed repeats of `engine.seeds` run each seed in OUT/SET/seed_S).
     """
     from mpliver.engine.config import load_config
     from mpliver.engine.crossval import select_folds
@@ -168,7 +171,7 @@ def run_experiments(
     exp = get_set(set_name)
     rows = list(exp.rows) if only is None else [exp.row(n) for n in only]
     say = on_event or (lambda _msg: None)
-    set_dir = Path(out_dir) / exp.name
+    set_dir = Path(out_dir) / exp.name if set_dir is None else Path(set_dir)
     configs = {row.name: load_config(preset, list(overrides) + list(row.overrides)) for row in rows}
     for row_name, config in configs.items():  # refuse a row the models cannot build before any training
         try:
@@ -191,7 +194,7 @@ def run_experiments(
         },
     )
 
-    result = ExperimentResult(out_dir=set_dir, set=exp)
+    result = ExperimentResult(out_dir=set_dir, set=exp, seed=base.train.seed)
     for row in rows:
         run_dir = set_dir / row.name
         config = configs[row.name]
@@ -266,6 +269,7 @@ def _fold_spread(values: Sequence[float | None]) -> float | None:
 
 def write_tables(result: ExperimentResult) -> None:
     """Side-by-side Tables 1 and 2, paired comparisons and per-fold DPC, as Markdown + CSV, and tables.md."""
+    from mpliver.engine.seed_tables import paper_side_by_side
     from mpliver.evaluation.aggregate import paired_comparison
     from mpliver.evaluation.tables import (
         comparison_csv,
@@ -361,6 +365,9 @@ def write_tables(result: ExperimentResult) -> None:
         "A difference smaller than its SD over folds is within the fold-to-fold spread.",
         "",
         texts["fold_differences"][0],
+        "## The paper side by side",
+        "",
+        paper_side_by_side(result.set, {0 if result.seed is None else result.seed: res}),
     ]
     write_text_atomic(out / "tables.md", "\n".join(doc))
     write_json_atomic(

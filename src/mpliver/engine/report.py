@@ -8,7 +8,10 @@ For a crossval run folder (it holds crossval.json) RUN/report/ receives:
 - `dpc_by_type.png`: DPC per tumour type with ± SD;
 - `index.md` linking every figure that exists and holding Tables 1 and 2.
 For an experiment set folder (experiment.json) it writes the per-type bars of every row, the training curves
-of each row, and an index with the set's tables.
+of each row, `learning_curve.png` (validation Dice per epoch of every row, mean over folds), and an index
+with the set's tables. For the folder of a seed-repeated set (seeds.json, `mpliver experiments --seeds`) it
+writes the learning curve over every fold and seed, the per-type bars of the means over seeds, and an index
+with the tables over seeds and the paper's claims.
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from mpliver.engine.crossval import CONFIDENCE, CROSSVAL_JSON, EVALUATION, PREDICTIONS, prediction_path
+from mpliver.engine.seeds import SEEDS_JSON, seed_dir_name
 from mpliver.errors import InputError
 from mpliver.io.atomic import check_writable
 
 REPORT_DIR = "report"
+LEARNING_CURVE = "Learning curve: validation Dice (slices pooled) per epoch, mean over runs ± SD"
 DISCLAIMER = ("Research software. Models trained on the synthetic cohort are not for clinical use, and no "
               "figure here is a clinical result.")
 
@@ -57,6 +62,8 @@ def _fold_logs(run_dir: Path) -> dict[str, list[dict[str, float]]]:
 def write_report(run_dir: str | Path, cases: Sequence[str] | None = None, num_cases: int = 3) -> Path:
     """Write RUN_DIR/report/*.png and index.md; returns the index path."""
     run_dir = Path(run_dir)
+    if (run_dir / SEEDS_JSON).is_file():
+        return _seeded_report(run_dir)
     if (run_dir / "experiment.json").is_file():
         return _experiment_report(run_dir)
     if not (run_dir / CROSSVAL_JSON).is_file():
@@ -121,6 +128,7 @@ def write_report(run_dir: str | Path, cases: Sequence[str] | None = None, num_ca
 
 
 def _experiment_report(set_dir: Path) -> Path:
+    from mpliver.evaluation.curves import learning_curve_png
     from mpliver.evaluation.figures import training_curves_png, type_dpc_bars_png
     from mpliver.io.layout import TUMOR_TYPES
 
@@ -138,16 +146,69 @@ def _experiment_report(set_dir: Path) -> Path:
     if by_type:
         type_dpc_bars_png(out / "dpc_by_type.png", by_type, types=types)
         figures.append(("DPC per tumour type, every row (mean ± SD over cases)", "dpc_by_type.png"))
+    curves = {}
     for row in info["rows"]:
         logs = _fold_logs(set_dir / row)
         if logs:
             name = f"training_curves_{row}.png"
             training_curves_png(out / name, logs, title=f"{row}: training curves per fold")
             figures.append((f"Training curves of {row}", name))
+            curves[row] = list(logs.values())
+    if curves:
+        learning_curve_png(out / "learning_curve.png", curves)
+        figures.insert(0, (LEARNING_CURVE, "learning_curve.png"))
     sections = [("Metrics (mean ± SD over cases)", "table1"), ("DPC per tumour type", "table2"),
                 ("Paired comparisons (DPC, B − A)", "comparison"), ("DPC per test fold", "folds"),
                 ("DPC difference per test fold", "fold_differences")]
     return _write_index(out, f"Experiment set: {info['set']}", info, figures, set_dir, sections)
+
+
+def _seeded_report(set_dir: Path) -> Path:
+    """Learning curve over every (fold, seed) run of each row, per-type bars of the seed means, index."""
+    from mpliver.evaluation.curves import learning_curve_png
+    from mpliver.evaluation.figures import type_dpc_bars_png
+    from mpliver.io.layout import TUMOR_TYPES
+
+    info = json.loads((set_dir / SEEDS_JSON).read_text())
+    out = set_dir / REPORT_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    figures: list[tuple[str, str]] = []
+    curves: dict[str, list[list[dict[str, float]]]] = {}
+    per_type: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for row in info["rows"]:
+        for seed in info["seeds"]:
+            run = set_dir / seed_dir_name(seed) / row
+            curves.setdefault(row, []).extend(_fold_logs(run).values())
+            if (run / CROSSVAL_JSON).is_file():
+                for t, s in (json.loads((run / CROSSVAL_JSON).read_text()).get("by_type") or {}).items():
+                    per_type.setdefault(row, {}).setdefault(t, []).append(s)
+    curves = {row: runs for row, runs in curves.items() if runs}
+    if curves:
+        learning_curve_png(out / "learning_curve.png", curves,
+                           title=f"Learning curves over {len(info['seeds'])} seeds and every fold")
+        figures.append((LEARNING_CURVE, "learning_curve.png"))
+    by_type = {row: {t: _mean_summary(v) for t, v in types.items()} for row, types in per_type.items()}
+    if by_type:
+        seen = {t for b in by_type.values() for t in b}
+        types = [t for t in TUMOR_TYPES if t in seen] + sorted(t for t in seen if t not in TUMOR_TYPES)
+        type_dpc_bars_png(out / "dpc_by_type.png", by_type, types=types,
+                          title="DPC per tumour type: mean over seeds, ± SD over cases (mean over seeds)")
+        figures.append(("DPC per tumour type, every row (mean over seeds; ± SD over cases)",
+                        "dpc_by_type.png"))
+    sections = [("Metrics over seeds, the paper's beside them", "seed_table1"),
+                ("DPC of each seed", "seed_dpc"), ("DPC per tumour type over seeds", "seed_table2"),
+                ("Paired DPC differences over seeds", "seed_comparison"), ("The paper's claims", "claims")]
+    title = f"Experiment set over seeds {info['seeds']}: {info['set']}"
+    return _write_index(out, title, {**info, "folds": None}, figures, set_dir, sections)
+
+
+def _mean_summary(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean over seeds of dpc and dpc_sd (None where no seed has one); the largest n_cases."""
+    out: dict[str, Any] = {"n_cases": max(int(s.get("n_cases") or 0) for s in summaries)}
+    for key in ("dpc", "dpc_sd"):
+        vals = [float(s[key]) for s in summaries if s.get(key) is not None]
+        out[key] = sum(vals) / len(vals) if vals else None
+    return out
 
 
 def _write_index(out: Path, title: str, info: dict[str, Any], figures: list[tuple[str, str]], source: Path,
