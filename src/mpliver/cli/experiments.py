@@ -1,5 +1,6 @@
 """`mpliver experiments SET DATASET --out EXP [--preset cpu-small] [--folds K] [--only a,b] [key=value ...]`:
-run a named set of configurations (comparison, fusion, ablation, backbones) and tabulate them side by side."""
+run a named set of configurations (comparison, fusion, ablation, backbones) and tabulate them side by side.
+SET `nnunet` runs nnU-Net v2 instead (cli/nnunet_experiment.py; overrides nnunet.epochs=N and the like)."""
 
 from __future__ import annotations
 
@@ -11,19 +12,26 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command("experiments")
     def experiments(
-        set_name: str = typer.Argument(..., metavar="SET", help="comparison, fusion, ablation or backbones."),
+        set_name: str = typer.Argument(..., metavar="SET", help="comparison, fusion, ablation, backbones or "
+                                       "nnunet (nnU-Net v2, needs mpliver[nnunet])."),
         dataset: Path = typer.Argument(..., help="Dataset folder with folds in dataset.json."),
         overrides: list[str] = typer.Argument(None, help="Overrides for every row, e.g. optim.epochs=4."),
         out: Path = typer.Option(..., "--out", "-o", help="Experiments folder (rows in OUT/SET/ROW)."),
         preset: str = typer.Option("cpu-small", "--preset", "-p", help="Config preset name or YAML file."),
         folds: int = typer.Option(None, "--folds", help="Run only the first K folds (a quick run)."),
         only: str = typer.Option(None, "--only", help="Comma-separated rows to run (default: all)."),
+        peers: list[Path] = typer.Option(None, "--peers", help="nnunet: another folder to search for the "
+                                         "finished paper and single_phase rows (repeatable)."),
     ) -> None:
         """Reproduce one of the paper's tables: every row a cross-validation, finished rows skipped."""
         import time
 
         from rich.console import Console
 
+        if set_name == "nnunet":
+            from mpliver.cli.nnunet_experiment import run
+
+            return run(dataset, out, folds, overrides or [], peers or [])
         from mpliver.engine.experiments import get_set, run_experiments
 
         console = Console(stderr=True)

@@ -115,11 +115,11 @@ def export_nnunet(
 def _export_case(src: Dataset, case: str, split: str, stage: Path, align: PhaseAligner | None) -> dict:
     """Write one case's channels (and label); returns the alignment record of each non-PV phase."""
     vols = src.load_case(case, split, with_label=(split == "Tr"))
-    pv_geom = vols.geometries["PV"]
+    pv_geom = vols.geometries[src.phases[0]]  # the reference phase (PV) comes first
     records = {}
     for i, phase in enumerate(src.phases):
         array, geom = vols.phases[phase], vols.geometries[phase]
-        if align is not None and phase != "PV":
+        if align is not None and i > 0:
             array, records[phase] = align(vols, phase, src.image_path(case, phase, split))
         elif not geom.same_grid(pv_geom):
             array = resample_to_grid(array, geom, pv_geom, "linear", fill=AIR_HU)
