@@ -84,14 +84,16 @@ class NnunetBudget:
 
 def row_label(phases: Sequence[str]) -> str:
     """The row's name in the tables, e.g. 'nnU-Net v2 2d, early fusion (PV + registered ART)'."""
-    return f"nnU-Net v2 2d, early fusion ({' + '.join([phases[0]] + [f'registered {p}' for p in phases[1:]])})"
+    channels = " + ".join([phases[0]] + [f"registered {p}" for p in phases[1:]])
+    return f"nnU-Net v2 2d, early fusion ({channels})"
 
 
 def nnunet_env(exp_dir: Path, threads: int) -> dict[str, str]:
     """The environment of nnU-Net's steps: its three folders inside EXP/nnunet, data augmentation in the
     training process (nnUNet_n_proc_DA=0), one export process, no torch.compile, `threads` torch threads."""
     env = dict(os.environ)
-    env.update(nnUNet_raw=str(exp_dir / "nnUNet_raw"), nnUNet_preprocessed=str(exp_dir / "nnUNet_preprocessed"),
+    env.update(nnUNet_raw=str(exp_dir / "nnUNet_raw"),
+               nnUNet_preprocessed=str(exp_dir / "nnUNet_preprocessed"),
                nnUNet_results=str(exp_dir / "nnUNet_results"), nnUNet_n_proc_DA="0", nnUNet_def_n_proc="1",
                nnUNet_compile="false", MPLIVER_NNUNET_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
     return env
@@ -107,8 +109,9 @@ def _run_step(args: list[str], env: dict[str, str], log: Path) -> None:
                                stdout=handle, stderr=subprocess.STDOUT)
     if code != 0:
         lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
-        raise InputError(f"nnU-Net step '{args[0]}' failed (exit {code}): {lines[-1][:200] if lines else ''}; "
-                         "full output in this log", log)
+        last = lines[-1][:200] if lines else ""
+        raise InputError(f"nnU-Net step '{args[0]}' failed (exit {code}): {last}; full output in this log",
+                         log)
 
 
 def run_nnunet_experiment(
@@ -128,8 +131,8 @@ def run_nnunet_experiment(
     dataset = Dataset(dataset_dir)
     all_folds = sorted(dataset.folds())
     if len(all_folds) < 2:
-        raise InputError(f"nnU-Net cross-validation needs at least 2 folds, dataset.json has {len(all_folds)}",
-                         Path(dataset_dir) / "dataset.json")
+        raise InputError(f"nnU-Net cross-validation needs at least 2 folds, dataset.json has "
+                         f"{len(all_folds)}", Path(dataset_dir) / "dataset.json")
     selected = select_folds(all_folds, folds)
     exp_dir = Path(out_dir) / SET_NAME
     run_dir = exp_dir / ROW_DIR
@@ -142,7 +145,8 @@ def run_nnunet_experiment(
     if not (raw / REGISTRATION_JSON).is_file():
         say(f"exporting {dataset.root} with registered {'/'.join(dataset.phases[1:])} -> {raw}")
         export_nnunet(dataset.root, raw.parent, dataset_id=dataset_id, name="MPLiver", overwrite=True,
-                      align=liver_aligner(), align_name="registered by mpliver's label-free liver registration")
+                      align=liver_aligner(),
+                      align_name="registered by mpliver's label-free liver registration")
     plans = exp_dir / "nnUNet_preprocessed" / raw.name / "nnUNetPlans.json"
     if not plans.is_file() or not (plans.parent / "splits_final.json").is_file():
         say(f"nnU-Net planning and pre-processing ({CONFIGURATION}); log: {log}")
@@ -164,7 +168,8 @@ def run_nnunet_experiment(
         else:
             say(f"fold {fold}: nnU-Net training ({budget.epochs} epochs x {budget.iterations_per_epoch} "
                 f"iterations) and prediction of {len(cases)} test cases; log: {log}")
-            _run_step(["train", str(dataset_id), CONFIGURATION, str(index), json.dumps(asdict(budget))], env, log)
+            step = ["train", str(dataset_id), CONFIGURATION, str(index), json.dumps(asdict(budget))]
+            _run_step(step, env, log)
             result.trained.append(fold)
         for case in cases:
             _write_prediction(dataset, run_dir, case, val_dir / f"{case}.nii.gz")
@@ -224,7 +229,8 @@ def tabulate(exp_dir: Path, dataset: Dataset, folds: Sequence[int], row: Crossva
             peers.setdefault(name, res)
     rows = (Row(row.method, ()),) + tuple(Row(n, ()) for n in PEERS if n in peers)
     pairs = tuple((n, row.method) for n in PEERS if n in peers)
-    exp = ExperimentSet(SET_NAME, "nnU-Net v2 next to the paper's model and the single-phase model", rows, pairs)
+    title = "nnU-Net v2 next to the paper's model and the single-phase model"
+    exp = ExperimentSet(SET_NAME, title, rows, pairs)
     result = ExperimentResult(out_dir=exp_dir, set=exp, results={row.method: row, **peers},
                               ran=[row.method] if row.trained else [],
                               skipped=[] if row.trained else [row.method])

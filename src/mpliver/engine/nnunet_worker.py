@@ -54,7 +54,8 @@ class nnUNetTrainer_mpliverBudget(nnUNetTrainer):  # noqa: N801 (nnU-Net's namin
 
 
 def prepare(dataset_id: int, configuration: str) -> None:
-    """Fingerprint, plan and pre-process one configuration; put the export's folds where nnU-Net reads them."""
+    """Fingerprint, plan and pre-process one configuration; put the export's folds where nnU-Net reads
+    them."""
     extract_fingerprints([dataset_id], num_processes=1, check_dataset_integrity=True, clean=True)
     plan_experiments([dataset_id])
     preprocess([dataset_id], PLANS, configurations=(configuration,), num_processes=(1,))
