@@ -31,6 +31,11 @@ def register(app: typer.Typer) -> None:
         if set_name == "nnunet":
             from mpliver.cli.nnunet_experiment import run
 
+            if only:
+                from mpliver.errors import ConfigError
+
+                raise ConfigError("--only selects rows of the other sets; nnunet has one row")
+
             return run(dataset, out, folds, overrides or [], peers or [])
         from mpliver.engine.experiments import get_set, run_experiments
 

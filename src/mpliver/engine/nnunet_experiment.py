@@ -95,7 +95,8 @@ def nnunet_env(exp_dir: Path, threads: int) -> dict[str, str]:
     env.update(nnUNet_raw=str(exp_dir / "nnUNet_raw"),
                nnUNet_preprocessed=str(exp_dir / "nnUNet_preprocessed"),
                nnUNet_results=str(exp_dir / "nnUNet_results"), nnUNet_n_proc_DA="0", nnUNet_def_n_proc="1",
-               nnUNet_compile="false", MPLIVER_NNUNET_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+               nnUNet_compile="false", MPLIVER_NNUNET_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
+               PYTHONUNBUFFERED="1")  # the log shows each step as it goes
     return env
 
 
@@ -141,6 +142,8 @@ def run_nnunet_experiment(
     log = exp_dir / "nnunet.log"
     started = time.time()
     _check_budget(run_dir, budget)
+    write_json_atomic(run_dir / "budget.json", {**asdict(budget), "trainer": TRAINER,
+                                                "configuration": CONFIGURATION, "device": "cpu"})
 
     if not (raw / REGISTRATION_JSON).is_file():
         say(f"exporting {dataset.root} with registered {'/'.join(dataset.phases[1:])} -> {raw}")
@@ -173,8 +176,6 @@ def run_nnunet_experiment(
             result.trained.append(fold)
         for case in cases:
             _write_prediction(dataset, run_dir, case, val_dir / f"{case}.nii.gz")
-    write_json_atomic(run_dir / "budget.json", {**asdict(budget), "trainer": TRAINER,
-                                                "configuration": CONFIGURATION, "device": "cpu"})
     say(f"evaluating {len(test_cases)} pooled test cases")
     evaluate_run(result, dataset, sorted(test_cases), started=started)
     return tabulate(exp_dir, dataset, selected, result, peer_roots)
