@@ -85,6 +85,7 @@ def run_peer_bench(work: str | Path, preset: str = "default", threads: int = 2,
                      liver_mask=files["label"])
     write_outputs(result, work / "mpliver_out")
     mpliver_s = time.perf_counter() - start
+    say(f"mpliver predict: {mpliver_s:.1f} s")
 
     exp = work / "nnunet"
     shutil.rmtree(exp, ignore_errors=True)  # nnU-Net re-plans each run: the same work every time
