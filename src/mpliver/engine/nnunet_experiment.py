@@ -90,11 +90,13 @@ def row_label(phases: Sequence[str]) -> str:
 
 def nnunet_env(exp_dir: Path, threads: int) -> dict[str, str]:
     """The environment of nnU-Net's steps: its three folders inside EXP/nnunet, data augmentation in the
-    training process (nnUNet_n_proc_DA=0), one export process, no torch.compile, `threads` torch threads."""
+    training process (nnUNet_n_proc_DA=0), no torch.compile, `threads` torch threads (nnU-Net's predictor
+    uses at most nnUNet_def_n_proc threads, which also sizes its export pool)."""
     env = dict(os.environ)
     env.update(nnUNet_raw=str(exp_dir / "nnUNet_raw"),
                nnUNet_preprocessed=str(exp_dir / "nnUNet_preprocessed"),
-               nnUNet_results=str(exp_dir / "nnUNet_results"), nnUNet_n_proc_DA="0", nnUNet_def_n_proc="1",
+               nnUNet_results=str(exp_dir / "nnUNet_results"), nnUNet_n_proc_DA="0",
+               nnUNet_def_n_proc=str(threads),
                nnUNet_compile="false", MPLIVER_NNUNET_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
                PYTHONUNBUFFERED="1")  # the log shows each step as it goes
     return env
