@@ -91,4 +91,14 @@ def test_with_the_extra_it_is_nnunets_own_plain_conv_unet(implementation):
     ref = get_network_from_plans("dynamic_network_architectures.architectures.unet.PlainConvUNet", arch,
                                  ["conv_op", "norm_op", "dropout_op", "nonlin"], 2, 2, deep_supervision=False)
     ours = {k.removeprefix("net."): v.shape for k, v in model.state_dict().items()}
-    assert ours == {k: v.shape for k, v in ref.state_dict().items()}
+    last_head = f"decoder.seg_layers.{len(ref.decoder.seg_layers) - 1}."
+    # the same tensors, less the deep-supervision heads nnU-Net leaves unused without deep supervision
+    assert ours == {k: v.shape for k, v in ref.state_dict().items()
+                    if not k.startswith("decoder.seg_layers.") or k.startswith(last_head)}
+    model.eval()
+    missing = ref.load_state_dict({k.removeprefix("net."): v for k, v in model.state_dict().items()},
+                                  strict=False).missing_keys
+    assert all(k.startswith("decoder.seg_layers.") and not k.startswith(last_head) for k in missing)
+    x = torch.rand(1, 2, 256, 256, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(model.net(x), ref.eval()(x))  # the same function as nnU-Net's network

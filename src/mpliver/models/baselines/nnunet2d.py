@@ -13,8 +13,9 @@ bottleneck, so the model zero-pads each side to a multiple of 128 that is at lea
 back. At 512x512 (the size it is meant for) nothing is padded and the bottleneck is 4x4, as in nnU-Net.
 
 Where the nnU-Net extra is installed (mpliver.extras), the network is nnU-Net's own `PlainConvUNet` from
-dynamic_network_architectures with that configuration (deep supervision off), not the look-alike below; the
-padding and the centre-slice input stay. `NNUNet2D.implementation` says which one was built.
+dynamic_network_architectures with that configuration (deep supervision off, its unused heads dropped), not
+the look-alike below; the padding and the centre-slice input stay. `NNUNet2D.implementation` says which one
+was built.
 """
 
 from __future__ import annotations
@@ -102,6 +103,11 @@ class NNUNet2D(SegmentationModel):
                 cfg.num_classes, 2, conv_bias=True, norm_op=nn.InstanceNorm2d,
                 norm_op_kwargs={"eps": 1e-5, "affine": True}, nonlin=nn.LeakyReLU,
                 nonlin_kwargs={"inplace": True}, deep_supervision=False)
+            # nnU-Net keeps a 1x1 head per decoder stage (deep supervision), and without deep supervision
+            # uses the last only: the others are dropped so that every parameter gets a gradient (DDP)
+            heads = self.net.decoder.seg_layers
+            for i in range(len(heads) - 1):
+                heads[i] = nn.Identity()
             return
         self.implementation = "mpliver look-alike"
         self.encoder = PlainConvEncoder(cfg.num_phases, features)
