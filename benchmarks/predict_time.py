@@ -24,20 +24,11 @@ import torch
 
 
 def study(work: Path) -> dict[str, Path]:
-    """Write (once) the PV, ART and label NIfTI files of a 512x512x100 HCC phantom case."""
-    from mpliver.data.phantom import PhantomConfig, generate_case
-    from mpliver.io.nifti import write_nifti
+    """Write (once) the PV, ART and label NIfTI files of a 512x512x100 HCC phantom case (the study that
+    `mpliver bench --peer nnunet` also runs)."""
+    from mpliver.engine.nnunet_bench import bench_study
 
-    paths = {k: work / f"STUDY_{k}.nii.gz" for k in ("PV", "ART", "label")}
-    if all(p.exists() for p in paths.values()):
-        return paths
-    work.mkdir(parents=True, exist_ok=True)
-    config = PhantomConfig(shape=(512, 512, 100), spacing=(0.7, 0.7, 2.5))
-    case = generate_case(0, 7, "HCC", config)
-    write_nifti(paths["PV"], case.phases["PV"].astype(np.int16), case.geometries["PV"])
-    write_nifti(paths["ART"], case.phases["ART"].astype(np.int16), case.geometries["ART"])
-    write_nifti(paths["label"], case.label, case.geometries["PV"])
-    return paths
+    return bench_study(work)
 
 
 def fit_liver(model: torch.nn.Module, size: int, work: Path, steps: int = 150) -> None:

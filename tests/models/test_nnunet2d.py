@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from mpliver.models import create_model
+from mpliver.models.baselines import nnunet2d
+
+
+@pytest.fixture(autouse=True, params=["default", "look-alike"])
+def implementation(request, monkeypatch):
+    """Every test runs on what create_model builds here, and on the look-alike (what builds without the
+    nnU-Net extra, as in CI)."""
+    if request.param == "look-alike":
+        monkeypatch.setattr(nnunet2d, "PlainConvUNet", None)
+    return request.param
 
 
 def _phases(size: int, batch: int = 1, n: int = 2) -> list[torch.Tensor]:
@@ -16,7 +27,7 @@ def _phases(size: int, batch: int = 1, n: int = 2) -> list[torch.Tensor]:
 
 def test_architecture_is_nnunets_2d_plan():
     model = create_model("nnunet2d")
-    convs = [m for m in model.encoder.modules() if isinstance(m, nn.Conv2d)]
+    convs = [m for m in model.encoders[0].modules() if isinstance(m, nn.Conv2d)]
     assert [c.out_channels for c in convs[::2]] == [32, 64, 128, 256, 512, 512, 512, 512]
     assert len(convs) == 16  # two convs per stage
     assert [c.stride for c in convs[::2]] == [(1, 1)] + [(2, 2)] * 7  # strided-conv downsampling
@@ -51,11 +62,43 @@ def test_small_inputs_are_zero_padded_to_the_8_stage_geometry_and_cropped():
     centre = torch.stack([xs[0][:, 1], xs[1][:, 1]], dim=1)
     padded = F.pad(centre, (96, 96, 96, 96))  # 64 -> 256, centred: the smallest 8-stage input
     shapes = []
-    hook = model.encoder.stages[-1].register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape)))
+    hook = model.encoders[0].stages[-1].register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape)))
     with torch.no_grad():
         out = model(xs)["logits"]
-        ref = model.classifier(model.decoder(model.encoder(padded)))[..., 96:160, 96:160]
+        ref = model._logits(padded)[..., 96:160, 96:160]
     hook.remove()
     assert out.shape == (2, 2, 64, 64)
     torch.testing.assert_close(out, ref)
     assert shapes[0][-2:] == (2, 2)  # bottleneck: 256 / 128
+
+
+def test_with_the_extra_it_is_nnunets_own_plain_conv_unet(implementation):
+    pytest.importorskip("dynamic_network_architectures", reason="the nnU-Net extra is not installed")
+    if implementation == "look-alike":
+        pytest.skip("the look-alike is not nnU-Net's network")
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+
+    model = create_model("nnunet2d")
+    assert model.implementation == "dynamic_network_architectures.PlainConvUNet"
+    # nnU-Net's own build path from a plan's arch_kwargs (as nnU-Net writes them for a 512x512 2d CT plan)
+    arch = {"n_stages": 8, "features_per_stage": [32, 64, 128, 256, 512, 512, 512, 512],
+            "conv_op": "torch.nn.modules.conv.Conv2d", "kernel_sizes": [[3, 3]] * 8,
+            "strides": [[1, 1]] + [[2, 2]] * 7, "n_conv_per_stage": [2] * 8,
+            "n_conv_per_stage_decoder": [2] * 7,
+            "conv_bias": True, "norm_op": "torch.nn.modules.instancenorm.InstanceNorm2d",
+            "norm_op_kwargs": {"eps": 1e-05, "affine": True}, "dropout_op": None, "dropout_op_kwargs": None,
+            "nonlin": "torch.nn.LeakyReLU", "nonlin_kwargs": {"inplace": True}}
+    ref = get_network_from_plans("dynamic_network_architectures.architectures.unet.PlainConvUNet", arch,
+                                 ["conv_op", "norm_op", "dropout_op", "nonlin"], 2, 2, deep_supervision=False)
+    ours = {k.removeprefix("net."): v.shape for k, v in model.state_dict().items()}
+    last_head = f"decoder.seg_layers.{len(ref.decoder.seg_layers) - 1}."
+    # the same tensors, less the deep-supervision heads nnU-Net leaves unused without deep supervision
+    assert ours == {k: v.shape for k, v in ref.state_dict().items()
+                    if not k.startswith("decoder.seg_layers.") or k.startswith(last_head)}
+    model.eval()
+    missing = ref.load_state_dict({k.removeprefix("net."): v for k, v in model.state_dict().items()},
+                                  strict=False).missing_keys
+    assert all(k.startswith("decoder.seg_layers.") and not k.startswith(last_head) for k in missing)
+    x = torch.rand(1, 2, 256, 256, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(model.net(x), ref.eval()(x))  # the same function as nnU-Net's network

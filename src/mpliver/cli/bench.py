@@ -1,4 +1,5 @@
-"""`mpliver bench`: training/inference throughput and peak memory of paper, add, single_phase and nnunet2d."""
+"""`mpliver bench`: training/inference throughput and peak memory of paper, add, single_phase and nnunet2d;
+with `--peer nnunet`, `mpliver predict` against nnU-Net v2's own predictor on one 512x512x100 study."""
 
 from __future__ import annotations
 
@@ -65,8 +66,16 @@ def register(app: typer.Typer) -> None:
         memory: bool = typer.Option(True, "--memory/--no-memory", help="Measure peak memory."),
         threads: int = typer.Option(0, help="CPU threads for torch (0: torch's default)."),
         out: Path = typer.Option(Path("bench.json"), help="Where to write the JSON result."),
+        peer: str = typer.Option(None, "--peer", help="nnunet: time `mpliver predict` and nnU-Net v2's "
+                                 "predictor (TTA on and off) on the same 512x512x100 study (needs "
+                                 "mpliver[nnunet])."),
+        preset: str = typer.Option("default", help="--peer: the preset of mpliver's (untrained) model."),
+        work: Path = typer.Option(Path("/tmp/mpliver_peer_bench"), help="--peer: work folder (the study "
+                                  "is written once and kept)."),
     ) -> None:
         """Throughput (slices/s) and peak memory, all models in one run; ratios to `add` in a table."""
+        if peer is not None:
+            return _peer_bench(peer, preset, work, threads, out)
         import torch
 
         from mpliver.engine.bench import BenchConfig, run_bench, write_json
@@ -89,3 +98,31 @@ def register(app: typer.Typer) -> None:
             result = run_bench(cfg, progress=lambda msg: status.update(f"bench: {msg}"))
         print_table(result)
         typer.echo(f"wrote {write_json(result, out)}")
+
+
+def _peer_bench(peer: str, preset: str, work: Path, threads: int, out: Path) -> None:
+    """`--peer nnunet`: both predictors on the same study in one run; prints seconds and ratios."""
+    from rich.console import Console
+
+    from mpliver.errors import ConfigError
+    from mpliver.extras import require_nnunet
+
+    if peer != "nnunet":
+        raise ConfigError(f"--peer must be 'nnunet', got '{peer}'")
+    require_nnunet("mpliver bench --peer nnunet")
+    from mpliver.engine.nnunet_bench import run_peer_bench
+    from mpliver.io.atomic import write_json_atomic
+
+    console = Console(stderr=True)
+    result = run_peer_bench(work, preset, threads or 2,
+                            on_event=lambda msg: console.print(msg, markup=False, highlight=False))
+    nn = result["nnunet"]
+    typer.echo(f"study 512x512x100, CPU, {result['threads']} threads")
+    typer.echo(f"mpliver predict ({preset}): {result['mpliver']['total_s']:.1f} s "
+               f"(network on {result['mpliver']['network_slices']} liver slices)")
+    typer.echo(f"nnU-Net v2 predictor, 2d plan (patch {nn['patch_size']}, {len(nn['features_per_stage'])} "
+               f"stages): TTA on {nn['seconds']['tta']:.1f} s, TTA off {nn['seconds']['no_tta']:.1f} s")
+    typer.echo(f"ratio nnU-Net / mpliver: {result['ratio_nnunet_tta_to_mpliver']:.2f} (TTA on, nnU-Net's "
+               f"default), {result['ratio_nnunet_no_tta_to_mpliver']:.2f} (TTA off)")
+    write_json_atomic(out, result)
+    typer.echo(f"wrote {out}")

@@ -16,7 +16,9 @@ One case (repeat to add cases to the same dataset):
 Many cases from a CSV with columns case,pv,art[,label][,tumor_type] (paths relative to the CSV):
   mpliver convert --from-csv cases.csv --out DATASET
 To nnU-Net v2 (ART resampled onto the PV grid; writes NNUNET_RAW/Dataset501_MPLiver/):
-  mpliver convert DATASET --to nnunet --out NNUNET_RAW [--dataset-id 501 --name MPLiver]
+  mpliver convert DATASET --to nnunet --out NNUNET_RAW [--dataset-id 501 --name MPLiver] [--register]
+  (--register: ART aligned to PV by mpliver's label-free liver registration, as `predict` does, with the
+  label's liver as the PV liver mask; without it ART is only resampled through the headers)
 
 Phases are DICOM series folders (or a study tree / .zip: add ::series=UID|NUMBER|TEXT,group=N to pick a
 series and acquisition, see `mpliver dicom ls`) or NIfTI files. A label is a DICOM-SEG (segments named
@@ -55,6 +57,9 @@ def register(app: typer.Typer) -> None:
                                              help="Remap NIfTI label values, e.g. '5=1' (TotalSegmentator "
                                                   "liver); values not listed become background."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing cases or dataset."),
+        register_phases: bool = typer.Option(False, "--register",
+                                             help="--to nnunet: align ART to PV with mpliver's liver "
+                                                  "registration (needs labels)."),
     ) -> None:
         from rich.console import Console
 
@@ -67,11 +72,19 @@ def register(app: typer.Typer) -> None:
                 raise ConfigError("--to nnunet takes a DATASET, not --pv/--art/--label/--from-csv/--case-id")
             from mpliver.io.nnunet import export_nnunet
 
+            align, align_name = None, "registered"
+            if register_phases:
+                from mpliver.data.registration import liver_aligner
+
+                align, align_name = liver_aligner(), "registered by mpliver's label-free liver registration"
             with _progress(console, "nnU-Net export") as step:
                 target = export_nnunet(source, out, dataset_id=dataset_id, name=name, overwrite=overwrite,
-                                       progress=step)
+                                       progress=step, align=align, align_name=align_name)
             typer.echo(f"wrote {target}")
             return
+        if register_phases:
+            raise ConfigError("--register goes only with --to nnunet (the case layout keeps each phase's "
+                              "grid)")
         if to != "layout":
             raise ConfigError(f"--to must be 'layout' or 'nnunet', got '{to}'")
         if source is not None:

@@ -1,6 +1,7 @@
 """`mpliver experiments SET DATASET --out EXP [--preset cpu-small] [--folds K] [--only a,b] [--seeds K]
 [key=value ...]`: run a named set of configurations (comparison, fusion, ablation, backbones) and tabulate
-them side by side; with --seeds, once per training seed (EXP/SET/seed_S/ROW) with the tables over seeds."""
+them side by side; with --seeds, once per training seed (EXP/SET/seed_S/ROW) with the tables over seeds.
+SET `nnunet` runs nnU-Net v2 instead (cli/nnunet_experiment.py; overrides nnunet.epochs=N and the like)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command("experiments")
     def experiments(
-        set_name: str = typer.Argument(..., metavar="SET", help="comparison, fusion, ablation or backbones."),
+        set_name: str = typer.Argument(..., metavar="SET", help="comparison, fusion, ablation, backbones or "
+                                       "nnunet (nnU-Net v2, needs mpliver[nnunet])."),
         dataset: Path = typer.Argument(..., help="Dataset folder with folds in dataset.json."),
         overrides: list[str] = typer.Argument(None, help="Overrides for every row, e.g. optim.epochs=4."),
         out: Path = typer.Option(..., "--out", "-o", help="Experiments folder (rows in OUT/SET/ROW)."),
@@ -21,12 +23,24 @@ def register(app: typer.Typer) -> None:
         only: str = typer.Option(None, "--only", help="Comma-separated rows to run (default: all)."),
         seeds: int = typer.Option(None, "--seeds", help="Repeat every row with K training seeds "
                                   "(train.seed, +1, ...) on the same folds; tables over seeds in OUT/SET."),
+        peers: list[Path] = typer.Option(None, "--peers", help="nnunet: another folder to search for the "
+                                         "finished paper and single_phase rows (repeatable)."),
     ) -> None:
         """Reproduce one of the paper's tables: every row a cross-validation, finished rows skipped."""
         import time
 
         from rich.console import Console
 
+        if set_name == "nnunet":
+            from mpliver.cli.nnunet_experiment import run
+
+            if only or seeds is not None:
+                from mpliver.errors import ConfigError
+
+                raise ConfigError("--only and --seeds apply to the other sets; nnunet has one row and "
+                                  "uses nnU-Net's own seeding")
+
+            return run(dataset, out, folds, overrides or [], peers or [])
         from mpliver.engine.experiments import get_set, run_experiments
 
         console = Console(stderr=True)

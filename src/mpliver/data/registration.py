@@ -17,6 +17,7 @@ pure translation has A = I and b = motion.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import numpy as np
 from mpliver.errors import InputError
 from mpliver.io.checks import axial_slice_count
 from mpliver.io.geometry import Geometry, to_sitk
+from mpliver.io.layout import CaseVolumes
 
 METHODS = ("tumor-center", "liver", "none")
 _FLIP = np.diag([-1.0, -1.0, 1.0])  # RAS <-> LPS
@@ -300,3 +302,22 @@ def register_phase(method: str, pv: np.ndarray, pv_geom: Geometry, moving: np.nd
             raise InputError(f"liver registration failed ({detail[:200]}); does this phase cover the liver?",
                              moving_path) from None
     return resample_to_grid(moving, moving_geom, pv_geom, transform), transform
+
+
+def liver_aligner(settings: LiverRegistrationSettings | None = None
+                  ) -> Callable[[CaseVolumes, str, Path], tuple[np.ndarray, dict]]:
+    """A phase aligner for `io.nnunet.export_nnunet`: the label-free liver registration that predict uses,
+    with the liver of the case's reference label (labels > 0) as the PV liver mask, as training prep does."""
+
+    def align(vols: CaseVolumes, phase: str, moving_path: Path) -> tuple[np.ndarray, dict]:
+        if vols.label is None or not np.any(vols.label > 0):
+            raise InputError(f"--register needs the PV liver from the label, and case {vols.case_id} has "
+                             "none (imagesTs cases cannot be registered this way)", moving_path)
+        pv_name = next(iter(vols.phases))
+        on_pv, transform = register_phase("liver", vols.phases[pv_name], vols.geometries[pv_name],
+                                          vols.phases[phase], vols.geometries[phase],
+                                          liver_mask=vols.label > 0,
+                                          moving_path=moving_path, settings=settings)
+        return on_pv, transform.to_dict()
+
+    return align

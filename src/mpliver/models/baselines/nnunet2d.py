@@ -11,6 +11,11 @@ and the loss is the same as every other model's); inputs smaller than nnU-Net's 
 Seven stride-2 stages need a multiple of 128 px, and InstanceNorm in training needs more than one pixel at the
 bottleneck, so the model zero-pads each side to a multiple of 128 that is at least 256 and crops the logits
 back. At 512x512 (the size it is meant for) nothing is padded and the bottleneck is 4x4, as in nnU-Net.
+
+Where the nnU-Net extra is installed (mpliver.extras), the network is nnU-Net's own `PlainConvUNet` from
+dynamic_network_architectures with that configuration (deep supervision off, its unused heads dropped), not
+the look-alike below; the padding and the centre-slice input stay. `NNUNet2D.implementation` says which one
+was built.
 """
 
 from __future__ import annotations
@@ -24,6 +29,11 @@ from torch import nn
 from mpliver.models.base import SegmentationModel
 from mpliver.models.config import ModelConfig
 from mpliver.models.layers import scale_channels
+
+try:  # the real architecture, where the optional nnU-Net extra is installed
+    from dynamic_network_architectures.architectures.unet import PlainConvUNet
+except ImportError:  # the look-alike below stands in
+    PlainConvUNet = None
 
 FEATURES = (32, 64, 128, 256, 512, 512, 512, 512)
 PAD_MULTIPLE = 2 ** (len(FEATURES) - 1)  # 128: seven stride-2 stages
@@ -86,13 +96,32 @@ class NNUNet2D(SegmentationModel):
         super().__init__(config)
         cfg = config
         features = tuple(scale_channels(c, cfg.width) for c in FEATURES)
+        if PlainConvUNet is not None:
+            self.implementation = "dynamic_network_architectures.PlainConvUNet"
+            self.net = PlainConvUNet(
+                cfg.num_phases, len(features), features, nn.Conv2d, 3, [1] + [2] * (len(features) - 1), 2,
+                cfg.num_classes, 2, conv_bias=True, norm_op=nn.InstanceNorm2d,
+                norm_op_kwargs={"eps": 1e-5, "affine": True}, nonlin=nn.LeakyReLU,
+                nonlin_kwargs={"inplace": True}, deep_supervision=False)
+            # nnU-Net keeps a 1x1 head per decoder stage (deep supervision), and without deep supervision
+            # uses the last only: the others are dropped so that every parameter gets a gradient (DDP)
+            heads = self.net.decoder.seg_layers
+            for i in range(len(heads) - 1):
+                heads[i] = nn.Identity()
+            return
+        self.implementation = "mpliver look-alike"
         self.encoder = PlainConvEncoder(cfg.num_phases, features)
         self.decoder = PlainConvDecoder(features)
         self.classifier = nn.Conv2d(features[0], cfg.num_classes, 1)
 
     @property
     def encoders(self) -> list[nn.Module]:
-        return [self.encoder]
+        return [self.net.encoder if PlainConvUNet is not None else self.encoder]
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        if PlainConvUNet is not None:
+            return self.net(x)
+        return self.classifier(self.decoder(self.encoder(x)))
 
     def centre_slices(self, xs: Sequence[torch.Tensor]) -> torch.Tensor:
         """(N, num_phases, H, W): channel in_channels // 2 (the centre of the slice stack) of each phase."""
@@ -105,7 +134,7 @@ class NNUNet2D(SegmentationModel):
         ph, pw = (max(MIN_SIZE, -(-s // PAD_MULTIPLE) * PAD_MULTIPLE) - s for s in (h, w))
         if ph or pw:
             x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
-        logits = self.classifier(self.decoder(self.encoder(x)))
+        logits = self._logits(x)
         if ph or pw:
             logits = logits[..., ph // 2:ph // 2 + h, pw // 2:pw // 2 + w]
         return {"logits": logits}
