@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from mpliver.cli import main
-from mpliver.engine.bench import BenchConfig, _LiveTensorPeak
+from mpliver.engine.bench import DEFAULT_MODELS, BenchConfig, _LiveTensorPeak
 from mpliver.errors import ConfigError
+from mpliver.extras import nnunet_available
 
 
 @pytest.mark.slow
@@ -22,7 +23,7 @@ def test_bench_cli_prints_ratio_table_and_writes_json(tmp_path, capsys):
                "--warmup", "0", "--out", str(out)])
     assert rc == 0
     printed = capsys.readouterr().out
-    for name in ("paper", "add", "single_phase", "nnunet2d", "train / add", "infer / add"):
+    for name in (*DEFAULT_MODELS, "train / add", "infer / add"):
         assert name in printed
     data = json.loads(out.read_text())
     assert data["device"] == "cpu" and data["reference"] == "add"
@@ -30,7 +31,8 @@ def test_bench_cli_prints_ratio_table_and_writes_json(tmp_path, capsys):
     assert data["environment"]["torch"] == torch.__version__ and "python" in data["environment"]
     assert set(data["git"]) == {"commit", "dirty"}
     rows = {r["model"]: r for r in data["results"]}
-    assert set(rows) == {"paper", "add", "single_phase", "nnunet2d"}
+    assert set(rows) == {"paper", "add", "single_phase", DEFAULT_MODELS[-1]}
+    assert DEFAULT_MODELS[-1] == ("nnunet2d_native" if nnunet_available() else "nnunet2d")
     assert rows["add"]["train_ratio"] == 1.0 and rows["add"]["infer_ratio"] == 1.0
     for r in rows.values():
         assert r["params"] > 0 and len(r["train_times"]) == 1 and len(r["infer_times"]) == 1

@@ -7,16 +7,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mpliver.extras import nnunet_available
 from mpliver.models import create_model
-from mpliver.models.baselines import nnunet2d
 
 
-@pytest.fixture(autouse=True, params=["default", "look-alike"])
-def implementation(request, monkeypatch):
-    """Every test runs on what create_model builds here, and on the look-alike (what builds without the
-    nnU-Net extra, as in CI)."""
-    if request.param == "look-alike":
-        monkeypatch.setattr(nnunet2d, "PlainConvUNet", None)
+@pytest.fixture(params=["nnunet2d", "nnunet2d_native"])
+def name(request):
+    """Every test runs on the look-alike and, with the nnU-Net extra, on nnU-Net's own network."""
+    if request.param == "nnunet2d_native" and not nnunet_available():
+        pytest.skip("the nnU-Net extra is not installed")
     return request.param
 
 
@@ -25,8 +24,8 @@ def _phases(size: int, batch: int = 1, n: int = 2) -> list[torch.Tensor]:
     return [torch.rand(batch, 3, size, size, generator=g) for _ in range(n)]
 
 
-def test_architecture_is_nnunets_2d_plan():
-    model = create_model("nnunet2d")
+def test_architecture_is_nnunets_2d_plan(name):
+    model = create_model(name)
     convs = [m for m in model.encoders[0].modules() if isinstance(m, nn.Conv2d)]
     assert [c.out_channels for c in convs[::2]] == [32, 64, 128, 256, 512, 512, 512, 512]
     assert len(convs) == 16  # two convs per stage
@@ -42,8 +41,8 @@ def test_architecture_is_nnunets_2d_plan():
     assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
 
 
-def test_only_the_centre_slice_of_each_phase_is_used():
-    model = create_model("nnunet2d", width=0.125).eval()
+def test_only_the_centre_slice_of_each_phase_is_used(name):
+    model = create_model(name, width=0.125).eval()
     xs = _phases(64)
     changed = [x.clone() for x in xs]
     for x in changed:
@@ -55,9 +54,9 @@ def test_only_the_centre_slice_of_each_phase_is_used():
     assert not torch.allclose(swapped, model(xs)["logits"])  # the phases are distinct input channels
 
 
-def test_small_inputs_are_zero_padded_to_the_8_stage_geometry_and_cropped():
+def test_small_inputs_are_zero_padded_to_the_8_stage_geometry_and_cropped(name):
     torch.manual_seed(0)
-    model = create_model("nnunet2d", width=0.125).eval()
+    model = create_model(name, width=0.125).eval()
     xs = _phases(64, batch=2)
     centre = torch.stack([xs[0][:, 1], xs[1][:, 1]], dim=1)
     padded = F.pad(centre, (96, 96, 96, 96))  # 64 -> 256, centred: the smallest 8-stage input
@@ -72,13 +71,13 @@ def test_small_inputs_are_zero_padded_to_the_8_stage_geometry_and_cropped():
     assert shapes[0][-2:] == (2, 2)  # bottleneck: 256 / 128
 
 
-def test_with_the_extra_it_is_nnunets_own_plain_conv_unet(implementation):
+def test_with_the_extra_it_is_nnunets_own_plain_conv_unet(name):
     pytest.importorskip("dynamic_network_architectures", reason="the nnU-Net extra is not installed")
-    if implementation == "look-alike":
+    if name == "nnunet2d":
         pytest.skip("the look-alike is not nnU-Net's network")
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
-    model = create_model("nnunet2d")
+    model = create_model(name)
     assert model.implementation == "dynamic_network_architectures.PlainConvUNet"
     # nnU-Net's own build path from a plan's arch_kwargs (as nnU-Net writes them for a 512x512 2d CT plan)
     arch = {"n_stages": 8, "features_per_stage": [32, 64, 128, 256, 512, 512, 512, 512],
@@ -102,3 +101,20 @@ def test_with_the_extra_it_is_nnunets_own_plain_conv_unet(implementation):
     x = torch.rand(1, 2, 256, 256, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         torch.testing.assert_close(model.net(x), ref.eval()(x))  # the same function as nnU-Net's network
+
+
+def test_nnunet2d_is_the_look_alike_whatever_is_installed():
+    # a checkpoint names the network it holds: the same name builds the same parameters on every machine
+    model = create_model("nnunet2d", width=0.125)
+    assert model.implementation == "mpliver look-alike"
+    assert all(k.split(".")[0] in {"encoder", "decoder", "classifier"} for k in model.state_dict())
+
+
+def test_native_without_the_extra_is_one_line(monkeypatch):
+    from mpliver import extras
+
+    monkeypatch.setattr(extras, "nnunet_available", lambda: False)
+    with pytest.raises(extras.MissingExtraError, match=r"nnunet2d_native needs nnU-Net v2.*pip install") \
+            as err:
+        create_model("nnunet2d_native", width=0.125)
+    assert "\n" not in str(err.value)

@@ -45,7 +45,8 @@ def print_table(result: dict[str, Any]) -> None:
 def register(app: typer.Typer) -> None:
     @app.command("bench")
     def bench(
-        models: str = typer.Option("paper,add,single_phase,nnunet2d", help="Comma-separated model names."),
+        models: str = typer.Option(None, help="Comma-separated model names (default: paper, add, "
+                                   "single_phase, nnunet2d_native; nnunet2d without the nnU-Net extra)."),
         size: int = typer.Option(None, help="Slice size in px (default: 512 on a GPU, 128 on the CPU)."),
         batch: int = typer.Option(None, help="Slices per step (default: 16 on a GPU, 4 on the CPU)."),
         width: float = typer.Option(None, help="Channel width (default: 1 on a GPU, 0.25 on the CPU)."),
@@ -78,7 +79,7 @@ def register(app: typer.Typer) -> None:
             return _peer_bench(peer, preset, work, threads, out)
         import torch
 
-        from mpliver.engine.bench import BenchConfig, run_bench, write_json
+        from mpliver.engine.bench import DEFAULT_MODELS, BenchConfig, run_bench, write_json
         from mpliver.engine.distributed import resolve_device
 
         if threads > 0:
@@ -87,7 +88,8 @@ def register(app: typer.Typer) -> None:
         defaults = GPU_DEFAULTS if dev.type == "cuda" else CPU_DEFAULTS
         given = {"size": size, "batch": batch, "width": width, "dtype": dtype}
         chosen = {k: defaults[k] if v is None else v for k, v in given.items()}
-        cfg = BenchConfig(models=tuple(m.strip() for m in models.split(",") if m.strip()), device=str(dev),
+        names = tuple(m.strip() for m in models.split(",") if m.strip()) if models else DEFAULT_MODELS
+        cfg = BenchConfig(models=names, device=str(dev),
                           compile=compile, compile_mode=compile_mode, fused_sam=fused_sam, fold_bn=fold_bn,
                           channels_last=channels_last, iters=iters, warmup=warmup,
                           train=train, infer=infer, memory=memory, **chosen)

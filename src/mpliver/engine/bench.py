@@ -29,10 +29,12 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from mpliver.engine.distributed import resolve_device
 from mpliver.engine.run_info import environment, git_revision
 from mpliver.errors import ConfigError
+from mpliver.extras import nnunet_available
 from mpliver.io.atomic import write_json_atomic
 from mpliver.models import create_model, segmentation_loss
 
-DEFAULT_MODELS = ("paper", "add", "single_phase", "nnunet2d")
+# the nnU-Net reference is nnU-Net's own network where its extra is installed, the look-alike elsewhere
+DEFAULT_MODELS = ("paper", "add", "single_phase", "nnunet2d_native" if nnunet_available() else "nnunet2d")
 REFERENCE = "add"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 # torch.compile modes; "reduce-overhead" adds CUDA graphs (fewer launches), "max-autotune" also tunes kernels

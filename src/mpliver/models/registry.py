@@ -10,6 +10,7 @@
 | mc_fcn, mw_unet, pa_resseg | the comparison baselines | no (refused) |
 | liver_resunet | stage-1 liver model, PV only | no (refused) |
 | nnunet2d | nnU-Net-style plain 2D U-Net over the centre slices (`bench` reference) | no (refused) |
+| nnunet2d_native | the same from nnU-Net's own PlainConvUNet (needs the nnU-Net extra) | no (refused) |
 
 "Every feature-level variant keeps eq. 2 feedback and URIM unless told otherwise" (SPEC §3), so the fusion
 table compares rows that differ only in the aggregation; the ablation rows are `single_phase`, `add` and `sam`
@@ -157,4 +158,11 @@ def _liver_resunet() -> ModelConfig:
 def _nnunet2d() -> ModelConfig:
     # phases enter as input channels (input-level fusion), hence fusion "ilf" and one stream
     return ModelConfig(name="nnunet2d", arch="nnunet2d", fusion="ilf", backbone="unet", urim=False,
+                       feedback=False)
+
+
+@register_model("nnunet2d_native")
+def _nnunet2d_native() -> ModelConfig:
+    # the same model built from nnU-Net's own PlainConvUNet (needs the nnU-Net extra)
+    return ModelConfig(name="nnunet2d_native", arch="nnunet2d", fusion="ilf", backbone="unet", urim=False,
                        feedback=False)

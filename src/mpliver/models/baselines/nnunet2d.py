@@ -12,10 +12,10 @@ Seven stride-2 stages need a multiple of 128 px, and InstanceNorm in training ne
 bottleneck, so the model zero-pads each side to a multiple of 128 that is at least 256 and crops the logits
 back. At 512x512 (the size it is meant for) nothing is padded and the bottleneck is 4x4, as in nnU-Net.
 
-Where the nnU-Net extra is installed (mpliver.extras), the network is nnU-Net's own `PlainConvUNet` from
-dynamic_network_architectures with that configuration (deep supervision off, its unused heads dropped), not
-the look-alike below; the padding and the centre-slice input stay. `NNUNet2D.implementation` says which one
-was built.
+`nnunet2d_native` is the same model built from nnU-Net's own `PlainConvUNet` (dynamic_network_architectures,
+deep supervision off, its unused heads dropped); it needs the nnU-Net extra (mpliver.extras). The two are
+separate model names, not a switch on what is importable, so a checkpoint names the network it holds and
+loads the same way on every machine. `NNUNet2D.implementation` says which one was built.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mpliver.extras import require_nnunet
 from mpliver.models.base import SegmentationModel
 from mpliver.models.config import ModelConfig
 from mpliver.models.layers import scale_channels
@@ -38,6 +39,7 @@ except ImportError:  # the look-alike below stands in
 FEATURES = (32, 64, 128, 256, 512, 512, 512, 512)
 PAD_MULTIPLE = 2 ** (len(FEATURES) - 1)  # 128: seven stride-2 stages
 MIN_SIZE = 2 * PAD_MULTIPLE  # bottleneck of at least 2x2 px
+NATIVE = "nnunet2d_native"  # the model name that builds nnU-Net's own network
 
 
 class ConvINLReLU(nn.Sequential):
@@ -96,7 +98,9 @@ class NNUNet2D(SegmentationModel):
         super().__init__(config)
         cfg = config
         features = tuple(scale_channels(c, cfg.width) for c in FEATURES)
-        if PlainConvUNet is not None:
+        self.native = cfg.name == NATIVE
+        if self.native:
+            require_nnunet(f"model {NATIVE}")
             self.implementation = "dynamic_network_architectures.PlainConvUNet"
             self.net = PlainConvUNet(
                 cfg.num_phases, len(features), features, nn.Conv2d, 3, [1] + [2] * (len(features) - 1), 2,
@@ -116,10 +120,10 @@ class NNUNet2D(SegmentationModel):
 
     @property
     def encoders(self) -> list[nn.Module]:
-        return [self.net.encoder if PlainConvUNet is not None else self.encoder]
+        return [self.net.encoder if self.native else self.encoder]
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        if PlainConvUNet is not None:
+        if self.native:
             return self.net(x)
         return self.classifier(self.decoder(self.encoder(x)))
 
