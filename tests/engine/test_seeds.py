@@ -30,6 +30,7 @@ def test_every_claim_names_rows_of_its_set():
     for claim in CLAIMS:
         rows = {r.name for r in get_set(claim.set).rows}
         assert {claim.lower, claim.higher} <= rows, claim
+        assert (claim.lower, claim.higher) in get_set(claim.set).pairs, claim  # tabulated as a pair
     sets = {c.set for c in CLAIMS}
     assert sets == {"ablation", "fusion", "comparison", "backbones"}
     assert set(PAPER_ROWS) <= {r.name for s in sets for r in get_set(s).rows}
@@ -99,6 +100,11 @@ def test_tables_over_seeds_match_the_per_seed_results(seeded):
         a, b = ({r["case"]: float(r["dice"]) for r in _rows(out / f"seed_{s}" / row / "evaluation"
                                                             / "per_case.csv")} for row in ROWS)
         assert float(comparison[0][f"seed {s}"]) == pytest.approx(statistics.mean(b[c] - a[c] for c in a))
+    # the Markdown shows the p-value with 3 significant digits (not rounded to 0.00 as a metric)
+    md_row = (out / "seed_comparison.md").read_text().splitlines()[2].strip("|").split("|")
+    header = (out / "seed_comparison.md").read_text().splitlines()[0].strip("|").split("|")
+    p_cell = md_row[[h.strip() for h in header].index("p")].strip()
+    assert p_cell == f"{float(comparison[0]['p']):.3g}"
     claims = (out / "claims.md").read_text()
     assert claims.startswith("- **SP < MP (FLF-add)**: ") and "paper +6.46" in claims
     doc = (out / "seed_tables.md").read_text()

@@ -283,14 +283,14 @@ def write_tables(result: ExperimentResult) -> None:
         table2_markdown,
     )
     from mpliver.io.atomic import write_json_atomic, write_text_atomic
-    from mpliver.io.layout import TUMOR_TYPES
+    from mpliver.io.layout import type_order
 
     out, res = result.out_dir, result.results
     names = [r.name for r in result.set.rows if r.name in res]
     summaries = {n: res[n].summary for n in names}
     by_type = {n: res[n].by_type for n in names}
     seen = {t for n in names for t in by_type[n]}
-    types = [t for t in TUMOR_TYPES if t in seen] + sorted(t for t in seen if t not in TUMOR_TYPES)
+    types = type_order(seen)
 
     per_fold = {n: fold_dpc(res[n]) for n in names}
     comparisons = []

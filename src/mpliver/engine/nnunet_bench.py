@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +25,7 @@ from mpliver.data.config import PreprocessConfig
 from mpliver.data.phantom import PhantomConfig, generate_case
 from mpliver.engine.bundle import save_bundle
 from mpliver.engine.config import load_config
-from mpliver.engine.nnunet_experiment import nnunet_env
+from mpliver.engine.nnunet_experiment import nnunet_env, run_step
 from mpliver.engine.predict import predict, write_outputs
 from mpliver.errors import InputError
 from mpliver.extras import require_nnunet
@@ -97,18 +95,15 @@ def run_peer_bench(work: str | Path, preset: str = "default", threads: int = 2,
     shutil.copyfile(files["label"], layout / "labelsTr" / "STUDY.nii.gz")
     write_dataset_json(layout, ["PV", "ART"], 1)
     export_nnunet(layout, exp / "nnUNet_raw", dataset_id=DATASET_ID, name="Bench")
-    env = {**nnunet_env(exp, threads), "nnUNet_def_n_proc": str(threads), "nnUNet_n_proc_DA": str(threads)}
+    env = {**nnunet_env(exp, threads), "nnUNet_n_proc_DA": str(threads)}
     out_json = exp / "out" / "nnunet_times.json"
     out_json.parent.mkdir(parents=True, exist_ok=True)
     say("nnU-Net v2: planning the study, then its predictor without and with mirroring TTA")
     log = exp / "nnunet_peer.log"
-    with open(log, "w") as handle:
-        code = subprocess.call([sys.executable, "-m", "mpliver.engine.nnunet_peer", str(DATASET_ID),
-                                str(out_json)], env=env, stdout=handle, stderr=subprocess.STDOUT)
-    if code != 0 or not out_json.is_file():
-        lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
-        last = lines[-1][:200] if lines else ""
-        raise InputError(f"nnU-Net's predictor failed (exit {code}): {last}", log)
+    log.unlink(missing_ok=True)
+    run_step([str(DATASET_ID), str(out_json)], env, log, module="mpliver.engine.nnunet_peer")
+    if not out_json.is_file():
+        raise InputError("nnU-Net's predictor wrote no timings", log)
     peer = json.loads(out_json.read_text())
     secs = peer["seconds"]
     return {

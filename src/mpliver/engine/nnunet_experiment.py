@@ -102,14 +102,17 @@ def nnunet_env(exp_dir: Path, threads: int) -> dict[str, str]:
     return env
 
 
-def _run_step(args: list[str], env: dict[str, str], log: Path) -> None:
-    """Run one nnU-Net step in a child process, its output appended to `log`; a failure is one line."""
+def run_step(args: list[str], env: dict[str, str], log: Path,
+             module: str = "mpliver.engine.nnunet_worker") -> None:
+    """Run one nnU-Net step (`python -m module args`) in a child process, its output appended to `log`;
+    a failure is one line quoting the log's last line. nnU-Net reads its folders when imported, hence a
+    child process per step."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a") as handle:
         handle.write(f"\n$ {' '.join(args)}\n")
         handle.flush()
-        code = subprocess.call([sys.executable, "-m", "mpliver.engine.nnunet_worker", *args], env=env,
-                               stdout=handle, stderr=subprocess.STDOUT)
+        code = subprocess.call([sys.executable, "-m", module, *args], env=env, stdout=handle,
+                               stderr=subprocess.STDOUT)
     if code != 0:
         lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
         last = lines[-1][:200] if lines else ""
@@ -156,7 +159,7 @@ def run_nnunet_experiment(
     if not plans.is_file() or not (plans.parent / "splits_final.json").is_file():
         say(f"nnU-Net planning and pre-processing ({CONFIGURATION}); log: {log}")
         # the planner sets torch's threads to nnUNet_n_proc_DA, which must then be positive
-        _run_step(["prepare", str(dataset_id), CONFIGURATION], {**env, "nnUNet_n_proc_DA": "1"}, log)
+        run_step(["prepare", str(dataset_id), CONFIGURATION], {**env, "nnUNet_n_proc_DA": "1"}, log)
 
     result = CrossvalResult(run_dir=run_dir, method=row_label(dataset.phases), folds=selected,
                             model=f"nnunetv2 {CONFIGURATION} {TRAINER}")
@@ -174,7 +177,7 @@ def run_nnunet_experiment(
             say(f"fold {fold}: nnU-Net training ({budget.epochs} epochs x {budget.iterations_per_epoch} "
                 f"iterations) and prediction of {len(cases)} test cases; log: {log}")
             step = ["train", str(dataset_id), CONFIGURATION, str(index), json.dumps(asdict(budget))]
-            _run_step(step, env, log)
+            run_step(step, env, log)
             result.trained.append(fold)
         for case in cases:
             _write_prediction(dataset, run_dir, case, val_dir / f"{case}.nii.gz")

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mpliver.engine.crossval import CONFIDENCE, CROSSVAL_JSON, EVALUATION, PREDICTIONS, prediction_path
+from mpliver.engine.seed_tables import over_seeds
 from mpliver.engine.seeds import SEEDS_JSON, seed_dir_name
 from mpliver.errors import InputError
 from mpliver.io.atomic import check_writable
@@ -76,7 +77,7 @@ def write_report(run_dir: str | Path, cases: Sequence[str] | None = None, num_ca
         training_curves_png,
         type_dpc_bars_png,
     )
-    from mpliver.io.layout import TUMOR_TYPES, Dataset
+    from mpliver.io.layout import Dataset, type_order
 
     info = json.loads((run_dir / CROSSVAL_JSON).read_text())
     dataset = Dataset(info["dataset"])
@@ -117,7 +118,7 @@ def write_report(run_dir: str | Path, cases: Sequence[str] | None = None, num_ca
         figures.append(("Training curves (loss; validation Dice) per fold", "training_curves.png"))
     by_type = info.get("by_type") or {}
     if by_type:
-        types = [t for t in TUMOR_TYPES if t in by_type] + [t for t in by_type if t not in TUMOR_TYPES]
+        types = type_order(by_type)
         type_dpc_bars_png(out / "dpc_by_type.png", {method: by_type}, types=types)
         figures.append(("DPC per tumour type (mean ± SD over cases)", "dpc_by_type.png"))
 
@@ -130,7 +131,7 @@ def write_report(run_dir: str | Path, cases: Sequence[str] | None = None, num_ca
 def _experiment_report(set_dir: Path) -> Path:
     from mpliver.evaluation.curves import learning_curve_png
     from mpliver.evaluation.figures import training_curves_png, type_dpc_bars_png
-    from mpliver.io.layout import TUMOR_TYPES
+    from mpliver.io.layout import type_order
 
     info = json.loads((set_dir / "experiment.json").read_text())
     out = check_writable(set_dir / REPORT_DIR)
@@ -142,7 +143,7 @@ def _experiment_report(set_dir: Path) -> Path:
         if path.is_file():
             by_type[row] = json.loads(path.read_text()).get("by_type") or {}
     seen = {t for b in by_type.values() for t in b}
-    types = [t for t in TUMOR_TYPES if t in seen] + sorted(t for t in seen if t not in TUMOR_TYPES)
+    types = type_order(seen)
     if by_type:
         type_dpc_bars_png(out / "dpc_by_type.png", by_type, types=types)
         figures.append(("DPC per tumour type, every row (mean ± SD over cases)", "dpc_by_type.png"))
@@ -167,10 +168,10 @@ def _seeded_report(set_dir: Path) -> Path:
     """Learning curve over every (fold, seed) run of each row, per-type bars of the seed means, index."""
     from mpliver.evaluation.curves import learning_curve_png
     from mpliver.evaluation.figures import type_dpc_bars_png
-    from mpliver.io.layout import TUMOR_TYPES
+    from mpliver.io.layout import type_order
 
     info = json.loads((set_dir / SEEDS_JSON).read_text())
-    out = set_dir / REPORT_DIR
+    out = check_writable(set_dir / REPORT_DIR)
     out.mkdir(parents=True, exist_ok=True)
     figures: list[tuple[str, str]] = []
     curves: dict[str, list[list[dict[str, float]]]] = {}
@@ -190,7 +191,7 @@ def _seeded_report(set_dir: Path) -> Path:
     by_type = {row: {t: _mean_summary(v) for t, v in types.items()} for row, types in per_type.items()}
     if by_type:
         seen = {t for b in by_type.values() for t in b}
-        types = [t for t in TUMOR_TYPES if t in seen] + sorted(t for t in seen if t not in TUMOR_TYPES)
+        types = type_order(seen)
         type_dpc_bars_png(out / "dpc_by_type.png", by_type, types=types,
                           title="DPC per tumour type: mean over seeds, ± SD over cases (mean over seeds)")
         figures.append(("DPC per tumour type, every row (mean over seeds; ± SD over cases)",
@@ -203,12 +204,10 @@ def _seeded_report(set_dir: Path) -> Path:
 
 
 def _mean_summary(summaries: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean over seeds of dpc and dpc_sd (None where no seed has one); the largest n_cases."""
-    out: dict[str, Any] = {"n_cases": max(int(s.get("n_cases") or 0) for s in summaries)}
-    for key in ("dpc", "dpc_sd"):
-        vals = [float(s[key]) for s in summaries if s.get(key) is not None]
-        out[key] = sum(vals) / len(vals) if vals else None
-    return out
+    """Mean over seeds of dpc and of dpc_sd (`over_seeds`); the largest n_cases."""
+    st = over_seeds(summaries, "dpc")
+    return {"n_cases": max(int(s.get("n_cases") or 0) for s in summaries), "dpc": st["mean"],
+            "dpc_sd": st["case_sd"]}
 
 
 def _write_index(out: Path, title: str, info: dict[str, Any], figures: list[tuple[str, str]], source: Path,

@@ -9,10 +9,10 @@ and `seeds.json`. `paper_side_by_side` gives the same Markdown for a single-seed
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from mpliver.evaluation.aggregate import mean_sd
 from mpliver.evaluation.claims import describe, judge
 from mpliver.evaluation.paper_numbers import (
     CLAIMS,
@@ -31,20 +31,10 @@ if TYPE_CHECKING:
 Runs = Mapping[int, Mapping[str, "CrossvalResult"]]  # seed -> row -> result
 
 
-def _stats(values: Sequence[float | None]) -> tuple[float | None, float | None]:
-    """(mean, sample SD) of the defined values; SD None with fewer than two."""
-    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    if not vals:
-        return None, None
-    mean = sum(vals) / len(vals)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else None
-    return mean, sd
-
-
 def over_seeds(summaries: Sequence[Mapping[str, Any]], key: str) -> dict[str, float | None]:
     """Mean over seeds, SD over seeds, and SD over cases (mean of the seeds' SDs) of one summary metric."""
-    mean, seed_sd = _stats([s.get(key) for s in summaries])
-    case_sd, _ = _stats([s.get(f"{key}_sd") for s in summaries])
+    mean, seed_sd, _ = mean_sd(s.get(key) for s in summaries)
+    case_sd = mean_sd(s.get(f"{key}_sd") for s in summaries)[0]
     return {"mean": mean, "seed_sd": seed_sd, "case_sd": case_sd, "n_seeds": len(summaries)}
 
 
@@ -72,7 +62,7 @@ def _dpc_by_case(result: CrossvalResult) -> dict[str, float]:
 
 def build_tables(exp: ExperimentSet, runs: Runs) -> dict[str, tuple[str, str]]:
     """{stem: (Markdown, CSV)} of the tables over seeds, and `claims` (Markdown lines, CSV)."""
-    from mpliver.io.layout import TUMOR_TYPES
+    from mpliver.io.layout import type_order
 
     names = _rows(exp, runs)
     seeds = sorted(runs)
@@ -106,7 +96,7 @@ def build_tables(exp: ExperimentSet, runs: Runs) -> dict[str, tuple[str, str]]:
     out["seed_dpc"] = (markdown_table(header_d, [_fmt_row(r, 1) for r in rows_d]), csv_text(header_d, rows_d))
 
     seen = {t for n in names for s in _seeds_of(runs, n) for t in runs[s][n].by_type}
-    types = [t for t in TUMOR_TYPES if t in seen] + sorted(t for t in seen if t not in TUMOR_TYPES)
+    types = type_order(seen)
     header2, rows2, csv_rows2 = ["method"], [], []
     for t in types:
         header2 += [f"{t} (SD seeds; SD cases)", f"paper {t}"]
@@ -126,7 +116,7 @@ def build_tables(exp: ExperimentSet, runs: Runs) -> dict[str, tuple[str, str]]:
     )
 
     claims = {(c.lower, c.higher): c.label for c in CLAIMS if c.set == exp.name}
-    pairs = list(exp.pairs) + [p for p in claims if p not in exp.pairs]
+    pairs = exp.pairs  # every claim of the set is one of its pairs (tests/engine/test_seeds.py)
     header_c = ["A", "B"] + [f"seed {s}" for s in seeds]
     header_c += ["mean diff B − A", "SD over seeds", "SD over cases", "cases", "p", "signs agree", "counts",
                  "paper diff"]
@@ -144,7 +134,7 @@ def build_tables(exp: ExperimentSet, runs: Runs) -> dict[str, tuple[str, str]]:
             "yes" if j.counts else "no", None if paper is None else paper[0]])
         if (a, b) in claims:
             lines[(a, b)] = "- " + describe(claims[(a, b)], j, None if paper is None else paper[0])
-    md_c = markdown_table(header_c, [_fmt_row(r, 2, p_col=len(header_c) - 5) for r in rows_c])
+    md_c = markdown_table(header_c, [_fmt_row(r, 2, p_col=header_c.index("p")) for r in rows_c])
     out["seed_comparison"] = (md_c, csv_text(header_c, rows_c))
     none = "(no claim of the paper concerns the rows run)\n"
     ordered = [lines[p] for p in claims if p in lines]  # in the order of CLAIMS

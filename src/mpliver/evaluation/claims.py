@@ -18,7 +18,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mpliver.evaluation.aggregate import paired_comparison
+from mpliver.evaluation.aggregate import mean_sd, paired_comparison
 
 HOLDS_BEYOND = "holds beyond the spread"
 HOLDS_WITHIN = "holds within the spread"
@@ -69,7 +69,7 @@ def judge(
     seed_diffs = {s: sum(higher[s][c] - lower[s][c] for c in cases) / len(cases) for s in seeds}
     diffs = list(seed_diffs.values())
     mean_diff = sum(diffs) / len(diffs)
-    seed_sd = _sd(diffs)
+    seed_sd = mean_sd(diffs)[1]
     avg_low = [{"case": c, "dice": sum(lower[s][c] for s in seeds) / len(seeds)} for c in cases]
     avg_high = [{"case": c, "dice": sum(higher[s][c] for s in seeds) / len(seeds)} for c in cases]
     test = paired_comparison(avg_low, avg_high, key="dice")
@@ -117,9 +117,3 @@ def describe(label: str, j: Judgement, paper_diff: float | None = None) -> str:
 def _fmt(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}g}" if digits == 3 else f"{value:.{digits}f}"
 
-
-def _sd(values: list[float]) -> float | None:
-    if len(values) < 2:
-        return None
-    m = sum(values) / len(values)
-    return math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))

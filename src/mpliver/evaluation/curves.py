@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mpliver.evaluation.aggregate import mean_sd
+
 
 @dataclass(frozen=True)
 class Curve:
@@ -37,10 +39,9 @@ def mean_curve(logs: Sequence[Sequence[Mapping[str, float]]], key: str = "val_di
     epochs = sorted(by_epoch)
     mean, sd = [], []
     for e in epochs:
-        v = by_epoch[e]
-        m = sum(v) / len(v)
+        m, s, _ = mean_sd(by_epoch[e])
         mean.append(m)
-        sd.append(math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1)) if len(v) > 1 else None)
+        sd.append(s)
     return Curve(epochs, mean, sd, [len(by_epoch[e]) for e in epochs])
 
 

@@ -26,6 +26,12 @@ from mpliver.io.nifti import read_geometry, read_nifti
 TUMOR_TYPES = ("cyst", "FNH", "HEM", "HCC", "METS")
 LABELS = {"background": 0, "liver": 1, "tumor": 2}
 FILE_ENDING = ".nii.gz"
+
+
+def type_order(seen) -> list[str]:
+    """Tumour types in table order: the five of the table first, then any others alphabetically."""
+    seen = set(seen)
+    return [t for t in TUMOR_TYPES if t in seen] + sorted(t for t in seen if t not in TUMOR_TYPES)
 _TYPE_ALIASES = {"cysts": "cyst", "hemangioma": "HEM", "haemangioma": "HEM", "hem": "HEM", "fnh": "FNH",
                  "hcc": "HCC", "mets": "METS", "met": "METS", "metastasis": "METS", "metastases": "METS"}
 
