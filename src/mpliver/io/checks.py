@@ -22,7 +22,8 @@ def check_hu(array: np.ndarray, path: str | Path | None = None, *, max_samples: 
     """Refuse volumes that do not hold Hounsfield units, with the figures measured and the likely cause.
 
     Decided on robust statistics of (a regular subsample of) the volume: CT in HU has air near -1000 and fat
-    near -100 (some voxel below -50 HU in any abdominal field of view, unless a crop holds soft tissue only),
+    near -100 (some voxel below -50 HU in any abdominal field of view; a crop without air or fat passes when
+    it spans at least 200 HU, e.g. with vessels or bone, but a crop of soft tissue alone is refused),
     and the bulk of the body (voxels above -500 HU) at soft-tissue values, median -200..300 HU. Refused, each
     with its cause: blank volumes, a range under 200 (normalised data, label maps), integers within 0..255
     saturating at 0 or 255 (8-bit display values), a volume that passes only once 1024 is subtracted (HU +
@@ -31,7 +32,7 @@ def check_hu(array: np.ndarray, path: str | Path | None = None, *, max_samples: 
     check_finite(array, path)
     if array.size == 0:
         raise InputError("empty volume", path)
-    flat = np.asarray(array).reshape(-1)
+    flat = np.ravel(array, order="K")  # a view in the array's own order (NIfTI reads are Fortran-ordered)
     v = flat[:: max(1, -(-flat.size // max_samples))].astype(np.float64)
     lo, hi = float(np.min(flat)), float(np.max(flat))
     if lo == hi:
