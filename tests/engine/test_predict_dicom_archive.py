@@ -12,6 +12,7 @@ import pytest
 from predict_toys import tiny_bundle
 
 from mpliver.cli import main
+from mpliver.io import dicom_study
 from mpliver.io.dicom import read_dicom_series
 from mpliver.io.geometry import Geometry
 from mpliver.io.resample import reorient_to_grid
@@ -35,13 +36,17 @@ def real(shared_data):
     return folder / "pv_dicom", folder / "pv_dicom_seg.nii.gz"
 
 
-def test_extra_coronal_slice_outputs_on_the_axial_grid_and_seg_reads_back(real, tmp_path, capsys):
+def test_extra_coronal_slice_outputs_on_the_axial_grid_and_seg_reads_back(real, tmp_path, capsys,
+                                                                           monkeypatch):
     import highdicom as hd
 
     pv, liver = real
     _with_coronal_slice(pv, tmp_path / "pv")
     bundle = tiny_bundle(tmp_path / "m.mpliver", synthetic=False)
     out = tmp_path / "out"
+    scans = []
+    real_scan = dicom_study.scan_folder
+    monkeypatch.setattr(dicom_study, "scan_folder", lambda root: scans.append(root) or real_scan(root))
     assert main(["predict", "--model", str(bundle), "--out", str(out), "--pv", str(tmp_path / "pv"),
                  "--art", str(tmp_path / "pv"), "--liver-mask", str(liver), "--liver-mask-values", "5",
                  "--device", "cpu", "--dicom-seg"]) == 0
@@ -49,6 +54,9 @@ def test_extra_coronal_slice_outputs_on_the_axial_grid_and_seg_reads_back(real, 
     notice = (f"warning: {tmp_path / 'pv'}: dropped 1 of 21 files: other orientation (coronal); kept 20 "
               "axial slices")
     assert err.count(notice) == 1
+    # the headers are scanned once for the check before the network, then once per phase read (ART is the
+    # same folder here); the lesion references and the SEG reuse the PV scan
+    assert len(scans) == 3
     clean_geom = read_dicom_series(pv)[1]
     for name in ("pv.nii.gz", "pv_uncertainty.nii.gz"):
         img = nib.load(str(out / name))

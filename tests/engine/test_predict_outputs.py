@@ -301,7 +301,7 @@ def test_dicom_slice_refs_follow_the_slice_order_not_the_file_names(tmp_path):
     import pydicom
 
     from mpliver.engine.predict_report import dicom_slice_refs
-    from mpliver.io.dicom import write_dicom_series
+    from mpliver.io.dicom import scan_series, write_dicom_series
 
     geom = Geometry.from_spacing((8, 6, 5), (1.0, 1.0, 2.0))
     folder = tmp_path / "series"
@@ -312,7 +312,7 @@ def test_dicom_slice_refs_follow_the_slice_order_not_the_file_names(tmp_path):
     by_position = sorted((pydicom.dcmread(p, stop_before_pixels=True) for p in folder.iterdir()),
                          key=lambda h: float(h.ImagePositionPatient[2]))
     expected = [(int(h.InstanceNumber), str(h.SOPInstanceUID)) for h in by_position]
-    assert dicom_slice_refs(folder) == expected and len({uid for _, uid in expected}) == 5
+    assert dicom_slice_refs(scan_series(folder)) == expected and len({uid for _, uid in expected}) == 5
 
 
 @pytest.mark.parametrize("synthetic", [False, True])

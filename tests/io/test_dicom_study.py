@@ -157,6 +157,18 @@ def test_enhanced_ct_reads_like_its_single_frame_source(phantom_dicom, tmp_path)
         check_dicom_seg_source(path)
 
 
+def test_a_seg_of_the_single_frame_series_reads_onto_its_enhanced_ct(phantom_dicom, tmp_path):
+    """Frames are placed from the planes the scan parsed, which enhanced CT has per frame, not per file."""
+    from mpliver.io.dicom_seg import read_dicom_seg, write_dicom_seg
+
+    path = q.enhanced_ct(phantom_dicom["PV"], tmp_path / "enh" / "volume.dcm")
+    label = phantom_dicom["case"].label
+    seg = write_dicom_seg(tmp_path / "seg.dcm", label, phantom_dicom["PV"])
+    on_enhanced, geom, _ = read_dicom_seg(seg, path, allow_mismatch=True)  # the converter made new UIDs
+    np.testing.assert_array_equal(on_enhanced, label)
+    np.testing.assert_array_equal(geom.affine, read_dicom_series(phantom_dicom["PV"])[1].affine)
+
+
 def test_real_series_as_enhanced_ct(shared_data, tmp_path):
     """The real JPEG 2000 slices converted to one enhanced CT object: same voxels and geometry."""
     folder = shared_data / "totalseg_example" / "pv_dicom"

@@ -197,16 +197,21 @@ def _single(console, bundles, phases, out, liver_mask, values, case_id, device, 
 
     from mpliver.engine.predict import STAGES, predict, write_outputs
 
-    case = case_id or case_id_from(phases.get("PV", next(iter(phases.values()))))
-    if dicom_seg and "PV" in phases:  # before the network runs: a SEG needs a usable DICOM PV series
-        from mpliver.errors import ConfigError
+    primary = bundles[0].phases[0]  # the phase whose grid the outputs (and a SEG) lie on; PV by default
+    case = case_id or case_id_from(phases.get(primary, next(iter(phases.values()))))
+    if dicom_seg and primary in phases:  # before the network runs: a SEG needs a usable DICOM series
+        import warnings
+
+        from mpliver.errors import ConfigError, InputWarning
         from mpliver.io.dicom import check_dicom_seg_source
         from mpliver.io.dicom_study import check_not_single_file, is_dicom_source
 
-        check_not_single_file(Path(phases["PV"]), "PV phase")
-        if not is_dicom_source(phases["PV"]):
-            raise ConfigError("--dicom-seg needs the PV phase as a DICOM series folder")
-        check_dicom_seg_source(phases["PV"])
+        check_not_single_file(Path(phases[primary]), f"{primary} phase")
+        if not is_dicom_source(phases[primary]):
+            raise ConfigError(f"--dicom-seg needs the {primary} phase as a DICOM series folder")
+        with warnings.catch_warnings():  # what the series drops is said once, when predict reads it
+            warnings.simplefilter("ignore", InputWarning)
+            check_dicom_seg_source(phases[primary])
     with _stage_progress(console) as bar:
         task = bar.add_task(f"{case}", total=len(STAGES) + 1)
 

@@ -52,6 +52,7 @@ from mpliver.errors import ConfigError, InputError
 from mpliver.evaluation.lesion_report import lesion_table, notice_path, write_lesion_report
 from mpliver.io.atomic import commit_set, make_staging
 from mpliver.io.checks import check_hu, check_slices
+from mpliver.io.dicom import DicomSeries
 from mpliver.io.geometry import Geometry
 from mpliver.io.layout import CaseVolumes
 
@@ -78,7 +79,7 @@ class PredictionResult:
     synthetic: bool
     timings: dict[str, float] = field(default_factory=dict)
     transforms: dict[str, RigidTransform] = field(default_factory=dict)
-    pv_dicom: Path | None = None  # the PV DICOM folder, when PV came from one (for DICOM-SEG)
+    pv_dicom: DicomSeries | None = None  # the scanned PV series, when PV came from DICOM (for DICOM-SEG)
     liver_check: LiverCheck | None = None
     liver_origin: str = ""
     models: list[str] = field(default_factory=list)  # the bundle(s) that made the prediction
@@ -105,12 +106,12 @@ def uncertainty_from_probability(p: np.ndarray) -> np.ndarray:
         return np.exp(1.0 - s_max / s_min).astype(np.float32)
 
 
-def read_volume(source: PhaseInput, what: str) -> tuple[np.ndarray, Geometry, Path | None]:
-    """(float32 array, geometry, DICOM folder or None) of a NIfTI file, a DICOM folder or an array input.
+def read_volume(source: PhaseInput, what: str) -> tuple[np.ndarray, Geometry, DicomSeries | None]:
+    """(float32 array, geometry, scanned DICOM series or None) of a NIfTI file, a DICOM source or an array.
 
     A bare array gets a 1 mm RAS-aligned grid; pass `(array, Geometry)` to keep a real one.
     """
-    from mpliver.io.dicom import read_dicom_series
+    from mpliver.io.dicom import read_dicom_series, scan_series
     from mpliver.io.dicom_study import check_not_single_file, is_dicom_source
     from mpliver.io.nifti import read_nifti
 
@@ -127,8 +128,9 @@ def read_volume(source: PhaseInput, what: str) -> tuple[np.ndarray, Geometry, Pa
         return source.astype(np.float32, copy=False), geom, None
     path = Path(source)
     if is_dicom_source(path):  # a folder, a study .zip, or PATH::series=...,group=...
-        array, geom = read_dicom_series(path)
-        return array, geom, path
+        series = scan_series(path)  # once: the pixels, the lesions' slice references and a SEG use it
+        array, geom = read_dicom_series(series)
+        return array, geom, series
     if not path.exists():
         raise InputError(f"{what} not found", path)
     check_not_single_file(path, what)
@@ -249,7 +251,7 @@ class StudyVolumes:
     volumes: dict[str, np.ndarray]
     geometries: dict[str, Geometry]
     sources: dict[str, Path | None]
-    pv_dicom: Path | None = None
+    pv_dicom: DicomSeries | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -267,7 +269,7 @@ class PreparedStudy:
     transforms: dict[str, RigidTransform]
     liver_check: LiverCheck
     liver_origin: str
-    pv_dicom: Path | None = None
+    pv_dicom: DicomSeries | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
 

@@ -11,7 +11,6 @@ liver.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +18,7 @@ from scipy import ndimage
 
 from mpliver.data.liver_check import LiverCheck
 from mpliver.data.registration import RigidTransform
+from mpliver.io.dicom import DicomSeries, series_instance_uids
 from mpliver.io.geometry import Geometry
 
 NIFTI_NOTE = "mpliver research software, not for clinical use"
@@ -65,21 +65,12 @@ def registration_summary(transforms: Mapping[str, RigidTransform], liver: np.nda
     return out
 
 
-def dicom_slice_refs(folder: str | Path) -> list[tuple[int | None, str]]:
-    """(InstanceNumber, SOPInstanceUID) of the images of a DICOM series folder, in array order k. An empty
-    SOPInstanceUID falls back to the file meta's MediaStorageSOPInstanceUID, which DICOM makes the same UID
-    (some exports, like the real test series here, leave the data set's copy empty)."""
-    from mpliver.io.dicom import scan_series
-
-    refs = []
-    for header in scan_series(folder).headers:
-        number = header.get("InstanceNumber")
-        uid = str(header.get("SOPInstanceUID", "") or "").strip()
-        if not uid:
-            meta = getattr(header, "file_meta", None)
-            uid = str(meta.get("MediaStorageSOPInstanceUID", "") or "").strip() if meta is not None else ""
-        refs.append((None if number in (None, "") else int(number), uid))
-    return refs
+def dicom_slice_refs(series: DicomSeries) -> list[tuple[int | None, str]]:
+    """(InstanceNumber, SOPInstanceUID) of the images of a scanned DICOM series, in array order k (an
+    anonymised, empty SOPInstanceUID was already filled from the file meta by the scan)."""
+    numbers = [h.get("InstanceNumber") for h in series.headers]
+    return [(None if n in (None, "") else int(n), uid)
+            for n, uid in zip(numbers, series_instance_uids(series), strict=True)]
 
 
 def liver_check_report(check: LiverCheck | None, origin: str) -> dict[str, Any] | None:

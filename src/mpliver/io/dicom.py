@@ -50,7 +50,6 @@ from mpliver.io.staging import make_staging, swap_in
 _CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 _LPS = LPS
 MIN_SLICES_AFTER_DROP = 3
-_told: set[tuple[str, str]] = set()
 
 
 @dataclass
@@ -102,8 +101,7 @@ def scan_series(folder: str | Path, series_uid: str | None = None, spacing_tol: 
     if notice and len(group.slices) < MIN_SLICES_AFTER_DROP:
         raise InputError(f"{notice}: fewer than {MIN_SLICES_AFTER_DROP} slices left, no regular stack", path)
     ordered, geometry = stack_geometry(group.slices, path, spacing_tol)
-    if notice and (str(folder), notice) not in _told:  # once per source, though outputs read it again
-        _told.add((str(folder), notice))
+    if notice:
         warnings.warn(f"{path}: {notice}", InputWarning, stacklevel=2)
     return DicomSeries(path, series.uid, [s.path for s in ordered], [s.ds for s in ordered], geometry,
                        ordered, notice, group.label)
@@ -139,11 +137,18 @@ def _pixels(s: SliceHeader, cache: dict) -> np.ndarray:
         raise InputError(f"cannot decode pixel data ({type(exc).__name__}: {exc})", s.path) from None
 
 
-def read_dicom_series(folder: str | Path, series_uid: str | None = None) -> tuple[np.ndarray, Geometry]:
-    """Read a DICOM series (see `scan_series` for what `folder` may be) into a float32 (i, j, k) array of
-    rescaled values (HU for CT) + geometry. Missing RescaleSlope/Intercept count as 1/0 only when the values
-    then pass `check_hu`."""
-    series = scan_series(folder, series_uid)
+def as_series(source: str | Path | DicomSeries, series_uid: str | None = None) -> DicomSeries:
+    """`source` when it is already scanned, else `scan_series(source, series_uid)`: callers that read pixels,
+    references and a SEG of one series scan its headers once."""
+    return source if isinstance(source, DicomSeries) else scan_series(source, series_uid)
+
+
+def read_dicom_series(folder: str | Path | DicomSeries, series_uid: str | None = None,
+                      ) -> tuple[np.ndarray, Geometry]:
+    """Read a DICOM series (see `scan_series` for what `folder` may be, or a scanned `DicomSeries`) into a
+    float32 (i, j, k) array of rescaled values (HU for CT) + geometry. Missing RescaleSlope/Intercept count as
+    1/0 only when the values then pass `check_hu`."""
+    series = as_series(folder, series_uid)
     nx, ny, nz = series.geometry.shape
     out = np.empty((nx, ny, nz), dtype=np.float32)
     cache: dict = {}
@@ -168,10 +173,10 @@ def read_dicom_series(folder: str | Path, series_uid: str | None = None) -> tupl
     return out, series.geometry
 
 
-def check_dicom_seg_source(folder: str | Path) -> DicomSeries:
+def check_dicom_seg_source(folder: str | Path | DicomSeries) -> DicomSeries:
     """The PV series a DICOM-SEG will refer to, checked before any work: single-frame slices with SOP UIDs
     (from the data set or the file meta) and study/series UIDs (generated when anonymised away)."""
-    series = scan_series(folder)
+    series = as_series(folder)
     if series.multiframe:
         raise InputError("--dicom-seg needs single-frame PV slices; enhanced (multi-frame) CT is read but a "
                          "SEG of it is not written", series.folder)

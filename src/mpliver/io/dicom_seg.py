@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from mpliver.errors import InputError, InputWarning
-from mpliver.io.dicom import DicomSeries, scan_series, series_instance_uids
+from mpliver.io.dicom import DicomSeries, as_series, check_dicom_seg_source, series_instance_uids
 from mpliver.io.geometry import Geometry
 from mpliver.io.resample import reorient_to_grid
 
@@ -61,13 +61,14 @@ def _segment_value(info: SegmentInfo, label_map: Mapping[str, int]) -> int | Non
 
 def read_dicom_seg(
     seg_path: str | Path,
-    series_folder: str | Path,
+    series_folder: str | Path | DicomSeries,
     *,
     series_uid: str | None = None,
     label_map: Mapping[str, int] | None = None,
     allow_mismatch: bool = False,
 ) -> tuple[np.ndarray, Geometry, list[SegmentInfo]]:
-    """Read a DICOM-SEG into a label array (i, j, k) on the grid of its source series in `series_folder`.
+    """Read a DICOM-SEG into a label array (i, j, k) on the grid of its source series in `series_folder` (or
+    an already scanned `DicomSeries`).
 
     Without `label_map` a voxel holds its segment number; with one (e.g. `LABEL_SYNONYMS`), each segment's
     label or coded type (case-insensitive) gives the voxel value and an unknown segment is an error. Where
@@ -85,7 +86,7 @@ def read_dicom_seg(
             seg = hd.seg.segread(seg_path)
     except Exception as exc:
         raise InputError(f"not a readable DICOM-SEG ({type(exc).__name__}: {exc})", seg_path) from None
-    series = scan_series(series_folder, series_uid)
+    series = as_series(series_folder, series_uid)
     if not allow_mismatch:
         check_seg_matches_series(seg, series, seg_path)
     segments = _segments(seg)
@@ -158,7 +159,7 @@ def _by_plane_position(seg, series: DicomSeries, numbers: list[int], seg_path: P
     (then `_by_geometry` resamples exactly, if it can). Frame source references are only checked: some
     exports name one and the same source slice in every frame, so they never decide the slice.
     """
-    first = series.headers[0]
+    first = series.slices[0]  # parsed per plane, so enhanced (multi-frame) CT has them too
     n_frames = int(seg.get("NumberOfFrames", 1) or 1)
     if n_frames == 0 or "PerFrameFunctionalGroupsSequence" not in seg:
         return None
@@ -167,14 +168,14 @@ def _by_plane_position(seg, series: DicomSeries, numbers: list[int], seg_path: P
     if orient is None or measures is None:
         return None
     iop = np.asarray([float(v) for v in orient.ImageOrientationPatient])
-    series_iop = np.asarray([float(v) for v in first.ImageOrientationPatient])
+    series_iop = first.iop
     spacing = np.asarray([float(v) for v in measures.PixelSpacing])
-    series_spacing = np.asarray([float(v) for v in first.PixelSpacing])
+    series_spacing = first.spacing
     if (np.max(np.abs(iop - series_iop)) > 1e-4 or np.max(np.abs(spacing - series_spacing)) > 1e-4
-            or (int(seg.Rows), int(seg.Columns)) != (int(first.Rows), int(first.Columns))):
+            or (int(seg.Rows), int(seg.Columns)) != (first.rows, first.cols)):
         return None
     normal = np.cross(series_iop[:3], series_iop[3:])
-    slice_pos = np.asarray([[float(v) for v in h.ImagePositionPatient] for h in series.headers])
+    slice_pos = np.stack([s.ipp for s in series.slices])
     slice_dist = slice_pos @ normal  # ascending: scan_series sorts the slices along the normal
     step = float(np.median(np.diff(slice_dist))) if len(slice_dist) > 1 else 1.0
     tol = max(0.05 * abs(step), 1e-2)
@@ -239,7 +240,7 @@ def _by_geometry(seg, geometry: Geometry, numbers: list[int], seg_path: Path) ->
 def write_dicom_seg(
     path: str | Path,
     label: np.ndarray,
-    series_folder: str | Path,
+    series_folder: str | Path | DicomSeries,
     *,
     segments: Mapping[int, str] | None = None,
     series_uid: str | None = None,
@@ -258,21 +259,15 @@ def write_dicom_seg(
     from mpliver.io.atomic import atomic_path
 
     segments = dict(segments or {1: "liver", 2: "tumor"})
-    series = scan_series(series_folder, series_uid)
+    series = check_dicom_seg_source(as_series(series_folder, series_uid))  # single-frame, with SOP UIDs
     label = np.asarray(label)
     if tuple(label.shape) != tuple(series.geometry.shape):
         raise InputError(f"label shape {label.shape} does not match the series grid {series.geometry.shape}",
-                         series_folder)
+                         series.folder)
     present = {int(v) for v in np.unique(label)} - {0}
     unknown = present - set(segments)
     if unknown:
         raise ValueError(f"label values {sorted(unknown)} have no segment description")
-    if "" in series_instance_uids(series):  # empty in the data set AND the file meta
-        raise InputError("source slices have no SOPInstanceUID; a DICOM-SEG cannot refer to them",
-                         series_folder)
-    if series.multiframe:
-        raise InputError("enhanced (multi-frame) CT is read, but a DICOM-SEG of it is not written",
-                         series_folder)
 
     if algorithm:
         algo_type = hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC
