@@ -245,3 +245,19 @@ def test_write_refuses_nonempty_folder_and_bad_shape(series, make_ct):
         write_dicom_series(folder, make_ct((8, 7, 6)), geom)
     with pytest.raises(ValueError):
         write_dicom_series(folder.parent / "x", make_ct((8, 7, 5)), geom)
+
+
+def test_a_failed_series_write_names_the_folder_and_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+
+    from mpliver.errors import OutputError
+
+    def full_disk(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pydicom.dataset.Dataset, "save_as", full_disk)
+    geom = Geometry.from_spacing((8, 6, 4), (1.0, 1.0, 2.0))
+    with pytest.raises(OutputError, match="ENOSPC") as err:
+        write_dicom_series(tmp_path / "ct", np.zeros(geom.shape, np.float32), geom)
+    assert str(tmp_path / "ct") in str(err.value) and "\n" not in str(err.value)
+    assert list(tmp_path.iterdir()) == []  # no half-written series, no staging folder left

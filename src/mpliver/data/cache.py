@@ -37,7 +37,7 @@ from mpliver.data.prepare import prepare_case
 from mpliver.data.slices import SliceMapping
 from mpliver.data.workers import end_with_parent
 from mpliver.errors import InputError
-from mpliver.io.atomic import make_staging, swap_in, write_json_atomic
+from mpliver.io.atomic import staged_folder, write_json_atomic
 from mpliver.io.geometry import Geometry
 from mpliver.io.layout import Dataset
 from mpliver.io.lock import FolderLock
@@ -127,8 +127,7 @@ def _write_case(out: Path, prepared, key: str, sources: dict[str, Any], pv_geome
                 dtype: str) -> dict[str, Any]:
     """Write one case atomically: into a staging folder, then rename it into place."""
     final = out / "cases" / prepared.case_id
-    tmp = make_staging(final)
-    try:
+    with staged_folder(final) as tmp:
         np.save(tmp / "images.npy", prepared.images.astype(dtype))
         np.save(tmp / "mask.npy", prepared.mask.astype(np.uint8))
         if prepared.label is not None:
@@ -142,10 +141,6 @@ def _write_case(out: Path, prepared, key: str, sources: dict[str, Any], pv_geome
             "sources": sources,
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        swap_in(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return manifest_entry(meta)
 
 

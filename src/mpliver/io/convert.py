@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from mpliver.errors import DatasetError, InputError
-from mpliver.io.atomic import check_writable, write_json_atomic
+from mpliver.io.atomic import check_writable, make_staging, normal_permissions, swap_in, write_json_atomic
 from mpliver.io.checks import check_hu, check_label_liver, check_slices
 from mpliver.io.dicom import read_dicom_series
 from mpliver.io.dicom_study import check_not_single_file, is_dicom_source
@@ -33,7 +33,6 @@ from mpliver.io.layout import (
 )
 from mpliver.io.nifti import read_nifti, write_nifti
 from mpliver.io.resample import reorient_to_grid, resample_to_grid, same_voxels
-from mpliver.io.staging import make_staging, normal_permissions, swap_in
 
 PHASES = ("PV", "ART")
 _CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")

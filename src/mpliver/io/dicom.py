@@ -16,7 +16,6 @@ the `PATH::series=...,group=...` selector. What was dropped is said once per sou
 from __future__ import annotations
 
 import datetime
-import shutil
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from mpliver.errors import InputError, InputWarning
+from mpliver.io.atomic import staged_folder
 from mpliver.io.checks import check_hu
 from mpliver.io.dicom_scan import SliceHeader
 from mpliver.io.dicom_stack import (
@@ -45,7 +45,6 @@ from mpliver.io.dicom_study import (
     series_label,
 )
 from mpliver.io.geometry import Geometry
-from mpliver.io.staging import make_staging, swap_in
 
 _CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 _LPS = LPS
@@ -250,8 +249,7 @@ def write_dicom_series(
     date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
     nx, ny, nz = array.shape
 
-    tmp = make_staging(folder)
-    try:
+    with staged_folder(folder) as tmp:  # the series appears whole, or not at all
         paths = []
         for k in range(nz):
             meta = FileMetaDataset()
@@ -293,10 +291,6 @@ def write_dicom_series(
             path = tmp / f"slice_{k:04d}.dcm"
             ds.save_as(path, enforce_file_format=True)
             paths.append(folder / path.name)
-        swap_in(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return paths
 
 

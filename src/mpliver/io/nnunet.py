@@ -12,19 +12,17 @@ written as `splits_final.json` (copy it into `nnUNet_preprocessed/DatasetXXX_Nam
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from mpliver.errors import DatasetError
-from mpliver.io.atomic import write_json_atomic
+from mpliver.io.atomic import staged_folder, write_json_atomic
 from mpliver.io.convert import compact_hu
 from mpliver.io.layout import FILE_ENDING, LABELS, CaseVolumes, Dataset
 from mpliver.io.nifti import write_nifti
 from mpliver.io.resample import resample_to_grid
-from mpliver.io.staging import make_staging, swap_in
 
 AIR_HU = -1024.0
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -75,9 +73,8 @@ def export_nnunet(
         if same_id:
             raise DatasetError(f"dataset id {dataset_id} is already used by {same_id[0]}; choose another "
                                "--dataset-id", out_dir)
-    stage = make_staging(target)
     transforms: dict[str, dict] = {}
-    try:
+    with staged_folder(target) as stage:
         for split, cases in (("Tr", train), ("Ts", test)):
             for case in cases:
                 transforms[case] = _export_case(src, case, split, stage, align)
@@ -106,9 +103,6 @@ def export_nnunet(
                                                                                         if folds[c] == f)}
                       for f in sorted(set(folds.values()))]
             write_json_atomic(stage / "splits_final.json", splits)
-        swap_in(stage, target)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
     return target
 
 
