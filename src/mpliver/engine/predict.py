@@ -182,13 +182,14 @@ def check_precision(precision: str) -> str:
 def _network(model: torch.nn.Module, stacks: np.ndarray, batch_size: int, device: torch.device,
              tta: bool, precision: str = "auto") -> np.ndarray:
     """(S, n, n) tumour probability; with `tta` the mean over the identity and the H, W and HW flips."""
-    amp = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    # predict_slices decides per device: bf16 autocast on a GPU unless fp32, on the CPU only when asked for
+    amp, amp_cpu = precision != "fp32", precision == "bf16"
     flips: list[tuple[int, ...]] = [()] + ([(-1,), (-2,), (-2, -1)] if tta else [])
     total = None
     for dims in flips:
         x = np.flip(stacks, axis=dims) if dims else stacks
         p = predict_slices(model, np.ascontiguousarray(x), batch_size, device, amp, channels_last=True,
-                           amp_cpu=amp).probability
+                           amp_cpu=amp_cpu).probability
         p = np.flip(p, axis=dims) if dims else p
         total = p if total is None else total + p
     return (total / len(flips)).astype(np.float32)

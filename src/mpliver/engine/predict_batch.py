@@ -231,13 +231,12 @@ def predict_dataset(
                              liver_mask_values=liver_mask_values, case_id=case, device=dev, tta=tta,
                              batch_size=batch_size, registration=registration, on_stage=on_stage,
                              strict=strict, precision=precision)
-            warn_liver(case, result)
             write(result)
         except OutputError:  # a full or read-only disk fails every case alike: stop with one line
             raise
         except Exception as exc:  # one broken case must not stop the batch; it is reported, not hidden
             failed(case, failure_line(case, exc))
         else:
-            done(case, result)
+            written(case, result)  # as the pipeline: the liver warning of a case whose outputs were written
     summary.seconds = time.perf_counter() - start
     return summary
