@@ -202,7 +202,7 @@ def tiny_bundle(path: Path) -> Path:
     import torch
 
     from mpliver.data.config import PreprocessConfig
-    from mpliver.engine.bundle import save_bundle
+    from mpliver.inference.bundle import save_bundle
     from mpliver.models import create_model
 
     torch.manual_seed(0)

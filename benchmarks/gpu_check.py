@@ -53,7 +53,7 @@ def section_check(out: Path) -> None:
 
     from mpliver.models import create_model, segmentation_loss
     from mpliver.models.fusion.sam import set_fused_sam
-    from mpliver.models.inference import inference_model
+    from mpliver.models.inference_copy import inference_model
 
     dev = torch.device(DEVICE)
     torch.manual_seed(0)
@@ -125,8 +125,8 @@ def section_check(out: Path) -> None:
 
 
 def _bench(out: Path, name: str, **kw) -> None:
+    from mpliver.apps.bench import BenchConfig, run_bench, write_json
     from mpliver.cli.bench import print_table
-    from mpliver.engine.bench import BenchConfig, run_bench, write_json
 
     if SMALL:
         kw.update(iters=1, warmup=1)

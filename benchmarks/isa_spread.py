@@ -33,8 +33,8 @@ OVERRIDES = [
 ]
 CHILD = """
 import sys, torch
-from mpliver.engine.config import load_config
-from mpliver.engine.crossval import crossval
+from mpliver.training.config import load_config
+from mpliver.experiments.crossval import crossval
 config = load_config("cpu-small", sys.argv[3:])
 crossval(config, sys.argv[1], sys.argv[2])
 print("capability", torch.backends.cpu.get_cpu_capability(), "threads", torch.get_num_threads())

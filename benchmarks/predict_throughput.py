@@ -15,7 +15,7 @@ mean seconds per stage, `uptime`'s load averages before and after.
 (what `predict` runs), eager under bf16 autocast on the CPU, and ONNX Runtime's CPU provider (from
 `mpliver export`, if onnxruntime is installed), with the accuracy of each against eager fp32: the largest
 logit and probability differences and the share of liver voxels whose label changes. The parity tests'
-tolerance is 1e-4 on the logits (`engine.export.TOLERANCE`).
+tolerance is 1e-4 on the logits (`inference.export.TOLERANCE`).
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def same_outputs(a: Path, b: Path) -> bool:
 
 def run_batch(bundles, root: Path, out: Path, workers: int, liver: str, device: str,
               max_in_flight: int | None = None) -> dict:
-    from mpliver.engine.predict_batch import predict_dataset
+    from mpliver.inference.batch import predict_dataset
 
     if out.exists():
         shutil.rmtree(out)
@@ -153,8 +153,8 @@ def _softmax1(logits: np.ndarray) -> np.ndarray:
 
 def network_options(bundles, root: Path, work: Path, slices: int, batch: int) -> dict:
     """Eager fp32, eager bf16 autocast and ONNX Runtime on the first `slices` stacks of one study."""
-    from mpliver.engine.export import TOLERANCE, export_model
-    from mpliver.engine.predict import predict_settings, prepare_study
+    from mpliver.inference.export import TOLERANCE, export_model
+    from mpliver.inference.predict import predict_settings, prepare_study
 
     settings = predict_settings(bundles)
     case = "STUDY000"
@@ -256,7 +256,7 @@ def main() -> None:
     from predict_time import bundle as make_bundle
     from predict_time import study as fitting_study
 
-    from mpliver.engine.ensemble import load_ensemble
+    from mpliver.inference.ensemble import load_ensemble
 
     root = dataset(args.work, args.studies, tuple(args.shape), args.distinct)
     if args.liver == "model":

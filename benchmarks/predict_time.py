@@ -26,7 +26,7 @@ import torch
 def study(work: Path) -> dict[str, Path]:
     """Write (once) the PV, ART and label NIfTI files of a 512x512x100 HCC phantom case (the study that
     `mpliver bench --peer nnunet` also runs)."""
-    from mpliver.engine.nnunet_bench import bench_study
+    from mpliver.apps.nnunet_bench import bench_study
 
     return bench_study(work)
 
@@ -69,9 +69,9 @@ def fit_liver(model: torch.nn.Module, size: int, work: Path, steps: int = 150) -
 def bundle(path: Path, preset: str, liver: bool, tumor_bias: float) -> Path:
     """An untrained bundle of `preset`'s model and pre-processing (and liver model)."""
     from mpliver.data.config import PreprocessConfig
-    from mpliver.engine.bundle import LiverStage, save_bundle
-    from mpliver.engine.config import load_config, load_task_config
+    from mpliver.inference.bundle import LiverStage, save_bundle
     from mpliver.models import create_model
+    from mpliver.training.config import load_config, load_task_config
 
     cfg = load_config(preset)
     torch.manual_seed(0)
@@ -103,7 +103,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="also write the timings here")
     args = ap.parse_args()
 
-    from mpliver.engine.predict import predict, write_outputs
+    from mpliver.inference.predict import predict, write_outputs
     from mpliver.io.nifti import read_nifti
 
     files = study(args.work)

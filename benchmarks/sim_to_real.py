@@ -81,8 +81,8 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 def score(bundle_path: Path) -> dict[str, float]:
     """Liver and tumour figures of one bundle on the real CT (percent)."""
-    from mpliver.engine.bundle import load_bundle
-    from mpliver.engine.predict import liver_mask_on_grid, predict
+    from mpliver.inference.bundle import load_bundle
+    from mpliver.inference.predict import liver_mask_on_grid, predict
     from mpliver.io.nifti import read_nifti
 
     bundle = load_bundle(bundle_path)

@@ -42,10 +42,10 @@ def test_predict_help_names_the_issue_12_options(capsys):
 
 def test_device_gpu_is_cuda_everywhere():
     """`--device gpu` (and train.device=gpu, bench --device gpu) reach the same device as cuda."""
-    from mpliver.engine.bench import BenchConfig
-    from mpliver.engine.config import load_config
-    from mpliver.engine.distributed import resolve_device
+    from mpliver.apps.bench import BenchConfig
     from mpliver.errors import ConfigError
+    from mpliver.runtime import resolve_device
+    from mpliver.training.config import load_config
 
     assert BenchConfig(device="gpu").device == "cuda" and BenchConfig(device="gpu:1").device == "cuda:1"
     assert load_config("cpu-small", ["train.device=gpu"]).train.device == "gpu"  # accepted by the config

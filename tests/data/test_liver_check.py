@@ -84,7 +84,7 @@ def test_phantom_liver_is_plausible():
 
 
 def test_real_pv_series_totalsegmentator_liver_passes_and_a_full_mask_fails(shared_data):
-    from mpliver.engine.predict import liver_mask_on_grid, read_volume
+    from mpliver.inference.predict import liver_mask_on_grid, read_volume
 
     folder = shared_data / "totalseg_example"
     pv, geom, _ = read_volume(folder / "pv_dicom", "PV")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mpliver.engine.train import train as engine_train
+from mpliver.training.trainer import train as engine_train
 
 TINY_OVERRIDES = [
     "model.width=0.25", "model.blocks=[1,1,1,1]", "model.decoder_channels=16", "data.input_size=32",
@@ -34,7 +34,7 @@ def tiny_cohort(base: Path) -> Path:
 def tiny_preset(base: Path) -> Path:
     """The cpu-small preset with TINY_OVERRIDES, frozen into a YAML file once per session, so that a later
     edit of the built-in preset cannot make a finished test run look like a different configuration."""
-    from mpliver.engine.config import load_config
+    from mpliver.training.config import load_config
 
     path = base / "mpliver_tiny_preset.yaml"
     if not path.exists():

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mpliver.engine.loop import tumor_target
-from mpliver.engine.train import TrainingData
+from mpliver.training.data import TrainingData
+from mpliver.training.loop import tumor_target
 
 
 class ToyNet(nn.Module):

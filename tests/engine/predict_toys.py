@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from mpliver.data.config import PreprocessConfig
-from mpliver.engine.bundle import LiverStage, save_bundle
+from mpliver.inference.bundle import LiverStage, save_bundle
 from mpliver.io.geometry import Geometry
 from mpliver.io.nifti import write_nifti
 

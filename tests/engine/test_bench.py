@@ -10,8 +10,8 @@ import json
 import pytest
 import torch
 
+from mpliver.apps.bench import DEFAULT_MODELS, BenchConfig, _LiveTensorPeak
 from mpliver.cli import main
-from mpliver.engine.bench import DEFAULT_MODELS, BenchConfig, _LiveTensorPeak
 from mpliver.errors import ConfigError
 from mpliver.extras import nnunet_available
 
@@ -74,7 +74,7 @@ def test_fold_bn_times_the_inference_copy_that_predict_runs(tmp_path):
     the inference peak memory is measured on that copy."""
     from torch import nn
 
-    from mpliver.engine.bench import BenchConfig, _Case, run_bench
+    from mpliver.apps.bench import BenchConfig, _Case, run_bench
 
     cfg = BenchConfig(models=("paper", "add"), size=64, batch=1, width=0.125, iters=1, warmup=0,
                       device="cpu", fold_bn=True)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from mpliver.engine.builders import build_loss, build_model
-from mpliver.engine.config import load_config
 from mpliver.errors import ConfigError
+from mpliver.training.config import load_config
+from mpliver.training.data import build_loss, build_model
 
 
 def test_build_model_uses_name_and_overrides():

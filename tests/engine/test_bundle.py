@@ -9,8 +9,8 @@ from predict_toys import tiny_bundle, tiny_model
 import mpliver
 from mpliver.cli import main
 from mpliver.data.config import PreprocessConfig
-from mpliver.engine.bundle import FORMAT_VERSION, BundleError, load_bundle, save_bundle
 from mpliver.errors import ConfigError
+from mpliver.inference.bundle import FORMAT_VERSION, BundleError, load_bundle, save_bundle
 
 
 def _rewrite(path, **changes):
@@ -99,10 +99,10 @@ def test_a_run_is_rebuilt_from_its_checkpoints_architecture_not_todays_defaults(
     with `model_config` in the checkpoint it rebuilds; without, the error says what to add."""
     import yaml
 
-    from mpliver.engine.bundle import _run_model
-    from mpliver.engine.checkpoint import save_checkpoint
-    from mpliver.engine.config import load_task_config
+    from mpliver.experiments.packaging import _run_model
     from mpliver.models import create_model
+    from mpliver.training.checkpoint import save_checkpoint
+    from mpliver.training.config import load_task_config
 
     config = load_task_config("paper", "liver")
     assert config.model.overrides == {}  # the saved config.yaml will carry no width

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from mpliver.engine.checkpoint import (
+from mpliver.training.checkpoint import (
     CheckpointError,
     capture_rng_state,
     load_checkpoint,
@@ -94,7 +94,7 @@ def test_state_is_finite():
 
 _WRITER = """
 import sys, torch
-from mpliver.engine.checkpoint import save_checkpoint
+from mpliver.training.checkpoint import save_checkpoint
 path = sys.argv[1]
 big = torch.empty(12_000_000)
 i = 0

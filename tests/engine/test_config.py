@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from mpliver.engine.config import (
+from mpliver.errors import ConfigError
+from mpliver.training.config import (
     Config,
     config_from_dict,
     list_presets,
@@ -13,7 +14,6 @@ from mpliver.engine.config import (
     load_task_config,
     parse_value,
 )
-from mpliver.errors import ConfigError
 
 
 def test_paper_preset_has_the_papers_settings():
@@ -159,7 +159,7 @@ def test_defaults_are_the_paper_preset():
 
 
 def test_liver_task_keeps_only_width_of_the_preset_model():
-    from mpliver.engine.config import load_task_config
+    from mpliver.training.config import load_task_config
 
     cfg = load_task_config("cpu-small", "liver", ["optim.epochs=2"])
     assert cfg.model.name == "liver_resunet"
@@ -173,8 +173,8 @@ def test_liver_task_keeps_only_width_of_the_preset_model():
 def test_optimizer_choice():
     import torch
 
-    from mpliver.engine.config import load_config
-    from mpliver.engine.train import make_optimizer
+    from mpliver.training.config import load_config
+    from mpliver.training.trainer import make_optimizer
 
     model = torch.nn.Linear(2, 2)
     sgd, _ = make_optimizer(model, load_config("paper"))

@@ -14,10 +14,10 @@ import pytest
 from crossval_toys import TINY_OVERRIDES, CountingTrain, dataset_folds, tiny_cohort, tiny_preset
 
 from mpliver.cli import main
-from mpliver.engine.config import load_config
-from mpliver.engine.crossval import crossval, select_folds
 from mpliver.errors import ConfigError, InputError
+from mpliver.experiments.crossval import crossval, select_folds
 from mpliver.io.nifti import read_nifti
+from mpliver.training.config import load_config
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -186,9 +186,9 @@ def test_a_run_saved_before_a_config_key_existed_matches_that_keys_default(tmp_p
     a run saved with another value is still refused, naming the key."""
     import yaml
 
-    from mpliver.engine.config import load_config
-    from mpliver.engine.crossval import check_run_config
-    from mpliver.engine.run_info import CONFIG_YAML
+    from mpliver.experiments.crossval import check_run_config
+    from mpliver.training.config import load_config
+    from mpliver.training.run_info import CONFIG_YAML
 
     config = load_config("cpu-small")
     old = config.to_dict()

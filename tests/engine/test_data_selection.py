@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mpliver.engine.config import load_config
-from mpliver.engine.data import check_cache_matches, default_cache_dir, split_train_val
 from mpliver.errors import ConfigError
+from mpliver.training.config import load_config
+from mpliver.training.data import check_cache_matches, default_cache_dir, split_train_val
 
 
 def test_split_train_val_sizes_and_determinism():

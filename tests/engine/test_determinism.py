@@ -11,8 +11,8 @@ import pytest
 import torch
 from crossval_toys import tiny_cohort, tiny_preset
 
-from mpliver.engine.config import load_config
-from mpliver.engine.crossval import crossval
+from mpliver.experiments.crossval import crossval
+from mpliver.training.config import load_config
 
 # two epochs (each re-seeds every generator), validation on one held-out case, augmentation on
 OVERRIDES = ["optim.epochs=2", "data.val_fraction=0.3", "data.val_max_slices=8", "data.slices_per_epoch=8"]

@@ -13,10 +13,10 @@ import pytest
 import torch
 from engine_toys import ToyNet, ce_loss, toy_data
 
-from mpliver.engine.config import load_config
-from mpliver.engine.distributed import DistInfo, env_dist_info, shard
-from mpliver.engine.train import fit, seed_everything
 from mpliver.errors import MpliverError
+from mpliver.runtime import DistInfo, env_dist_info, shard
+from mpliver.training.config import load_config
+from mpliver.training.trainer import fit, seed_everything
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -35,9 +35,9 @@ OVERRIDES = [
 _RANK_SCRIPT = """
 import sys, torch
 from engine_toys import ToyNet, ce_loss, toy_data
-from mpliver.engine.config import load_config
-from mpliver.engine.distributed import cleanup, init_distributed
-from mpliver.engine.train import fit, seed_everything
+from mpliver.training.config import load_config
+from mpliver.runtime import cleanup, init_distributed
+from mpliver.training.trainer import fit, seed_everything
 out, overrides = sys.argv[1], sys.argv[2:]
 info = init_distributed("cpu")
 for freeze in (True, False):
@@ -146,8 +146,8 @@ def test_two_gloo_ranks_agree_and_equal_single_process_with_frozen_bn(tmp_path):
 
 
 def test_resolve_device_names_the_option_in_its_errors():
-    from mpliver.engine.distributed import resolve_device
     from mpliver.errors import ConfigError
+    from mpliver.runtime import resolve_device
 
     assert resolve_device("cpu") == torch.device("cpu")
     with pytest.raises(ConfigError, match="train.device must be auto, cpu, cuda or gpu, got 'tpu'"):

@@ -14,17 +14,17 @@ from crossval_toys import CountingTrain, dataset_folds, tiny_cohort, tiny_preset
 from scipy import stats
 
 from mpliver.cli import main
-from mpliver.engine.config import load_config
-from mpliver.engine.crossval import CrossvalResult
-from mpliver.engine.experiments import (
+from mpliver.errors import ConfigError
+from mpliver.experiments.crossval import CrossvalResult
+from mpliver.experiments.sets import (
     EXPERIMENT_SETS,
     ExperimentResult,
     get_set,
     run_experiments,
     write_tables,
 )
-from mpliver.errors import ConfigError
 from mpliver.models import resolve_config
+from mpliver.training.config import load_config
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -54,8 +54,8 @@ def test_sets_resolve_to_the_models_of_the_paper_tables():
         assert (add.fusion, add.urim, add.backbone) == ("add", False, bb)
         assert (paper.fusion, paper.urim, paper.backbone) == ("sam", True, bb)
     # every row builds under the cpu-small preset, whose `blocks` only apply to ResNeXt/ResNet stages
-    from mpliver.engine.config import load_config
     from mpliver.models import resolve_config
+    from mpliver.training.config import load_config
 
     for exp in EXPERIMENT_SETS.values():
         for r in exp.rows:

@@ -10,9 +10,9 @@ import torch
 from predict_toys import tiny_bundle
 
 from mpliver.cli import main
-from mpliver.engine.bundle import load_bundle
-from mpliver.engine.export import ExportError, export_model
 from mpliver.errors import ConfigError
+from mpliver.inference.bundle import load_bundle
+from mpliver.inference.export import ExportError, export_model
 
 HAS_ONNX = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
 

@@ -9,11 +9,11 @@ import pytest
 import torch
 from engine_toys import ToyNet, ce_loss, toy_data
 
-from mpliver.engine.checkpoint import load_checkpoint
-from mpliver.engine.config import load_config
-from mpliver.engine.loop import NonFiniteLossError
-from mpliver.engine.train import fit, seed_everything
 from mpliver.errors import MpliverError
+from mpliver.training.checkpoint import load_checkpoint
+from mpliver.training.config import load_config
+from mpliver.training.loop import NonFiniteLossError
+from mpliver.training.trainer import fit, seed_everything
 
 
 def _config(epochs: int, **extra: str):

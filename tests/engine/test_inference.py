@@ -11,7 +11,7 @@ from torch import nn
 from mpliver.data.orientation import SliceOrientation
 from mpliver.data.slices import CropBox, SliceMapping
 from mpliver.data.slices import masked_stacks as case_stacks
-from mpliver.engine.inference import label_map, most_tumor_slice, predict_case
+from mpliver.inference.slices import label_map, most_tumor_slice, predict_case
 
 
 class CentreThreshold(nn.Module):

@@ -8,14 +8,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mpliver.engine.loop import (
+from mpliver.errors import MpliverError
+from mpliver.training.loop import (
     liver_target,
     split_batch,
     train_one_epoch,
     tumor_target,
     validate,
 )
-from mpliver.errors import MpliverError
 
 
 class FixedPrediction(nn.Module):

@@ -12,7 +12,7 @@ from mpliver.io.nifti import read_nifti
 @pytest.mark.slow
 def test_peer_bench_times_both_predictors_on_the_same_study(tmp_path):
     pytest.importorskip("nnunetv2", reason="the nnU-Net extra is not installed")
-    from mpliver.engine.nnunet_bench import run_peer_bench
+    from mpliver.apps.nnunet_bench import run_peer_bench
 
     r = run_peer_bench(tmp_path, "cpu-small", threads=2, shape=(64, 64, 16), spacing=(4.0, 4.0, 8.0))
     pv, pv_geom = read_nifti(tmp_path / "STUDY64x64x16_PV.nii.gz")

@@ -10,9 +10,9 @@ import shutil
 import pytest
 
 from mpliver.cli import main
-from mpliver.engine.crossval import load_result
-from mpliver.engine.nnunet_experiment import NnunetBudget, row_label, tabulate
 from mpliver.errors import ConfigError
+from mpliver.experiments.crossval import load_result
+from mpliver.experiments.nnunet import NnunetBudget, row_label, tabulate
 from mpliver.io.layout import Dataset
 from mpliver.io.nifti import read_nifti
 

@@ -13,9 +13,9 @@ from predict_toys import shifted, tiny_bundle, tiny_case, write_case_files
 
 import mpliver
 from mpliver.cli import main
-from mpliver.engine.bundle import load_bundle
-from mpliver.engine.predict import _network, predict, uncertainty_from_probability
 from mpliver.errors import InputError
+from mpliver.inference.bundle import load_bundle
+from mpliver.inference.predict import _network, predict, uncertainty_from_probability
 from mpliver.io.geometry import Geometry
 from mpliver.io.nifti import read_nifti, write_nifti
 

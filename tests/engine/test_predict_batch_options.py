@@ -12,8 +12,8 @@ import pytest
 from predict_toys import tiny_bundle, tiny_case, write_case_files
 
 from mpliver.cli import main
-from mpliver.engine.predict_batch import dataset_cases
 from mpliver.errors import InputError
+from mpliver.inference.batch import dataset_cases
 
 TR, TS = ["liver_001", "liver_002", "other_003"], ["test_001"]
 

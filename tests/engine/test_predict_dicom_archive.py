@@ -84,7 +84,7 @@ def test_extra_coronal_slice_outputs_on_the_axial_grid_and_seg_reads_back(real, 
 
 
 def test_dicom_seg_refused_before_the_network(phantom_case_dicom, tmp_path, capsys, monkeypatch):
-    import mpliver.engine.predict as engine
+    import mpliver.inference.predict as engine
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("the network ran before the --dicom-seg check")

@@ -13,10 +13,10 @@ import torch
 from predict_toys import tiny_bundle
 
 from mpliver.cli import main
-from mpliver.engine.bundle import load_bundle
-from mpliver.engine.predict import predict
-from mpliver.engine.predict_batch import predict_dataset
 from mpliver.evaluation.evaluate import evaluate_folders, read_per_case_csv
+from mpliver.inference.batch import predict_dataset
+from mpliver.inference.bundle import load_bundle
+from mpliver.inference.predict import predict
 from mpliver.io.dicom import read_dicom_series, write_dicom_series
 from mpliver.io.dicom_seg import LABEL_SYNONYMS, read_dicom_seg
 from mpliver.io.geometry import Geometry
@@ -33,8 +33,8 @@ TINY = ["data.input_size=64", "data.slices_per_epoch=8", "data.batch_size=4", "d
 def trained(tmp_path_factory):
     """A 5-case cohort, a tumour run and a liver run (one short epoch each), bundled by the CLI."""
     from mpliver.data.phantom import PhantomConfig, write_cohort
-    from mpliver.engine.config import load_config, load_task_config
-    from mpliver.engine.train import train
+    from mpliver.training.config import load_config, load_task_config
+    from mpliver.training.trainer import train
 
     root = tmp_path_factory.mktemp("e2e")
     config = PhantomConfig(shape=(64, 64, 16), spacing=(5.0, 5.0, 10.0))

@@ -13,8 +13,8 @@ import torch
 from predict_toys import tiny_bundle, tiny_case, write_case_files
 
 from mpliver.cli import main
-from mpliver.engine.bundle import load_bundle
-from mpliver.engine.predict import predict
+from mpliver.inference.bundle import load_bundle
+from mpliver.inference.predict import predict
 from mpliver.io.geometry import Geometry
 
 
@@ -94,7 +94,7 @@ def test_probability_map_thresholded_is_the_label_maps_tumour_exactly(nudged, fi
 
 def test_uncertainty_was_nonzero_outside_the_liver_before_masking(nudged, files):
     """The network's raw output covers the liver box: the masking is what makes u = 0 outside the liver."""
-    from mpliver.engine.predict import uncertainty_from_probability
+    from mpliver.inference.predict import uncertainty_from_probability
 
     result = predict(nudged, {"PV": files["PV"], "ART": files["ART"]}, liver_mask=files["label"],
                      device="cpu")
@@ -271,7 +271,7 @@ def test_ensemble_of_bundles_that_disagree_is_refused_in_one_line(files, tmp_pat
     from predict_toys import tiny_model
 
     from mpliver.data.config import PreprocessConfig
-    from mpliver.engine.bundle import save_bundle
+    from mpliver.inference.bundle import save_bundle
 
     a = tiny_bundle(tmp_path / "a.mpliver")
     pre = PreprocessConfig(input_size=96, crop=True, registration="liver", liver_mask_source="file",
@@ -289,7 +289,7 @@ def test_ensemble_of_bundles_that_disagree_is_refused_in_one_line(files, tmp_pat
 
 
 def test_ensemble_takes_the_liver_model_of_the_first_member_that_has_one(tmp_path):
-    from mpliver.engine.ensemble import liver_bundle, load_ensemble
+    from mpliver.inference.ensemble import liver_bundle, load_ensemble
 
     plain, with_liver = tiny_bundle(tmp_path / "p.mpliver"), tiny_bundle(tmp_path / "l.mpliver", liver=True)
     bundles = load_ensemble([plain, with_liver])
@@ -300,7 +300,7 @@ def test_ensemble_takes_the_liver_model_of_the_first_member_that_has_one(tmp_pat
 def test_dicom_slice_refs_follow_the_slice_order_not_the_file_names(tmp_path):
     import pydicom
 
-    from mpliver.engine.predict_report import dicom_slice_refs
+    from mpliver.inference.case_report import dicom_slice_refs
     from mpliver.io.dicom import scan_series, write_dicom_series
 
     geom = Geometry.from_spacing((8, 6, 5), (1.0, 1.0, 2.0))
@@ -320,7 +320,7 @@ def test_nifti_note_fits_the_header_for_every_failed_check(synthetic):
     from itertools import combinations
 
     from mpliver.data.liver_check import LiverCheck
-    from mpliver.engine.predict_report import NIFTI_NOTE, SYNTHETIC_NOTE, nifti_note
+    from mpliver.inference.case_report import NIFTI_NOTE, SYNTHETIC_NOTE, nifti_note
 
     ok = LiverCheck(1500.0, 30, 0, 0.2, False)
     assert nifti_note(synthetic, ok) == NIFTI_NOTE + (SYNTHETIC_NOTE if synthetic else "")

@@ -15,8 +15,8 @@ import torch
 from predict_toys import tiny_bundle, tiny_case, write_case_files
 
 from mpliver.cli import main
-from mpliver.engine.predict_batch import predict_dataset
 from mpliver.errors import ConfigError
+from mpliver.inference.batch import predict_dataset
 
 GOOD = [("case_a", 3, "HCC"), ("case_b", 5, "cyst"), ("case_c", 7, "METS"), ("case_d", 11, "FNH")]
 BAD = "case_bad"  # its PV file is not a NIfTI file

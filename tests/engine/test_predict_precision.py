@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from mpliver.engine.predict import _network, check_precision
 from mpliver.errors import ConfigError
+from mpliver.inference.predict import _network, check_precision
 
 
 class _ConvNet(torch.nn.Module):

@@ -8,8 +8,8 @@ import pytest
 from predict_toys import tiny_bundle, tiny_case
 
 from mpliver.cli import main
-from mpliver.engine.predict import predict
 from mpliver.errors import InputError
+from mpliver.inference.predict import predict
 from mpliver.io.geometry import Geometry
 from mpliver.io.nifti import write_nifti
 

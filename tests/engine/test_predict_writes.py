@@ -12,11 +12,11 @@ import pytest
 from predict_toys import tiny_bundle, tiny_case, write_case_files
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import mpliver.engine.predict as predict_mod  # noqa: E402
+import mpliver.inference.predict as predict_mod  # noqa: E402
 from faultfs import fill, make_read_only, tmpfs  # noqa: E402
 from mpliver.cli import main  # noqa: E402
-from mpliver.engine.predict import output_paths, predict, write_outputs  # noqa: E402
 from mpliver.errors import OutputError  # noqa: E402
+from mpliver.inference.predict import output_paths, predict, write_outputs  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +136,7 @@ def test_bundle_refuses_to_overwrite_without_the_flag(tmp_path, capsys):
 
 
 def test_an_unwrapped_oserror_is_one_line(tmp_path, capsys, monkeypatch):
-    import mpliver.engine.report as report
+    import mpliver.experiments.report as report
 
     def denied(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied", "/somewhere/report/index.md")

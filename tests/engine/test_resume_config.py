@@ -7,10 +7,10 @@ import pytest
 import yaml
 from engine_toys import ToyNet, ce_loss, toy_data
 
-from mpliver.engine.checkpoint import load_checkpoint
-from mpliver.engine.config import Config, config_differences, load_config
-from mpliver.engine.train import fit, seed_everything
 from mpliver.errors import ConfigError
+from mpliver.training.checkpoint import load_checkpoint
+from mpliver.training.config import Config, config_differences, load_config
+from mpliver.training.trainer import fit, seed_everything
 
 BASE = ["optim.lr=0.05", "optim.step_epochs=1", "data.batch_size=3", "data.num_workers=0",
         "train.progress=false", "train.seed=3", "train.device=cpu", "train.tensorboard=false"]
@@ -63,7 +63,7 @@ def test_config_differences_lists_all_keys_and_fills_defaults_of_older_runs():
 
 
 def test_crossval_run_folder_check_names_every_differing_key(tmp_path):
-    from mpliver.engine.crossval import check_run_config
+    from mpliver.experiments.crossval import check_run_config
 
     _config("optim.epochs=3").save(tmp_path / "config.yaml")
     with pytest.raises(ConfigError, match=r"optim.epochs=3, not 4; optim.lr=0.05, not 0.2"):

@@ -10,8 +10,8 @@ import pytest
 import torch
 import yaml
 
-from mpliver.engine.config import load_config
-from mpliver.engine.run_info import environment, git_revision, write_run_info
+from mpliver.training.config import load_config
+from mpliver.training.run_info import environment, git_revision, write_run_info
 
 
 def test_git_revision_outside_git_is_unknown(tmp_path):

@@ -13,10 +13,10 @@ import yaml
 from crossval_toys import CountingTrain, tiny_cohort, tiny_preset
 
 from mpliver.cli import main
-from mpliver.engine.experiments import get_set
-from mpliver.engine.seeds import run_seeded_experiments, seed_values
 from mpliver.errors import ConfigError
 from mpliver.evaluation.paper_numbers import CLAIMS, PAPER_ROWS
+from mpliver.experiments.seeds import run_seeded_experiments, seed_values
+from mpliver.experiments.sets import get_set
 
 ROWS = ["single_phase", "add"]
 
@@ -125,7 +125,7 @@ def test_cli_seeds_prints_the_tables_and_the_claims(seeded, capsys):
 
 @pytest.mark.slow
 def test_report_of_a_seeded_set_draws_the_learning_curve_and_holds_the_claims(seeded):
-    from mpliver.engine.report import write_report
+    from mpliver.experiments.report import write_report
 
     index = write_report(seeded["out"])
     text = index.read_text()

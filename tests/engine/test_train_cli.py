@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from mpliver.cli import main
-from mpliver.engine.checkpoint import load_checkpoint
+from mpliver.training.checkpoint import load_checkpoint
 
 TINY = [
     "data.input_size=64",

@@ -9,7 +9,7 @@ from torch import nn
 
 from mpliver.extras import nnunet_available
 from mpliver.models import create_model, list_models
-from mpliver.models.inference import fuse_conv_bn, inference_model
+from mpliver.models.inference_copy import fuse_conv_bn, inference_model
 
 # nnunet2d_native needs the nnU-Net extra (not installed in CI): the other models build everywhere
 BUILDABLE = [n for n in list_models() if n != "nnunet2d_native" or nnunet_available()]

@@ -79,8 +79,8 @@ def register(app: typer.Typer) -> None:
             return _peer_bench(peer, preset, work, threads, out)
         import torch
 
-        from mpliver.engine.bench import DEFAULT_MODELS, BenchConfig, run_bench, write_json
-        from mpliver.engine.distributed import resolve_device
+        from mpliver.apps.bench import DEFAULT_MODELS, BenchConfig, run_bench, write_json
+        from mpliver.runtime import resolve_device
 
         if threads > 0:
             torch.set_num_threads(threads)
@@ -112,7 +112,7 @@ def _peer_bench(peer: str, preset: str, work: Path, threads: int, out: Path) -> 
     if peer != "nnunet":
         raise ConfigError(f"--peer must be 'nnunet', got '{peer}'")
     require_nnunet("mpliver bench --peer nnunet")
-    from mpliver.engine.nnunet_bench import run_peer_bench
+    from mpliver.apps.nnunet_bench import run_peer_bench
     from mpliver.io.atomic import write_json_atomic
 
     console = Console(stderr=True)

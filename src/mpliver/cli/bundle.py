@@ -22,7 +22,8 @@ def register(app: typer.Typer) -> None:
         """Pack a trained model (and its liver model) with its pre-processing into one file."""
         from rich.console import Console
 
-        from mpliver.engine.bundle import bundle_from_runs, load_bundle
+        from mpliver.experiments.packaging import bundle_from_runs
+        from mpliver.inference.bundle import load_bundle
 
         path = bundle_from_runs(run_dir, out, liver_run=liver_run, checkpoint=checkpoint,
                                 registration=registration, overwrite=overwrite)

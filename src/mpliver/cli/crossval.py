@@ -22,8 +22,8 @@ def register(app: typer.Typer) -> None:
         """Cross-validate one configuration: train each fold, predict its test cases, evaluate them pooled."""
         from rich.console import Console
 
-        from mpliver.engine.config import load_config
-        from mpliver.engine.crossval import crossval as run_crossval
+        from mpliver.experiments.crossval import crossval as run_crossval
+        from mpliver.training.config import load_config
 
         console = Console(stderr=True)
 

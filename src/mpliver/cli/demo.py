@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.markdown import Markdown
 
-        from mpliver.engine.demo import DemoSettings, run_demo
+        from mpliver.apps.demo import DemoSettings, run_demo
 
         console = Console()
         settings = DemoSettings.quick() if quick else DemoSettings()

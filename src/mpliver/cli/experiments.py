@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
                                   "uses nnU-Net's own seeding")
 
             return run(dataset, out, folds, overrides or [], peers or [])
-        from mpliver.engine.experiments import get_set, run_experiments
+        from mpliver.experiments.sets import get_set, run_experiments
 
         console = Console(stderr=True)
 
@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
                       f"{', '.join(rows or [r.name for r in exp.rows])}; preset {preset} -> {out / exp.name}")
         started = time.time()
         if seeds is not None:
-            from mpliver.engine.seeds import run_seeded_experiments
+            from mpliver.experiments.seeds import run_seeded_experiments
 
             seeded = run_seeded_experiments(exp.name, dataset, out, seeds, preset=preset,
                                             overrides=overrides or [], folds=folds, only=rows, on_event=say)

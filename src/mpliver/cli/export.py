@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
         """Export the tumour network (one input per phase, final logits out); checks parity within 1e-4."""
         from rich.console import Console
 
-        from mpliver.engine.export import export_model
+        from mpliver.inference.export import export_model
 
         result = export_model(model, fmt, out, batch=batch)
         Console(stderr=True).print(

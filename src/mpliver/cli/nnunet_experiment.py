@@ -10,10 +10,10 @@ import typer
 
 
 def run(dataset: Path, out: Path, folds: int | None, overrides: list[str], peers: list[Path]) -> None:
-    """Run the nnU-Net row and print its tables (see mpliver.engine.nnunet_experiment)."""
+    """Run the nnU-Net row and print its tables (see mpliver.experiments.nnunet)."""
     from rich.console import Console
 
-    from mpliver.engine.nnunet_experiment import NnunetBudget, run_nnunet_experiment
+    from mpliver.experiments.nnunet import NnunetBudget, run_nnunet_experiment
     from mpliver.extras import require_nnunet
 
     require_nnunet("mpliver experiments nnunet")

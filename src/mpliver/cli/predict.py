@@ -142,8 +142,8 @@ def register(app: typer.Typer) -> None:
         """Segment liver tumours in new studies: label map, uncertainty map and lesion report."""
         from rich.console import Console
 
-        from mpliver.engine.ensemble import load_ensemble
         from mpliver.errors import ConfigError
+        from mpliver.inference.ensemble import load_ensemble
         from mpliver.io.atomic import check_writable
 
         console = Console(stderr=True)
@@ -195,7 +195,7 @@ def _single(console, bundles, phases, out, liver_mask, values, case_id, device, 
     from rich.markup import escape
     from rich.table import Table
 
-    from mpliver.engine.predict import STAGES, predict, write_outputs
+    from mpliver.inference.predict import STAGES, predict, write_outputs
 
     primary = bundles[0].phases[0]  # the phase whose grid the outputs (and a SEG) lie on; PV by default
     case = case_id or case_id_from(phases.get(primary, next(iter(phases.values()))))
@@ -250,9 +250,9 @@ def _batch(console, bundles, input_dir, out, liver_mask, values, device, dicom_s
     from rich.console import Console
     from rich.markup import escape
 
-    from mpliver.engine.predict import STAGES
-    from mpliver.engine.predict_batch import predict_dataset
     from mpliver.errors import ConfigError
+    from mpliver.inference.batch import predict_dataset
+    from mpliver.inference.predict import STAGES
 
     if dicom_seg:
         raise ConfigError("--dicom-seg needs a DICOM PV series; --input datasets hold NIfTI files")

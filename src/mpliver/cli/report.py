@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
         """Write RUN_DIR/report/*.png and RUN_DIR/report/index.md linking them with the tables."""
         from rich.console import Console
 
-        from mpliver.engine.report import write_report
+        from mpliver.experiments.report import write_report
 
         index = write_report(run_dir, cases=case or None, num_cases=num_cases)
         figures = sorted(p.name for p in index.parent.glob("*.png"))

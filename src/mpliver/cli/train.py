@@ -46,9 +46,9 @@ def register(app: typer.Typer) -> None:
         """Train one model on one fold: SGD + step schedule, validation each epoch, best/last checkpoints."""
         from rich.console import Console
 
-        from mpliver.engine.config import load_task_config
-        from mpliver.engine.distributed import env_dist_info
-        from mpliver.engine.train import train as run_training
+        from mpliver.runtime import env_dist_info
+        from mpliver.training.config import load_task_config
+        from mpliver.training.trainer import train as run_training
 
         config = load_task_config(preset, task, overrides or [])
         fold_number = parse_fold(fold)

@@ -1,7 +1,7 @@
 """The paper's reported numbers (seed paper, Tables 1-3 and the §3 robustness text), typed in once, with the
 table and row each comes from, and the paper's claims about orderings that the experiment sets test.
 
-Keys are the experiment sets' row names (`engine.experiments`): `paper` is the paper's full method ("Ours",
+Keys are the experiment sets' row names (`experiments.sets`): `paper` is the paper's full method ("Ours",
 "SAM (Ours)", the last row of Table 3), the same numbers in every table. Table 1 labels the Dice-global column
 "DP" and the surface distances "ASD"/"RSMD"; they are DG, ASSD and RMSD here.
 """

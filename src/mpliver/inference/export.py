@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from mpliver.engine.bundle import Bundle, load_bundle
 from mpliver.errors import ConfigError, MpliverError
+from mpliver.inference.bundle import Bundle, load_bundle
 from mpliver.io.atomic import atomic_path, check_writable
 
 FORMATS = ("onnx", "torchscript")

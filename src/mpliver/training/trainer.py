@@ -14,7 +14,6 @@ import csv
 import logging
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +23,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-from mpliver.engine import checkpoint as ckpt
-from mpliver.engine.config import (
-    RESUME_SAFE_KEYS,
-    Config,
-    ConfigError,
-    config_differences,
-    describe_differences,
-)
-from mpliver.engine.distributed import (
+from mpliver.errors import MpliverError
+from mpliver.runtime import (
     DistInfo,
     any_rank,
     barrier,
@@ -44,9 +36,17 @@ from mpliver.engine.distributed import (
     shard,
     unwrap,
 )
-from mpliver.engine.loop import LossFn, NonFiniteLossError, train_one_epoch, validate
-from mpliver.engine.run_info import write_run_info
-from mpliver.errors import MpliverError
+from mpliver.training import checkpoint as ckpt
+from mpliver.training.config import (
+    RESUME_SAFE_KEYS,
+    Config,
+    ConfigError,
+    config_differences,
+    describe_differences,
+)
+from mpliver.training.data import TrainingData, build_loss, build_model, build_training_data
+from mpliver.training.loop import LossFn, NonFiniteLossError, train_one_epoch, validate
+from mpliver.training.run_info import write_run_info
 
 log = logging.getLogger("mpliver.train")
 
@@ -54,20 +54,6 @@ LOG_CSV = "log.csv"
 LOG_COLUMNS = ("epoch", "train_loss", "val_loss", "val_dice", "lr", "seconds", "slices_per_s")
 
 
-@dataclass
-class TrainingData:
-    """What the epoch loop needs from the data pipeline.
-
-    `train` and `val` are map-style datasets whose items are dicts with `phases` and `label` (see `loop`).
-    `epoch_indices(epoch)` is the epoch's list of training item indices (sampled with the tumour share); it
-    must depend on the seed and the epoch only (items may be `(index, augmentation seed)` pairs). `target_fn`
-    maps a batch's `label` to the binary target; None when the dataset already yields it.
-    """
-
-    train: TorchDataset
-    epoch_indices: Callable[[int], Sequence[Any]]
-    val: TorchDataset | None = None
-    target_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
@@ -350,8 +336,6 @@ def train(
     (`data.val_fraction`) of the remaining cases. `fold=None` trains on every case. Under torchrun every rank
     calls this with the same arguments; rank 0 writes the run folder.
     """
-    from mpliver.engine.builders import build_loss, build_model, build_training_data
-
     device = resolve_device(config.train.device, what="train.device")
     if config.train.threads is not None:
         torch.set_num_threads(config.train.threads)

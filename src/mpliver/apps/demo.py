@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mpliver.engine.experiments import REFERENCE, ExperimentSet, Row
+from mpliver.experiments.sets import REFERENCE, ExperimentSet, Row
 
 DEMO_SET = ExperimentSet(
     "demo",
@@ -80,13 +80,13 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None,
              say: Callable[[str], None] | None = None) -> DemoResult:
     """Run every stage into `out_dir`; finished stages of an earlier demo in the same folder are reused."""
     from mpliver.data.phantom import PhantomConfig, write_cohort
-    from mpliver.engine import experiments
-    from mpliver.engine.bundle import bundle_from_runs
-    from mpliver.engine.config import load_task_config
-    from mpliver.engine.predict import predict, write_outputs
-    from mpliver.engine.report import write_report
-    from mpliver.engine.train import train
+    from mpliver.experiments import sets as experiments
+    from mpliver.experiments.packaging import bundle_from_runs
+    from mpliver.experiments.report import write_report
+    from mpliver.inference.predict import predict, write_outputs
     from mpliver.io.layout import Dataset
+    from mpliver.training.config import load_task_config
+    from mpliver.training.trainer import train
 
     settings = settings or DemoSettings()
     say = say or print

@@ -6,7 +6,7 @@ survives that spread.
 
 Layout: OUT/SET/seed_S/ROW is the cross-validation of ROW with `train.seed=S` (OUT/SET/seed_S holds that
 seed's own tables, as a single-seed set run would); OUT/SET holds the tables over seeds
-(`engine.seed_tables`).
+(`experiments.seed_tables`).
 The seeds are base, base + 1, ..., base + K − 1, where base is the configured `train.seed`. The folds, the
 cohort and the evaluation are the same for every seed; the seed sets the weight initialisation, the
 validation share, the slice sampling and the augmentation. Seeds run one after the other (every row of the
@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mpliver.engine.experiments import ExperimentResult, ExperimentSet, get_set, run_experiments
 from mpliver.errors import ConfigError
+from mpliver.experiments.sets import ExperimentResult, ExperimentSet, get_set, run_experiments
 
 SEEDS_JSON = "seeds.json"
 
@@ -70,8 +70,8 @@ def run_seeded_experiments(
     on_event: Callable[[str], None] | None = None,
 ) -> SeededResult:
     """Run the set once per training seed into OUT/SET/seed_S, then write the tables over seeds to OUT/SET."""
-    from mpliver.engine.config import load_config
-    from mpliver.engine.seed_tables import write_seed_tables
+    from mpliver.experiments.seed_tables import write_seed_tables
+    from mpliver.training.config import load_config
 
     exp = get_set(set_name)
     for item in overrides:  # the seed is what this command varies; a fixed one would repeat a single run

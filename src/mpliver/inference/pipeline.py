@@ -4,7 +4,7 @@ This process holds the model(s) and runs the network stage; N - 1 preparation pr
 thread each) read the studies, check them, register the phases and pre-process them into stacks; one writer
 thread post-processes each study and writes its outputs with `write_outputs`. So the CPU stages of the next
 studies overlap the network stage of the current one. Every stage is the same function `predict` runs
-(`engine.predict`), on the same inputs, so the outputs are the same bytes as the sequential batch's.
+(`inference.predict`), on the same inputs, so the outputs are the same bytes as the sequential batch's.
 
 Where the liver stage runs: a liver mask given as a file is read and resampled in the preparation process
 (it is CPU work). The bundle's liver model runs here, in the model process, on the model's device: it is a
@@ -35,8 +35,9 @@ import torch
 import torch.multiprocessing
 
 from mpliver.data.liver_check import LiverCheck
-from mpliver.engine.bundle import Bundle
-from mpliver.engine.predict import (
+from mpliver.errors import MpliverError, OutputError
+from mpliver.inference.bundle import Bundle
+from mpliver.inference.predict import (
     PredictionResult,
     PredictSettings,
     PreparedStudy,
@@ -50,7 +51,6 @@ from mpliver.engine.predict import (
     read_study,
     register_and_prepare,
 )
-from mpliver.errors import MpliverError, OutputError
 
 START_METHOD = "spawn"  # not fork: a forked child of a process with torch threads can deadlock
 

@@ -23,8 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mpliver.engine.crossval import CROSSVAL_JSON, CrossvalResult, check_run_config, crossval, load_result
 from mpliver.errors import ConfigError
+from mpliver.experiments.crossval import (
+    CROSSVAL_JSON,
+    CrossvalResult,
+    check_run_config,
+    crossval,
+    load_result,
+)
 
 REFERENCE = "paper"
 
@@ -159,14 +165,14 @@ def run_experiments(
     matches the configuration and folds, also those left out by `only`).
 
     `overrides` apply to every row before the row's own (which define the row and win). `set_dir` replaces
-    OUT/SET (the seed repeats of `engine.seeds` run each seed in OUT/SET/seed_S).
+    OUT/SET (the seed repeats of `experiments.seeds` run each seed in OUT/SET/seed_S).
     """
-    from mpliver.engine.config import load_config
-    from mpliver.engine.crossval import select_folds
-    from mpliver.engine.distributed import resolve_device
-    from mpliver.engine.run_info import write_run_info
+    from mpliver.experiments.crossval import select_folds
     from mpliver.io.layout import Dataset
     from mpliver.models import resolve_config
+    from mpliver.runtime import resolve_device
+    from mpliver.training.config import load_config
+    from mpliver.training.run_info import write_run_info
 
     exp = get_set(set_name)
     rows = list(exp.rows) if only is None else [exp.row(n) for n in only]
@@ -269,7 +275,6 @@ def _fold_spread(values: Sequence[float | None]) -> float | None:
 
 def write_tables(result: ExperimentResult) -> None:
     """Side-by-side Tables 1 and 2, paired comparisons and per-fold DPC, as Markdown + CSV, and tables.md."""
-    from mpliver.engine.seed_tables import paper_side_by_side
     from mpliver.evaluation.aggregate import paired_comparison
     from mpliver.evaluation.tables import (
         comparison_csv,
@@ -282,6 +287,7 @@ def write_tables(result: ExperimentResult) -> None:
         table2_csv,
         table2_markdown,
     )
+    from mpliver.experiments.seed_tables import paper_side_by_side
     from mpliver.io.atomic import write_json_atomic, write_text_atomic
     from mpliver.io.layout import type_order
 

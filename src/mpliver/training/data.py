@@ -1,4 +1,7 @@
-"""The training data of one fold: which cache, which cases, which datasets and sampler (`TrainingData`).
+"""From a `Config` to what training needs: the model, the loss and the data of one fold (`TrainingData`).
+
+This is the one place where training meets `mpliver.models` and `mpliver.data`, so the loop, checkpoints and
+DDP code stay independent of them (and testable with tiny stand-ins).
 
 `train` accepts a dataset folder (pre-processed here, into `data.cache` or `DATASET.cache/<tag>`) or a cache
 written by `mpliver preprocess`. Folds come from the dataset's `dataset.json`: the test fold is held out, and
@@ -10,21 +13,48 @@ needs a cache of whole slices that keeps every slice (`crop_to_liver=false`, `ke
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data import Subset
 
-from mpliver.engine.config import Config
-from mpliver.engine.distributed import DistInfo, barrier
+from mpliver.data.cache import open_cache, preprocess_dataset, read_manifest
+from mpliver.data.config import PreprocessConfig
+from mpliver.data.dataset import SliceDataset, split_cases
+from mpliver.data.transforms import AffineAugmentation, IntensityAugmentation
 from mpliver.errors import ConfigError, InputError
+from mpliver.io.layout import Dataset, check_case_table
+from mpliver.models import create_model, segmentation_loss
+from mpliver.runtime import DistInfo, barrier
+from mpliver.training.config import Config
+from mpliver.training.loop import LossFn
+
+
+@dataclass
+class TrainingData:
+    """What the epoch loop needs from the data pipeline.
+
+    `train` and `val` are map-style datasets whose items are dicts with `phases` and `label` (see `loop`).
+    `epoch_indices(epoch)` is the epoch's list of training item indices (sampled with the tumour share); it
+    must depend on the seed and the epoch only (items may be `(index, augmentation seed)` pairs). `target_fn`
+    maps a batch's `label` to the binary target; None when the dataset already yields it.
+    """
+
+    train: TorchDataset
+    epoch_indices: Callable[[int], Sequence[Any]]
+    val: TorchDataset | None = None
+    target_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
+
 
 
 def preprocess_config_for(config: Config):
     """The `PreprocessConfig` a run needs: size, crop, registration from `data`; all slices for liver."""
-    from mpliver.data.config import PreprocessConfig
-
     liver = config.train.task == "liver"
     return PreprocessConfig(
         input_size=config.data.input_size,
@@ -43,8 +73,6 @@ def default_cache_dir(dataset_dir: Path, config: Config) -> Path:
 
 def resolve_cache(config: Config, data_dir: Path, dist_info: DistInfo) -> tuple[Path, Path]:
     """(cache dir, dataset dir) for `data_dir`; pre-processes a dataset folder first (rank 0, others wait)."""
-    from mpliver.data.cache import preprocess_dataset, read_manifest
-
     if (data_dir / "manifest.json").exists():
         cache = data_dir
         manifest = read_manifest(cache)
@@ -103,12 +131,6 @@ def split_train_val(cases: list[str], fraction: float, seed: int) -> tuple[list[
 
 def training_data(config: Config, data_dir: Path, fold: int | None, dist_info: DistInfo) -> tuple[Any, dict]:
     """(TrainingData, metadata for run_info) of `fold` (held-out test fold; None = train on all cases)."""
-    from mpliver.data.cache import open_cache
-    from mpliver.data.dataset import SliceDataset, split_cases
-    from mpliver.data.transforms import AffineAugmentation, IntensityAugmentation
-    from mpliver.engine.train import TrainingData
-    from mpliver.io.layout import Dataset, check_case_table
-
     cache, dataset_dir = resolve_cache(config, Path(data_dir), dist_info)
     dataset = Dataset(dataset_dir)
     check_case_table(dataset)  # also when training from a cache built earlier
@@ -160,3 +182,34 @@ def training_data(config: Config, data_dir: Path, fold: int | None, dist_info: D
         "slices_per_epoch": len(sampler),
     }
     return TrainingData(train=train_set, epoch_indices=epoch_indices, val=val_set), meta
+
+
+def build_model(config: Config) -> nn.Module:
+    """`create_model(model.name, **model overrides)`; a bad name or option is a ConfigError."""
+    try:
+        return create_model(config.model.name, **config.model.overrides)
+    except ConfigError as exc:
+        raise ConfigError(f"model section of the config: {exc}") from None
+    except TypeError as exc:
+        raise ConfigError(f"model section of the config: {exc}") from None
+
+
+def build_loss(config: Config) -> LossFn:
+    """The paper's loss: L_init + L_final (cross-entropy on both) for URIM models, CE otherwise.
+
+    `train.fg_weight` != 1 weights the foreground class in every CE term (a deviation from the paper, for
+    short CPU runs where the tiny tumour share keeps an unweighted model predicting background for long).
+    """
+    if config.train.fg_weight == 1.0:
+        return segmentation_loss
+    weight = torch.tensor([1.0, float(config.train.fg_weight)])
+
+    def weighted_loss(outputs, target):
+        return segmentation_loss(outputs, target, weight=weight.to(outputs["logits"].device))
+
+    return weighted_loss
+
+
+def build_training_data(config: Config, data_dir: str | Path, fold: int | None, dist_info: DistInfo) -> Any:
+    """(TrainingData, run metadata) for `fold` of the cache (or dataset) at `data_dir`."""
+    return training_data(config, Path(data_dir), fold, dist_info)

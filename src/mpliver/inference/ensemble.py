@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
 
-from mpliver.engine.bundle import Bundle, BundleError, load_bundle
+from mpliver.inference.bundle import Bundle, BundleError, load_bundle
 
 # how a bundle says where its liver mask comes from; not part of what the tumour network reads
 _LIVER_SOURCE_FIELDS = ("liver_mask_source", "liver_mask_pattern", "liver_mask_values")

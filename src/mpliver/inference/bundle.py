@@ -10,25 +10,24 @@ The file is a `torch.save` dict of tensors and plain containers, read with `torc
 - `training`: what the model was trained on (synthetic or real, number of cases, dataset, run, epoch);
 - `mpliver_version`, `format` and `format_version`. A reader refuses a newer format or another major version
   with one line.
-`mpliver bundle RUN_DIR --out model.mpliver [--liver-run LIVER_RUN]` builds one from training run folders.
+`mpliver bundle RUN_DIR --out model.mpliver [--liver-run LIVER_RUN]` builds one from training run folders
+(`experiments.packaging`).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 
 import mpliver
 from mpliver.data.config import PreprocessConfig
-from mpliver.errors import ConfigError, InputError, MpliverError
-from mpliver.io.atomic import atomic_path, check_writable
+from mpliver.errors import ConfigError, MpliverError
+from mpliver.io.atomic import atomic_path
 
 FORMAT = "mpliver-bundle"
 FORMAT_VERSION = 1
@@ -68,7 +67,7 @@ class Bundle:
         """The tumour ('tumor') or liver ('liver') network as a `models.inference_model` copy on `device`
         (BN folded, channels_last), made once per network object and device and kept, so that a batch of
         studies pays for it once. The copy does not follow later in-place changes of the weights."""
-        from mpliver.models.inference import inference_model
+        from mpliver.models.inference_copy import inference_model
 
         model = self.tumor_model if which == "tumor" else (self.liver.model if self.liver else None)
         if model is None:
@@ -184,97 +183,3 @@ def load_bundle(path: str | Path) -> Bundle:
         raise BundleError(f"incomplete or inconsistent bundle ({type(exc).__name__}: {exc})", path) from None
     return Bundle(tumor, phases, preprocess, liver, dict(content.get("training") or {}), written_by, version,
                   path)
-
-
-# ---- from training run folders ---------------------------------------------------------------------------
-
-
-def _run_model(run_dir: Path, checkpoint: str, task: str) -> tuple[nn.Module, Any, dict[str, Any]]:
-    """(model with the checkpoint's weights, engine Config, run_info) of a training run folder."""
-    from mpliver.engine.checkpoint import load_checkpoint
-    from mpliver.engine.config import config_from_dict
-    from mpliver.models import create_model
-
-    config_path = run_dir / "config.yaml"
-    if not config_path.is_file():
-        raise InputError("not a training run folder (no config.yaml)", run_dir)
-    config = config_from_dict(yaml.safe_load(config_path.read_text()) or {}, source=str(config_path))
-    if config.train.task != task:
-        raise ConfigError(f"expected a {task} run, got train.task={config.train.task!r}", run_dir)
-    ckpt_path = run_dir / config.train.checkpoint_dir / f"{checkpoint}.pt"
-    state = load_checkpoint(ckpt_path)
-    if isinstance(state.get("model_config"), dict):  # the architecture as trained (newer checkpoints)
-        from mpliver.models import ModelConfig, build_model
-
-        model = build_model(ModelConfig.from_dict(state["model_config"]))
-    else:  # older checkpoints: the run's config.yaml plus today's registry defaults
-        model = create_model(config.model.name, **config.model.overrides)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as exc:
-        raise BundleError(f"checkpoint does not fit the run's model ({str(exc).splitlines()[0]}); a run "
-                          "saved before a registry default changed (liver_resunet's width was 0.5 before "
-                          "2026-11-28) needs that option in its config.yaml, e.g. model: {width: 0.5}",
-                          ckpt_path) from None
-    info_path = run_dir / "run_info.json"
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-    info["_epoch"] = int(state.get("epoch", 0))
-    return model.eval(), config, info
-
-
-def _training_summary(run_dir: Path, info: dict[str, Any],
-                      checkpoint: str) -> tuple[dict[str, Any], list[str]]:
-    from mpliver.io.layout import Dataset
-
-    fold = info.get("fold_info") or {}
-    dataset_dir = Path(fold.get("dataset", "")) if fold.get("dataset") else None
-    phases, synthetic, generator = None, False, None
-    if dataset_dir is not None and (dataset_dir / "dataset.json").is_file():
-        ds = Dataset(dataset_dir)
-        phases = ds.phases
-        block = ds.meta.get("synthetic")
-        synthetic = block is not None
-        generator = block.get("generator") if isinstance(block, dict) else None
-    cases = len(fold.get("train_cases", [])) + len(fold.get("val_cases", []))
-    summary = {"synthetic": synthetic, "num_cases": cases, "dataset": str(dataset_dir or ""),
-               "generator": generator, "fold": fold.get("fold"), "run": str(run_dir.resolve()),
-               "checkpoint": checkpoint, "epoch": info.get("_epoch")}
-    return summary, phases or []
-
-
-def bundle_from_runs(run_dir: str | Path, out: str | Path, liver_run: str | Path | None = None,
-                     checkpoint: str = "best", registration: str = "liver",
-                     synthetic: bool | None = None, overwrite: bool = False) -> Path:
-    """Build a bundle from a tumour training run (and optionally a liver run) and write it to `out`.
-
-    The tumour run's input size and crop become the inference pre-processing; `registration` is the
-    label-free method used on new studies ('tumor-center' needs labels and cannot run there). `synthetic`
-    overrides what the run's dataset.json says. An existing `out` is refused unless `overwrite`.
-    """
-    if checkpoint not in ("best", "last"):
-        raise ConfigError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
-    if registration not in ("liver", "none"):
-        raise ConfigError(f"inference registration must be 'liver' or 'none', got {registration!r}")
-    check_writable(out, "file", overwrite=overwrite)
-    run_dir = Path(run_dir)
-    model, config, info = _run_model(run_dir, checkpoint, "tumor")
-    training, phases = _training_summary(run_dir, info, checkpoint)
-    training["train_registration"] = config.data.registration
-    if synthetic is not None:
-        training["synthetic"] = bool(synthetic)
-    cfg = model.config
-    single = cfg.arch == "liver_resunet" or cfg.fusion == "single"
-    n = 1 if single else cfg.num_phases
-    if len(phases) < n:
-        phases = ["PV", "ART"] + [f"PHASE{i}" for i in range(2, n)] if n > 1 else ["PV"]
-    phases = phases[:n]
-    liver = None
-    if liver_run is not None:
-        liver_model, liver_config, _ = _run_model(Path(liver_run), checkpoint, "liver")
-        liver = LiverStage(liver_model, liver_config.data.input_size)
-        training["liver_run"] = str(Path(liver_run).resolve())
-    preprocess = PreprocessConfig(
-        input_size=config.data.input_size, crop=config.data.crop_to_liver, registration=registration,
-        liver_mask_source="model" if liver is not None else "file",
-        liver_mask_pattern=None if liver is not None else "(given to predict)")
-    return save_bundle(out, model, phases, preprocess, training, liver)

@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from mpliver.engine.distributed import DistInfo, all_reduce_sum, any_rank
 from mpliver.errors import MpliverError
+from mpliver.runtime import DistInfo, all_reduce_sum, any_rank
 
 LossFn = Callable[[Mapping[str, torch.Tensor], torch.Tensor], torch.Tensor]
 TargetFn = Callable[[torch.Tensor], torch.Tensor]

@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 import yaml
 
-from mpliver.engine.config import Config, config_differences, describe_differences
-from mpliver.engine.run_info import CONFIG_YAML, write_run_info
 from mpliver.errors import ConfigError, DatasetError, InputError
+from mpliver.training.config import Config, config_differences, describe_differences
+from mpliver.training.run_info import CONFIG_YAML, write_run_info
 
 CROSSVAL_JSON = "crossval.json"
 DONE_JSON = "done.json"
@@ -132,13 +132,13 @@ def crossval(
     """Train and evaluate the folds of `dataset_dir` (all, the first K, or the given ones) into `out_dir`.
 
     `name` labels the method in the tables (default: the model name); `checkpoint` is `best` (the best
-    validation Dice) or `last`. `train_fn` defaults to `mpliver.engine.train.train`; `on_event` receives
+    validation Dice) or `last`. `train_fn` defaults to `mpliver.training.trainer.train`; `on_event` receives
     one-line progress messages and `on_epoch` each epoch's log row (passed to `train_fn`).
     """
-    from mpliver.engine.data import resolve_cache
-    from mpliver.engine.distributed import DistInfo, resolve_device
-    from mpliver.engine.train import train as engine_train
     from mpliver.io.layout import Dataset
+    from mpliver.runtime import DistInfo, resolve_device
+    from mpliver.training.data import resolve_cache
+    from mpliver.training.trainer import train as engine_train
 
     if config.train.task != "tumor":
         raise ConfigError(f"crossval evaluates the tumour task; got train.task={config.train.task!r}")
@@ -228,15 +228,15 @@ def predict_fold(
 ) -> None:
     """Predict the test `cases` of `fold` with its trained model; write label maps (and confidence slices)."""
     from mpliver.data.cache import CachedCase
-    from mpliver.engine.builders import build_model
-    from mpliver.engine.checkpoint import load_checkpoint
-    from mpliver.engine.inference import label_map, most_tumor_slice, predict_cached_case
+    from mpliver.inference.slices import label_map, most_tumor_slice, predict_cached_case
     from mpliver.io.nifti import read_nifti, write_nifti
+    from mpliver.training.checkpoint import load_checkpoint
+    from mpliver.training.data import build_model
 
     ckpt_path = fold_dir(run_dir, fold) / config.train.checkpoint_dir / f"{checkpoint}.pt"
     if not ckpt_path.exists():  # a run without validation keeps last.pt only until it completes
         ckpt_path = ckpt_path.with_name("last.pt")
-    from mpliver.models.inference import inference_model
+    from mpliver.models.inference_copy import inference_model
 
     model = build_model(config)
     model.load_state_dict(load_checkpoint(ckpt_path)["model"])

@@ -21,10 +21,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mpliver.engine.crossval import CONFIDENCE, CROSSVAL_JSON, EVALUATION, PREDICTIONS, prediction_path
-from mpliver.engine.seed_tables import over_seeds
-from mpliver.engine.seeds import SEEDS_JSON, seed_dir_name
 from mpliver.errors import InputError
+from mpliver.experiments.crossval import CONFIDENCE, CROSSVAL_JSON, EVALUATION, PREDICTIONS, prediction_path
+from mpliver.experiments.seed_tables import over_seeds
+from mpliver.experiments.seeds import SEEDS_JSON, seed_dir_name
 from mpliver.io.atomic import check_writable
 
 REPORT_DIR = "report"

@@ -24,9 +24,9 @@ from mpliver.evaluation.paper_numbers import (
 from mpliver.evaluation.tables import SIX_METRICS, csv_text, format_number, markdown_table
 
 if TYPE_CHECKING:
-    from mpliver.engine.crossval import CrossvalResult
-    from mpliver.engine.experiments import ExperimentSet
-    from mpliver.engine.seeds import SeededResult
+    from mpliver.experiments.crossval import CrossvalResult
+    from mpliver.experiments.seeds import SeededResult
+    from mpliver.experiments.sets import ExperimentSet
 
 Runs = Mapping[int, Mapping[str, "CrossvalResult"]]  # seed -> row -> result
 

@@ -80,7 +80,7 @@ def write_run_info(
 ) -> dict[str, Any]:
     """Write `config.yaml` (the resolved config) and `name` (run_info.json) in `run_dir`; return the metadata.
 
-    `config` is an `mpliver.engine.config.Config` (anything with `save(path)` and `to_dict()`).
+    `config` is an `mpliver.training.config.Config` (anything with `save(path)` and `to_dict()`).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -26,12 +26,12 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from mpliver.engine.distributed import resolve_device
-from mpliver.engine.run_info import environment, git_revision
 from mpliver.errors import ConfigError
 from mpliver.extras import nnunet_available
 from mpliver.io.atomic import write_json_atomic
 from mpliver.models import create_model, segmentation_loss
+from mpliver.runtime import resolve_device
+from mpliver.training.run_info import environment, git_revision
 
 # the nnU-Net reference is nnU-Net's own network where its extra is installed, the look-alike elsewhere
 DEFAULT_MODELS = ("paper", "add", "single_phase", "nnunet2d_native" if nnunet_available() else "nnunet2d")
@@ -121,7 +121,7 @@ class _Case:
         self.infer_model = self.model
         self.infer_forward = self.forward
         if cfg.fold_bn:
-            from mpliver.models.inference import inference_model
+            from mpliver.models.inference_copy import inference_model
 
             self.infer_model = inference_model(self.model.eval(), device, channels_last=cfg.channels_last)
             self.infer_forward = (torch.compile(self.infer_model, mode=mode) if cfg.compile

@@ -7,7 +7,7 @@ crop, resize: `data.prepare.prepare_case`, the same code as training), `network`
 autocast on GPU, optional flip TTA) and `postprocess` (paste back onto the PV grid, uncertainty, label map,
 lesion table). `write_outputs` adds `writing`.
 Each stage is a function (`read_study`, `liver_stage`, `register_and_prepare`, `network_stage`,
-`finish_study`); `predict` runs them in turn, and the pipelined batch (`engine.predict_pipeline`) runs the
+`finish_study`); `predict` runs them in turn, and the pipelined batch (`inference.pipeline`) runs the
 same functions in other processes, so both give the same bytes.
 
 Uncertainty (SPEC §3, every model alike): u = exp(1 - S_max / S_min) of the final two-class softmax, S_min
@@ -15,7 +15,8 @@ clamped at 1e-6 (as URIM's), computed from the tumour probability after it is ma
 and set to 0 outside the liver mask the network saw, so u, the saved probability and the label map
 (p > 0.5) come from the same numbers. u = 1 where p = 0.5; u -> 0 where the model is sure, and u = 0 outside
 the liver. Several bundles (`model=[A, B, ...]`) are a fold ensemble: the mean of their softmax
-(`engine.ensemble`). The liver mask is checked (`data.liver_check`); `strict=True` refuses an implausible one.
+(`inference.ensemble`). The liver mask is checked (`data.liver_check`); `strict=True` refuses an implausible
+one.
 """
 
 from __future__ import annotations
@@ -35,11 +36,10 @@ from mpliver.data.liver_check import LiverCheck, check_liver
 from mpliver.data.prepare import prepare_case
 from mpliver.data.registration import FILL_HU, RigidTransform, register_phase
 from mpliver.data.slices import SliceMapping
-from mpliver.engine.bundle import Bundle
-from mpliver.engine.distributed import resolve_device
-from mpliver.engine.ensemble import liver_bundle, load_ensemble
-from mpliver.engine.inference import label_map, predict_slices
-from mpliver.engine.predict_report import (  # noqa: F401 (re-exported)
+from mpliver.errors import ConfigError, InputError
+from mpliver.evaluation.lesion_report import lesion_table, notice_path, write_lesion_report
+from mpliver.inference.bundle import Bundle
+from mpliver.inference.case_report import (  # noqa: F401 (re-exported)
     NIFTI_NOTE,
     PROBABILITY_RULE,
     SYNTHETIC_NOTE,
@@ -48,13 +48,14 @@ from mpliver.engine.predict_report import (  # noqa: F401 (re-exported)
     nifti_note,
     registration_summary,
 )
-from mpliver.errors import ConfigError, InputError
-from mpliver.evaluation.lesion_report import lesion_table, notice_path, write_lesion_report
+from mpliver.inference.ensemble import liver_bundle, load_ensemble
+from mpliver.inference.slices import label_map, predict_slices
 from mpliver.io.atomic import commit_set, make_staging
 from mpliver.io.checks import check_hu, check_slices
 from mpliver.io.dicom import DicomSeries
 from mpliver.io.geometry import Geometry
 from mpliver.io.layout import CaseVolumes
+from mpliver.runtime import resolve_device
 
 S_MIN_FLOOR = 1e-6
 MIN_LIVER_COVERAGE = 0.5  # share of the PV liver a registered phase must cover

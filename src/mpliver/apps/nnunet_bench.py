@@ -23,16 +23,16 @@ import torch
 
 from mpliver.data.config import PreprocessConfig
 from mpliver.data.phantom import PhantomConfig, generate_case
-from mpliver.engine.bundle import save_bundle
-from mpliver.engine.config import load_config
-from mpliver.engine.nnunet_experiment import nnunet_env, run_step
-from mpliver.engine.predict import predict, write_outputs
 from mpliver.errors import InputError
+from mpliver.experiments.nnunet import nnunet_env, run_step
 from mpliver.extras import require_nnunet
+from mpliver.inference.bundle import save_bundle
+from mpliver.inference.predict import predict, write_outputs
 from mpliver.io.layout import write_dataset_json
 from mpliver.io.nifti import write_nifti
 from mpliver.io.nnunet import export_nnunet
 from mpliver.models import create_model
+from mpliver.training.config import load_config
 
 STUDY_SHAPE = (512, 512, 100)
 STUDY_SPACING = (0.7, 0.7, 2.5)
@@ -101,7 +101,7 @@ def run_peer_bench(work: str | Path, preset: str = "default", threads: int = 2,
     say("nnU-Net v2: planning the study, then its predictor without and with mirroring TTA")
     log = exp / "nnunet_peer.log"
     log.unlink(missing_ok=True)
-    run_step([str(DATASET_ID), str(out_json)], env, log, module="mpliver.engine.nnunet_peer")
+    run_step([str(DATASET_ID), str(out_json)], env, log, module="mpliver.apps.nnunet_peer")
     if not out_json.is_file():
         raise InputError("nnU-Net's predictor wrote no timings", log)
     peer = json.loads(out_json.read_text())

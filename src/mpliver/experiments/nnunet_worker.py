@@ -3,10 +3,10 @@
 nnU-Net reads nnUNet_raw / nnUNet_preprocessed / nnUNet_results when it is imported, so each step runs in a
 process started with those variables set to folders inside the experiment folder. Steps:
 
-    python -m mpliver.engine.nnunet_worker prepare DATASET_ID CONFIG
+    python -m mpliver.experiments.nnunet_worker prepare DATASET_ID CONFIG
         fingerprint, plan (nnU-Net's default ExperimentPlanner) and pre-process CONFIG with one process,
         then copy the export's splits_final.json next to the plans (nnU-Net then uses mpliver's folds)
-    python -m mpliver.engine.nnunet_worker train DATASET_ID CONFIG FOLD BUDGET_JSON
+    python -m mpliver.experiments.nnunet_worker train DATASET_ID CONFIG FOLD BUDGET_JSON
         train fold FOLD with nnU-Net's trainer shortened to the budget (epochs, iterations per epoch,
         validation iterations, optionally batch size) on the CPU, then nnU-Net's final validation: the
         held-out fold predicted by nnUNetPredictor (mirroring TTA on, as nnU-Net does) into fold_F/validation/

@@ -6,7 +6,7 @@ predicts them again. A skipped case whose report names other models than the one
 One bad case is reported in one line and the rest go on; the summary lists what failed. Under `torchrun`
 each rank takes cases rank, rank + world size, ... (from RANK / WORLD_SIZE; LOCAL_RANK picks the GPU) and
 writes its own cases into the same output folder: there is no other change and no communication between
-ranks. `workers` >= 2 pipelines this rank's cases (`engine.predict_pipeline`): the same outputs, with the CPU
+ranks. `workers` >= 2 pipelines this rank's cases (`inference.pipeline`): the same outputs, with the CPU
 stages of the next studies in other processes while this one runs the network.
 """
 
@@ -20,10 +20,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mpliver.engine.bundle import Bundle
-from mpliver.engine.distributed import resolve_device
-from mpliver.engine.ensemble import liver_bundle, load_ensemble
-from mpliver.engine.predict import (
+from mpliver.errors import ConfigError, InputError, OutputError
+from mpliver.inference.bundle import Bundle
+from mpliver.inference.ensemble import liver_bundle, load_ensemble
+from mpliver.inference.pipeline import PipelineCallbacks, failure_line, predict_pipelined
+from mpliver.inference.predict import (
     STAGES,
     PredictionResult,
     check_precision,
@@ -33,9 +34,8 @@ from mpliver.engine.predict import (
     predict_settings,
     write_outputs,
 )
-from mpliver.engine.predict_pipeline import PipelineCallbacks, failure_line, predict_pipelined
-from mpliver.errors import ConfigError, InputError, OutputError
 from mpliver.io.layout import Dataset
+from mpliver.runtime import resolve_device
 
 
 @dataclass
@@ -137,7 +137,7 @@ def predict_dataset(
     `probabilities` also writes CASE_probability.nii.gz. `on_plan(cases)` receives this rank's cases;
     `on_case(case, status)` is called with status 'start', 'done', 'skipped' or 'failed: reason';
     `on_stage(name)` at each stage of a study; `on_warning(case, line)` for an implausible liver mask.
-    `workers` >= 2 runs the pipeline of `engine.predict_pipeline` (that many processes on this rank, this one
+    `workers` >= 2 runs the pipeline of `inference.pipeline` (that many processes on this rank, this one
     holding the model; at most `max_in_flight` studies at once, default workers + 1) with the same outputs;
     1 runs every stage here, one study after another. `precision` of the network: see `predict`.
     """

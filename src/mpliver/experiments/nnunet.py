@@ -28,17 +28,17 @@ from pathlib import Path
 
 from mpliver.data.dataset import split_cases
 from mpliver.data.registration import liver_aligner
-from mpliver.engine.crossval import (
+from mpliver.errors import ConfigError, InputError
+from mpliver.experiments.crossval import (
     CrossvalResult,
     evaluate_run,
     load_result,
     prediction_path,
     select_folds,
 )
-from mpliver.engine.experiments import REFERENCE, ExperimentResult, ExperimentSet, Row, write_tables
-from mpliver.engine.inference import label_map
-from mpliver.errors import ConfigError, InputError
+from mpliver.experiments.sets import REFERENCE, ExperimentResult, ExperimentSet, Row, write_tables
 from mpliver.extras import require_nnunet
+from mpliver.inference.slices import label_map
 from mpliver.io.atomic import write_json_atomic
 from mpliver.io.layout import Dataset
 from mpliver.io.nifti import read_nifti, write_nifti
@@ -103,7 +103,7 @@ def nnunet_env(exp_dir: Path, threads: int) -> dict[str, str]:
 
 
 def run_step(args: list[str], env: dict[str, str], log: Path,
-             module: str = "mpliver.engine.nnunet_worker") -> None:
+             module: str = "mpliver.experiments.nnunet_worker") -> None:
     """Run one nnU-Net step (`python -m module args`) in a child process, its output appended to `log`;
     a failure is one line quoting the log's last line. nnU-Net reads its folders when imported, hence a
     child process per step."""

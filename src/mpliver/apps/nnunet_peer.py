@@ -1,6 +1,6 @@
 """nnU-Net v2's own predictor on one study, timed in a child process of `mpliver bench --peer nnunet`.
 
-    python -m mpliver.engine.nnunet_peer DATASET_ID OUT_JSON
+    python -m mpliver.apps.nnunet_peer DATASET_ID OUT_JSON
 
 The raw dataset (nnUNet_raw, set by the parent) holds the one study. nnU-Net's default ExperimentPlanner plans
 it (the 2d configuration: patch, batch, network); the network of that plan is built with random weights (the

@@ -1,0 +1,1 @@
+"""Applications built on the library: the demo and the benchmark."""

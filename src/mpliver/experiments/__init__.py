@@ -1,0 +1,1 @@
+"""Research workflows: cross-validation, experiment sets, seed repeats, reports and packaging."""

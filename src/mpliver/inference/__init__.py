@@ -1,0 +1,1 @@
+"""The inference product: bundles, slice inference, the predictor, batches and export."""

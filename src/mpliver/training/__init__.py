@@ -1,0 +1,1 @@
+"""Training runtime: config, data, the loop, checkpoints and run records."""
