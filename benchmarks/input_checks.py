@@ -51,9 +51,8 @@ def _mr_like(a: np.ndarray) -> np.ndarray:
 def build(work: Path) -> None:
     import pydicom
 
-    sys.path.insert(0, str(REPO / "tests" / "engine"))
-    from predict_toys import tiny_bundle
-
+    sys.path.insert(0, str(REPO / "tests"))
+    from helpers.predict_toys import tiny_bundle
     from mpliver.cli import main
     from mpliver.data.phantom import PhantomConfig, generate_case
     from mpliver.io.dicom import read_dicom_series, write_dicom_series

@@ -45,35 +45,36 @@ def module_sources(src: Path = SRC) -> dict[str, str]:
     return out
 
 
+def _imports_of(module: str, text: str, sources: dict[str, str]) -> set[tuple[str, bool]]:
+    """(imported mpliver module, under TYPE_CHECKING) pairs of one module, relative imports resolved."""
+    is_pkg = any(m.startswith(module + ".") for m in sources)
+    found: set[tuple[str, bool]] = set()
+    todo: list[tuple[ast.AST, bool]] = [(ast.parse(text), False)]
+    while todo:
+        node, typing_only = todo.pop()
+        for child in ast.iter_child_nodes(node):
+            t = typing_only or (isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test))
+            names: list[str] = []
+            if isinstance(child, ast.Import):
+                names = [a.name for a in child.names]
+            elif isinstance(child, ast.ImportFrom):
+                base = child.module or ""
+                if child.level:
+                    pkg = module.split(".")[: len(module.split(".")) - child.level + int(is_pkg)]
+                    base = ".".join(pkg + ([base] if base else []))
+                names = [base] + [f"{base}.{a.name}" for a in child.names]
+            for name in names:
+                while name and name not in sources:  # `from pkg import function` -> pkg
+                    name = name.rpartition(".")[0]
+                if name and name != module and name.startswith("mpliver"):
+                    found.add((name, t))
+            todo.append((child, t))
+    return found
+
+
 def imports(sources: dict[str, str]) -> dict[str, set[tuple[str, bool]]]:
-    """{module: {(imported mpliver module, under TYPE_CHECKING)}}, relative imports resolved."""
-    out: dict[str, set[tuple[str, bool]]] = {}
-    for module, text in sources.items():
-        is_pkg = any(m.startswith(module + ".") for m in sources)
-        found: set[tuple[str, bool]] = set()
-
-        def visit(node: ast.AST, typing_only: bool) -> None:
-            for child in ast.iter_child_nodes(node):
-                t = typing_only or (isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test))
-                names: list[str] = []
-                if isinstance(child, ast.Import):
-                    names = [a.name for a in child.names]
-                elif isinstance(child, ast.ImportFrom):
-                    base = child.module or ""
-                    if child.level:
-                        pkg = module.split(".")[: len(module.split(".")) - child.level + int(is_pkg)]
-                        base = ".".join(pkg + ([base] if base else []))
-                    names = [base] + [f"{base}.{a.name}" for a in child.names]
-                for name in names:
-                    while name and name not in sources:  # `from pkg import function` -> pkg
-                        name = name.rpartition(".")[0]
-                    if name and name != module and name.startswith("mpliver"):
-                        found.add((name, t))
-                visit(child, t)
-
-        visit(ast.parse(text), False)
-        out[module] = found
-    return out
+    """{module: {(imported mpliver module, under TYPE_CHECKING)}} of every module."""
+    return {module: _imports_of(module, text, sources) for module, text in sources.items()}
 
 
 def upward(sources: dict[str, str]) -> list[str]:
@@ -144,9 +145,11 @@ def test_every_package_has_a_layer():
 @pytest.mark.parametrize(
     ("planted", "expected"),
     [
-        ("from mpliver.inference.predict import predict\n", "mpliver.io.nifti imports mpliver.inference.predict"),
+        ("from mpliver.inference.predict import predict\n",
+         "mpliver.io.nifti imports mpliver.inference.predict"),
         ("def f():\n    from mpliver.cli import main\n", "mpliver.io.nifti imports mpliver.cli"),
-        ("from mpliver.training.trainer import train\n", "mpliver.inference.bundle imports mpliver.training"),
+        ("from mpliver.training.trainer import train\n",
+         "mpliver.inference.bundle imports mpliver.training"),
     ],
 )
 def test_a_planted_upward_import_is_caught(planted, expected):

@@ -5,22 +5,19 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from prep_scene import write_scene_dataset  # noqa: E402
-
-import mpliver.data.cache as cache_mod  # noqa: E402
-from mpliver.cli import main  # noqa: E402
-from mpliver.data.cache import CachedCase, open_cache, preprocess_dataset  # noqa: E402
-from mpliver.data.config import PreprocessConfig  # noqa: E402
-from mpliver.errors import InputError  # noqa: E402
-from mpliver.io.geometry import Geometry  # noqa: E402
-from mpliver.io.nifti import read_nifti, write_nifti  # noqa: E402
+import mpliver.data.cache as cache_mod
+from helpers.prep_scene import write_scene_dataset
+from mpliver.cli import main
+from mpliver.data.cache import CachedCase, open_cache, preprocess_dataset
+from mpliver.data.config import PreprocessConfig
+from mpliver.errors import InputError
+from mpliver.io.geometry import Geometry
+from mpliver.io.nifti import read_nifti, write_nifti
 
 FAST = PreprocessConfig(input_size=64, registration="none", margin_mm=5.0)
 

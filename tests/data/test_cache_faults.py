@@ -14,14 +14,12 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from prep_scene import write_scene_dataset  # noqa: E402
-
-import mpliver.data.cache as cache_mod  # noqa: E402
-from mpliver.cli import main  # noqa: E402
-from mpliver.data.cache import preprocess_dataset, read_manifest  # noqa: E402
-from mpliver.data.config import PreprocessConfig  # noqa: E402
-from mpliver.io.lock import FolderBusyError, FolderLock  # noqa: E402
+import mpliver.data.cache as cache_mod
+from helpers.prep_scene import write_scene_dataset
+from mpliver.cli import main
+from mpliver.data.cache import preprocess_dataset, read_manifest
+from mpliver.data.config import PreprocessConfig
+from mpliver.io.lock import FolderBusyError, FolderLock
 
 FAST = PreprocessConfig(input_size=64, registration="none", margin_mm=5.0)
 REPO = Path(__file__).resolve().parents[2]

@@ -2,28 +2,23 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 from scipy import ndimage
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from prep_scene import make_case  # noqa: E402
-
-from mpliver.data.liver_mask import (  # noqa: E402
+from helpers.prep_scene import make_case
+from mpliver.data.liver_mask import (
     FromFile,
     FromLabel,
     FromModel,
     LiverMaskSource,
     largest_component,
 )
-from mpliver.errors import InputError  # noqa: E402
-from mpliver.io.geometry import Geometry  # noqa: E402
-from mpliver.io.layout import CaseVolumes  # noqa: E402
-from mpliver.io.nifti import write_nifti  # noqa: E402
+from mpliver.errors import InputError
+from mpliver.io.geometry import Geometry
+from mpliver.io.layout import CaseVolumes
+from mpliver.io.nifti import write_nifti
 
 
 @pytest.fixture()

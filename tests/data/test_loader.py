@@ -3,23 +3,18 @@ fold selection."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from prep_scene import write_scene_dataset  # noqa: E402
-
-from mpliver.data.cache import CachedCase, preprocess_dataset  # noqa: E402
-from mpliver.data.config import PreprocessConfig  # noqa: E402
-from mpliver.data.dataset import SliceDataset, split_cases  # noqa: E402
-from mpliver.data.sampling import EpochSampler, make_loader  # noqa: E402
-from mpliver.data.transforms import AffineAugmentation  # noqa: E402
-from mpliver.errors import DatasetError  # noqa: E402
-from mpliver.io.layout import Dataset  # noqa: E402
+from helpers.prep_scene import write_scene_dataset
+from mpliver.data.cache import CachedCase, preprocess_dataset
+from mpliver.data.config import PreprocessConfig
+from mpliver.data.dataset import SliceDataset, split_cases
+from mpliver.data.sampling import EpochSampler, make_loader
+from mpliver.data.transforms import AffineAugmentation
+from mpliver.errors import DatasetError
+from mpliver.io.layout import Dataset
 
 CASES = ["SCENE_000", "SCENE_001", "SCENE_002"]
 

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from prep_scene import write_scene_dataset  # noqa: E402
-
-from mpliver.data.cache import CachedCase, preprocess_dataset  # noqa: E402
-from mpliver.data.config import PreprocessConfig  # noqa: E402
-from mpliver.data.dataset import SliceDataset  # noqa: E402
-from mpliver.data.liver_mask import FromLabel  # noqa: E402
-from mpliver.data.prepare import prepare_case  # noqa: E402
-from mpliver.data.slices import full_box  # noqa: E402
-from mpliver.errors import ConfigError  # noqa: E402
-from mpliver.io.layout import Dataset  # noqa: E402
-from mpliver.io.nifti import read_nifti  # noqa: E402
+from helpers.prep_scene import write_scene_dataset
+from mpliver.data.cache import CachedCase, preprocess_dataset
+from mpliver.data.config import PreprocessConfig
+from mpliver.data.dataset import SliceDataset
+from mpliver.data.liver_mask import FromLabel
+from mpliver.data.prepare import prepare_case
+from mpliver.data.slices import full_box
+from mpliver.errors import ConfigError
+from mpliver.io.layout import Dataset
+from mpliver.io.nifti import read_nifti
 
 
 def test_defaults_paper_preset_and_round_trip():

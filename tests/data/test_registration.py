@@ -3,23 +3,18 @@ reference (SciPy), and bad input."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from scipy import ndimage
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from prep_scene import make_case  # noqa: E402
-
-from mpliver.data.registration import (  # noqa: E402
+from helpers.prep_scene import make_case
+from mpliver.data.registration import (
     RigidTransform,
     register_phase,
     resample_to_grid,
 )
-from mpliver.errors import InputError  # noqa: E402
-from mpliver.io.geometry import Geometry  # noqa: E402
+from mpliver.errors import InputError
+from mpliver.io.geometry import Geometry
 
 
 def _mean_error(transform: RigidTransform, geom: Geometry, liver: np.ndarray, motion) -> float:

@@ -3,13 +3,9 @@ any case is scored; on a disk that fills up while writing, the earlier tables st
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import mpliver.evaluation.evaluate as evaluate_mod  # noqa: E402
-from faultfs import fill, make_read_only, tmpfs  # noqa: E402
-from mpliver.cli import main  # noqa: E402
+import mpliver.evaluation.evaluate as evaluate_mod
+from helpers.faultfs import fill, make_read_only, tmpfs
+from mpliver.cli import main
 
 
 def _error(capsys) -> str:

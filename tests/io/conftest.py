@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from mpliver.io.geometry import Geometry
-
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:  # makes dicom_quirks.py importable
-    sys.path.insert(0, str(HERE))
 
 
 def ct_volume(shape=(20, 18, 8), seed=0) -> np.ndarray:

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import mpliver.io.atomic as atomic  # noqa: E402
-from faultfs import fill, make_read_only, tmpfs  # noqa: E402
-from mpliver.errors import OutputError  # noqa: E402
-from mpliver.io.atomic import (  # noqa: E402
+import mpliver.io.atomic as atomic
+from helpers.faultfs import fill, make_read_only, tmpfs
+from mpliver.errors import OutputError
+from mpliver.io.atomic import (
     check_writable,
     commit_set,
     make_staging,

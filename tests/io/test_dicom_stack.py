@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import shutil
 
-import dicom_quirks as q
 import numpy as np
 import pydicom
 import pytest
 
+from helpers import dicom_quirks as q
 from mpliver.cli import main
 from mpliver.errors import InputError, InputWarning
 from mpliver.io.dicom import read_dicom_series, scan_series, write_dicom_series

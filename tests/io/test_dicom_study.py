@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import dicom_quirks as q
 import numpy as np
 import pydicom
 import pytest
 
+from helpers import dicom_quirks as q
 from mpliver.cli import main
 from mpliver.errors import InputError
 from mpliver.io.dicom import (

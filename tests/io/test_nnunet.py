@@ -4,19 +4,15 @@ and a dataset.json that nnU-Net v2 reads (CT normalisation from the channel name
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 
+from helpers.prep_scene import make_case, render
 from mpliver.cli import main
 from mpliver.data.registration import RigidTransform
 from mpliver.io.geometry import Geometry
 from mpliver.io.layout import write_dataset_json
 from mpliver.io.nifti import read_nifti, write_nifti
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
-from prep_scene import make_case, render  # noqa: E402
 
 
 def _dataset(root, art_origin=(3.0, -2.0, 4.0), with_folds=False):

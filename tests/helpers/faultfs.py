@@ -1,7 +1,7 @@
 """Real failing file systems for write-failure tests: a small tmpfs that is full or read-only.
 
 Mounting needs root (the CI and dev containers run as root); elsewhere the tests that need it are skipped
-with the reason. Import with `sys.path` set to tests/ (see the test modules).
+with the reason. Import as `from helpers.faultfs import ...`.
 """
 
 from __future__ import annotations

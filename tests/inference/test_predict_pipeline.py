@@ -12,8 +12,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from predict_toys import tiny_bundle, tiny_case, write_case_files
 
+from helpers.predict_toys import tiny_bundle, tiny_case, write_case_files
 from mpliver.cli import main
 from mpliver.errors import ConfigError
 from mpliver.inference.batch import predict_dataset

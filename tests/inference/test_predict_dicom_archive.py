@@ -9,8 +9,8 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from predict_toys import tiny_bundle
 
+from helpers.predict_toys import tiny_bundle
 from mpliver.cli import main
 from mpliver.io import dicom_study
 from mpliver.io.dicom import read_dicom_series

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from crossval_toys import CountingTrain, dataset_folds, tiny_cohort, tiny_preset
 from scipy import stats
 
+from helpers.crossval_toys import CountingTrain, dataset_folds, tiny_cohort, tiny_preset
 from mpliver.cli import main
 from mpliver.errors import ConfigError
 from mpliver.experiments.crossval import CrossvalResult

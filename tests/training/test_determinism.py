@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from crossval_toys import tiny_cohort, tiny_preset
 
+from helpers.crossval_toys import tiny_cohort, tiny_preset
 from mpliver.experiments.crossval import crossval
 from mpliver.training.config import load_config
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from crossval_toys import TINY_OVERRIDES, CountingTrain, dataset_folds, tiny_cohort, tiny_preset
 
+from helpers.crossval_toys import TINY_OVERRIDES, CountingTrain, dataset_folds, tiny_cohort, tiny_preset
 from mpliver.cli import main
 from mpliver.errors import ConfigError, InputError
 from mpliver.experiments.crossval import crossval, select_folds

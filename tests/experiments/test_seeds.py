@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from crossval_toys import CountingTrain, tiny_cohort, tiny_preset
 
+from helpers.crossval_toys import CountingTrain, tiny_cohort, tiny_preset
 from mpliver.cli import main
 from mpliver.errors import ConfigError
 from mpliver.evaluation.paper_numbers import CLAIMS, PAPER_ROWS

@@ -7,8 +7,8 @@ import json
 
 import pytest
 import torch
-from engine_toys import ToyNet, ce_loss, toy_data
 
+from helpers.train_toys import ToyNet, ce_loss, toy_data
 from mpliver.errors import MpliverError
 from mpliver.training.checkpoint import load_checkpoint
 from mpliver.training.config import load_config

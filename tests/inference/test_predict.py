@@ -9,9 +9,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from predict_toys import shifted, tiny_bundle, tiny_case, write_case_files
 
 import mpliver
+from helpers.predict_toys import shifted, tiny_bundle, tiny_case, write_case_files
 from mpliver.cli import main
 from mpliver.errors import InputError
 from mpliver.inference.bundle import load_bundle

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from engine_toys import ToyNet, ce_loss, toy_data
 
+from helpers.train_toys import ToyNet, ce_loss, toy_data
 from mpliver.errors import ConfigError
 from mpliver.training.checkpoint import load_checkpoint
 from mpliver.training.config import Config, config_differences, load_config

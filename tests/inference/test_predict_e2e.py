@@ -10,8 +10,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from predict_toys import tiny_bundle
 
+from helpers.predict_toys import tiny_bundle
 from mpliver.cli import main
 from mpliver.evaluation.evaluate import evaluate_folders, read_per_case_csv
 from mpliver.inference.batch import predict_dataset

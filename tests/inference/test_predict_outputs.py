@@ -10,8 +10,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from predict_toys import tiny_bundle, tiny_case, write_case_files
 
+from helpers.predict_toys import tiny_bundle, tiny_case, write_case_files
 from mpliver.cli import main
 from mpliver.inference.bundle import load_bundle
 from mpliver.inference.predict import predict
@@ -268,8 +268,7 @@ def test_cli_ensemble_with_both_spellings(files, tmp_path, capsys):
 
 
 def test_ensemble_of_bundles_that_disagree_is_refused_in_one_line(files, tmp_path, capsys):
-    from predict_toys import tiny_model
-
+    from helpers.predict_toys import tiny_model
     from mpliver.data.config import PreprocessConfig
     from mpliver.inference.bundle import save_bundle
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from engine_toys import ToyNet, ce_loss, toy_data
 
+from helpers.train_toys import ToyNet, ce_loss, toy_data
 from mpliver.errors import MpliverError
 from mpliver.runtime import DistInfo, env_dist_info, shard
 from mpliver.training.config import load_config
@@ -34,7 +34,7 @@ OVERRIDES = [
 
 _RANK_SCRIPT = """
 import sys, torch
-from engine_toys import ToyNet, ce_loss, toy_data
+from helpers.train_toys import ToyNet, ce_loss, toy_data
 from mpliver.training.config import load_config
 from mpliver.runtime import cleanup, init_distributed
 from mpliver.training.trainer import fit, seed_everything
@@ -90,7 +90,7 @@ def test_two_gloo_ranks_agree_and_equal_single_process_with_frozen_bn(tmp_path):
     for rank in range(2):
         env = {
             **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(HERE)]),
+            "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO / "tests")]),
             "MASTER_ADDR": "127.0.0.1",
             "MASTER_PORT": str(port),
             "WORLD_SIZE": "2",

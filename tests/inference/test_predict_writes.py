@@ -5,18 +5,16 @@ set). Also `bundle` refusing to overwrite, and the CLI's one line for an OSError
 from __future__ import annotations
 
 import errno
-import sys
 from pathlib import Path
 
 import pytest
-from predict_toys import tiny_bundle, tiny_case, write_case_files
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import mpliver.inference.predict as predict_mod  # noqa: E402
-from faultfs import fill, make_read_only, tmpfs  # noqa: E402
-from mpliver.cli import main  # noqa: E402
-from mpliver.errors import OutputError  # noqa: E402
-from mpliver.inference.predict import output_paths, predict, write_outputs  # noqa: E402
+import mpliver.inference.predict as predict_mod
+from helpers.faultfs import fill, make_read_only, tmpfs
+from helpers.predict_toys import tiny_bundle, tiny_case, write_case_files
+from mpliver.cli import main
+from mpliver.errors import OutputError
+from mpliver.inference.predict import output_paths, predict, write_outputs
 
 
 @pytest.fixture(scope="module")

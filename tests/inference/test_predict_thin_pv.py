@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from predict_toys import tiny_bundle, tiny_case
 
+from helpers.predict_toys import tiny_bundle, tiny_case
 from mpliver.cli import main
 from mpliver.errors import InputError
 from mpliver.inference.predict import predict

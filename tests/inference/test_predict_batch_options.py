@@ -9,8 +9,8 @@ import shutil
 
 import numpy as np
 import pytest
-from predict_toys import tiny_bundle, tiny_case, write_case_files
 
+from helpers.predict_toys import tiny_bundle, tiny_case, write_case_files
 from mpliver.cli import main
 from mpliver.errors import InputError
 from mpliver.inference.batch import dataset_cases

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from predict_toys import tiny_bundle, tiny_model
 
 import mpliver
+from helpers.predict_toys import tiny_bundle, tiny_model
 from mpliver.cli import main
 from mpliver.data.config import PreprocessConfig
 from mpliver.errors import ConfigError

@@ -7,8 +7,8 @@ import importlib.util
 import numpy as np
 import pytest
 import torch
-from predict_toys import tiny_bundle
 
+from helpers.predict_toys import tiny_bundle
 from mpliver.cli import main
 from mpliver.errors import ConfigError
 from mpliver.inference.bundle import load_bundle
