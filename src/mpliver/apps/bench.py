@@ -30,6 +30,8 @@ from mpliver.errors import ConfigError
 from mpliver.extras import nnunet_available
 from mpliver.io.atomic import write_json_atomic
 from mpliver.models import create_model, segmentation_loss
+from mpliver.models.fusion.sam import fused_sam_mode, set_fused_sam
+from mpliver.models.inference_copy import inference_model
 from mpliver.runtime import resolve_device
 from mpliver.training.run_info import environment, git_revision
 
@@ -121,7 +123,6 @@ class _Case:
         self.infer_model = self.model
         self.infer_forward = self.forward
         if cfg.fold_bn:
-            from mpliver.models.inference_copy import inference_model
 
             self.infer_model = inference_model(self.model.eval(), device, channels_last=cfg.channels_last)
             self.infer_forward = (torch.compile(self.infer_model, mode=mode) if cfg.compile
@@ -228,7 +229,6 @@ def peak_memory_mib(case: _Case, device: torch.device, dtype: str, mode: str) ->
 
 def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Measure every model of `cfg` in interleaved rounds; returns the JSON-ready result."""
-    from mpliver.models.fusion.sam import fused_sam_mode, set_fused_sam
 
     device = resolve_device(cfg.device, what="bench: --device")
     say = progress or (lambda _msg: None)

@@ -16,13 +16,26 @@ Folder:
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from mpliver.data.phantom import PhantomConfig, write_cohort
+from mpliver.evaluation.metrics import dice
+from mpliver.experiments import sets as experiments
+from mpliver.experiments.packaging import bundle_from_runs
+from mpliver.experiments.report import write_report
 from mpliver.experiments.sets import REFERENCE, ExperimentSet, Row
+from mpliver.inference.predict import predict, write_outputs
+from mpliver.io.layout import Dataset
+from mpliver.io.nifti import read_nifti
+from mpliver.training.config import load_task_config
+from mpliver.training.trainer import train
 
 DEMO_SET = ExperimentSet(
     "demo",
@@ -79,14 +92,6 @@ class DemoResult:
 def run_demo(out_dir: str | Path, settings: DemoSettings | None = None,
              say: Callable[[str], None] | None = None) -> DemoResult:
     """Run every stage into `out_dir`; finished stages of an earlier demo in the same folder are reused."""
-    from mpliver.data.phantom import PhantomConfig, write_cohort
-    from mpliver.experiments import sets as experiments
-    from mpliver.experiments.packaging import bundle_from_runs
-    from mpliver.experiments.report import write_report
-    from mpliver.inference.predict import predict, write_outputs
-    from mpliver.io.layout import Dataset
-    from mpliver.training.config import load_task_config
-    from mpliver.training.trainer import train
 
     settings = settings or DemoSettings()
     say = say or print
@@ -165,8 +170,6 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None,
 
 def _cohort_matches(cohort: Path, settings: DemoSettings, config: Any) -> bool:
     """True when `cohort` holds the cohort these settings would write (same seed, size, folds, config)."""
-    import json
-
     meta_path = cohort / "dataset.json"
     if not meta_path.is_file():
         return False
@@ -181,10 +184,5 @@ def _cohort_matches(cohort: Path, settings: DemoSettings, config: Any) -> bool:
 
 
 def _tumor_dice(label_pred: Any, dataset: Any, case: str) -> float:
-    import numpy as np
-
-    from mpliver.evaluation.metrics import dice
-    from mpliver.io.nifti import read_nifti
-
     ref, _ = read_nifti(dataset.label_path(case))
     return float(dice(ref == 2, np.asarray(label_pred) == 2))

@@ -29,9 +29,23 @@ from typing import Any
 import numpy as np
 import yaml
 
+from mpliver.data.cache import CachedCase
+from mpliver.data.dataset import split_cases
 from mpliver.errors import ConfigError, DatasetError, InputError
+from mpliver.evaluation.aggregate import summarize, summarize_by_type
+from mpliver.evaluation.evaluate import evaluate_folders, read_per_case_csv
+from mpliver.evaluation.tables import table1_csv, table1_markdown, table2_csv, table2_markdown
+from mpliver.inference.slices import label_map, most_tumor_slice, predict_cached_case
+from mpliver.io.atomic import atomic_path, write_json_atomic, write_text_atomic
+from mpliver.io.layout import TUMOR_TYPES, Dataset
+from mpliver.io.nifti import read_nifti, write_nifti
+from mpliver.models.inference_copy import inference_model
+from mpliver.runtime import DistInfo, resolve_device
+from mpliver.training.checkpoint import load_checkpoint
 from mpliver.training.config import Config, config_differences, describe_differences
+from mpliver.training.data import build_model, resolve_cache
 from mpliver.training.run_info import CONFIG_YAML, write_run_info
+from mpliver.training.trainer import train as engine_train
 
 CROSSVAL_JSON = "crossval.json"
 DONE_JSON = "done.json"
@@ -135,10 +149,6 @@ def crossval(
     validation Dice) or `last`. `train_fn` defaults to `mpliver.training.trainer.train`; `on_event` receives
     one-line progress messages and `on_epoch` each epoch's log row (passed to `train_fn`).
     """
-    from mpliver.io.layout import Dataset
-    from mpliver.runtime import DistInfo, resolve_device
-    from mpliver.training.data import resolve_cache
-    from mpliver.training.trainer import train as engine_train
 
     if config.train.task != "tumor":
         raise ConfigError(f"crossval evaluates the tumour task; got train.task={config.train.task!r}")
@@ -179,8 +189,6 @@ def crossval(
     (run_dir / CROSSVAL_JSON).unlink(missing_ok=True)  # written again once this call completes
     cache, _ = resolve_cache(config, dataset_dir, DistInfo())
 
-    from mpliver.data.dataset import split_cases
-
     call_started = time.time()
     result = CrossvalResult(run_dir=run_dir, method=method, folds=selected, model=config.model.name)
     test_cases: list[str] = []
@@ -198,7 +206,6 @@ def crossval(
         train_fn(config, dataset_dir, fold, folder, resume=resume, on_epoch=on_epoch)
         say(f"fold {fold}: predicting {len(cases)} test cases")
         predict_fold(config, run_dir, fold, cases, cache, dataset, checkpoint, device)
-        from mpliver.io.atomic import write_json_atomic
 
         write_json_atomic(
             folder / DONE_JSON,
@@ -227,16 +234,10 @@ def predict_fold(
     device,
 ) -> None:
     """Predict the test `cases` of `fold` with its trained model; write label maps (and confidence slices)."""
-    from mpliver.data.cache import CachedCase
-    from mpliver.inference.slices import label_map, most_tumor_slice, predict_cached_case
-    from mpliver.io.nifti import read_nifti, write_nifti
-    from mpliver.training.checkpoint import load_checkpoint
-    from mpliver.training.data import build_model
 
     ckpt_path = fold_dir(run_dir, fold) / config.train.checkpoint_dir / f"{checkpoint}.pt"
     if not ckpt_path.exists():  # a run without validation keeps last.pt only until it completes
         ckpt_path = ckpt_path.with_name("last.pt")
-    from mpliver.models.inference_copy import inference_model
 
     model = build_model(config)
     model.load_state_dict(load_checkpoint(ckpt_path)["model"])
@@ -271,7 +272,6 @@ def predict_fold(
 
 def _save_confidence(path: Path, cached, pred, choose) -> None:
     """The URIM confidence M of the slice with the most reference tumour, with its input and masks."""
-    from mpliver.io.atomic import atomic_path
 
     halo = cached.halo
     label = cached.label
@@ -295,11 +295,6 @@ def evaluate_run(result: CrossvalResult, dataset, test_cases: Sequence[str],
                  started: float | None = None) -> None:
     """Evaluate the pooled predictions and write Tables 1 and 2, the per-fold table and crossval.json
     (with the wall time since `started`)."""
-    from mpliver.evaluation.aggregate import summarize, summarize_by_type
-    from mpliver.evaluation.evaluate import evaluate_folders, read_per_case_csv
-    from mpliver.evaluation.tables import table1_csv, table1_markdown, table2_csv, table2_markdown
-    from mpliver.io.atomic import write_json_atomic, write_text_atomic
-    from mpliver.io.layout import TUMOR_TYPES
 
     run_dir = result.run_dir
     types = {c: t for c in test_cases if (t := dataset.tumor_type(c))}
@@ -345,7 +340,6 @@ def evaluate_run(result: CrossvalResult, dataset, test_cases: Sequence[str],
 
 def load_result(run_dir: str | Path) -> CrossvalResult:
     """A finished run's result from its crossval.json and evaluation/per_case.csv (no recomputation)."""
-    from mpliver.evaluation.evaluate import read_per_case_csv
 
     run_dir = Path(run_dir)
     path = run_dir / CROSSVAL_JSON

@@ -21,11 +21,23 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mpliver.errors import InputError
+from mpliver.evaluation.curves import learning_curve_png
+from mpliver.evaluation.evaluate import read_per_case_csv
+from mpliver.evaluation.figures import (
+    case_overlay_png,
+    confidence_png,
+    read_log_csv,
+    training_curves_png,
+    type_dpc_bars_png,
+)
 from mpliver.experiments.crossval import CONFIDENCE, CROSSVAL_JSON, EVALUATION, PREDICTIONS, prediction_path
 from mpliver.experiments.seed_tables import over_seeds
 from mpliver.experiments.seeds import SEEDS_JSON, seed_dir_name
-from mpliver.io.atomic import check_writable
+from mpliver.io.atomic import check_writable, write_text_atomic
+from mpliver.io.layout import Dataset, type_order
 
 REPORT_DIR = "report"
 LEARNING_CURVE = "Learning curve: validation Dice (slices pooled) per epoch, mean over runs ± SD"
@@ -50,8 +62,6 @@ def choose_cases(records: Sequence[dict[str, Any]], count: int = 3) -> list[str]
 
 
 def _fold_logs(run_dir: Path) -> dict[str, list[dict[str, float]]]:
-    from mpliver.evaluation.figures import read_log_csv
-
     logs = {}
     for log in sorted(run_dir.glob("fold_*/log.csv"), key=lambda p: int(p.parent.name.split("_")[-1])):
         rows = read_log_csv(log)
@@ -70,14 +80,6 @@ def write_report(run_dir: str | Path, cases: Sequence[str] | None = None, num_ca
     if not (run_dir / CROSSVAL_JSON).is_file():
         raise InputError("not a finished cross-validation run or experiment set (no crossval.json or "
                          "experiment.json)", run_dir)
-    from mpliver.evaluation.evaluate import read_per_case_csv
-    from mpliver.evaluation.figures import (
-        case_overlay_png,
-        confidence_png,
-        training_curves_png,
-        type_dpc_bars_png,
-    )
-    from mpliver.io.layout import Dataset, type_order
 
     info = json.loads((run_dir / CROSSVAL_JSON).read_text())
     dataset = Dataset(info["dataset"])
@@ -104,8 +106,6 @@ def write_report(run_dir: str | Path, cases: Sequence[str] | None = None, num_ca
         figures.append((f"Overlay, {caption}: reference red, prediction blue", name))
         npz = run_dir / PREDICTIONS / CONFIDENCE / f"{case}.npz"
         if npz.is_file():
-            import numpy as np
-
             with np.load(npz) as z:
                 name = f"confidence_{case}.png"
                 confidence_png(out / name, z["image"], z["confidence"], z["reference"], z["prediction"],
@@ -129,10 +129,6 @@ def write_report(run_dir: str | Path, cases: Sequence[str] | None = None, num_ca
 
 
 def _experiment_report(set_dir: Path) -> Path:
-    from mpliver.evaluation.curves import learning_curve_png
-    from mpliver.evaluation.figures import training_curves_png, type_dpc_bars_png
-    from mpliver.io.layout import type_order
-
     info = json.loads((set_dir / "experiment.json").read_text())
     out = check_writable(set_dir / REPORT_DIR)
     out.mkdir(parents=True, exist_ok=True)
@@ -166,9 +162,6 @@ def _experiment_report(set_dir: Path) -> Path:
 
 def _seeded_report(set_dir: Path) -> Path:
     """Learning curve over every (fold, seed) run of each row, per-type bars of the seed means, index."""
-    from mpliver.evaluation.curves import learning_curve_png
-    from mpliver.evaluation.figures import type_dpc_bars_png
-    from mpliver.io.layout import type_order
 
     info = json.loads((set_dir / SEEDS_JSON).read_text())
     out = check_writable(set_dir / REPORT_DIR)
@@ -213,7 +206,6 @@ def _mean_summary(summaries: list[dict[str, Any]]) -> dict[str, Any]:
 def _write_index(out: Path, title: str, info: dict[str, Any], figures: list[tuple[str, str]], source: Path,
                  sections: list[tuple[str, str]]) -> Path:
     """index.md: the tables (embedded, with links to their CSV) and a link to each figure that exists."""
-    from mpliver.io.atomic import write_text_atomic
 
     lines = [f"# {title}", "", f"_{DISCLAIMER}_", ""]
     if info.get("folds") is not None:

@@ -22,6 +22,8 @@ from mpliver.evaluation.paper_numbers import (
     paper_type_dpc,
 )
 from mpliver.evaluation.tables import SIX_METRICS, csv_text, format_number, markdown_table
+from mpliver.io.atomic import write_json_atomic, write_text_atomic
+from mpliver.io.layout import type_order
 
 if TYPE_CHECKING:
     from mpliver.experiments.crossval import CrossvalResult
@@ -62,7 +64,6 @@ def _dpc_by_case(result: CrossvalResult) -> dict[str, float]:
 
 def build_tables(exp: ExperimentSet, runs: Runs) -> dict[str, tuple[str, str]]:
     """{stem: (Markdown, CSV)} of the tables over seeds, and `claims` (Markdown lines, CSV)."""
-    from mpliver.io.layout import type_order
 
     names = _rows(exp, runs)
     seeds = sorted(runs)
@@ -188,7 +189,6 @@ def paper_side_by_side(exp: ExperimentSet, runs: Runs) -> str:
 
 def write_seed_tables(result: SeededResult) -> None:
     """Write the tables over seeds, the claims and seeds.json into OUT/SET."""
-    from mpliver.io.atomic import write_json_atomic, write_text_atomic
 
     out = result.out_dir
     runs = {s: r.results for s, r in result.by_seed.items()}

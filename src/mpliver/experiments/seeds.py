@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from mpliver.errors import ConfigError
+from mpliver.experiments.seed_tables import write_seed_tables
 from mpliver.experiments.sets import ExperimentResult, ExperimentSet, get_set, run_experiments
+from mpliver.training.config import load_config
 
 SEEDS_JSON = "seeds.json"
 
@@ -70,8 +72,6 @@ def run_seeded_experiments(
     on_event: Callable[[str], None] | None = None,
 ) -> SeededResult:
     """Run the set once per training seed into OUT/SET/seed_S, then write the tables over seeds to OUT/SET."""
-    from mpliver.experiments.seed_tables import write_seed_tables
-    from mpliver.training.config import load_config
 
     exp = get_set(set_name)
     for item in overrides:  # the seed is what this command varies; a fixed one would repeat a single run

@@ -24,13 +24,33 @@ from pathlib import Path
 from typing import Any
 
 from mpliver.errors import ConfigError
+from mpliver.evaluation.aggregate import mean_sd, paired_comparison
+from mpliver.evaluation.tables import (
+    comparison_csv,
+    comparison_markdown,
+    csv_text,
+    format_number,
+    markdown_table,
+    table1_csv,
+    table1_markdown,
+    table2_csv,
+    table2_markdown,
+)
 from mpliver.experiments.crossval import (
     CROSSVAL_JSON,
     CrossvalResult,
     check_run_config,
     crossval,
     load_result,
+    select_folds,
 )
+from mpliver.experiments.seed_tables import paper_side_by_side
+from mpliver.io.atomic import write_json_atomic, write_text_atomic
+from mpliver.io.layout import Dataset, type_order
+from mpliver.models import resolve_config
+from mpliver.runtime import resolve_device
+from mpliver.training.config import load_config
+from mpliver.training.run_info import write_run_info
 
 REFERENCE = "paper"
 
@@ -167,12 +187,6 @@ def run_experiments(
     `overrides` apply to every row before the row's own (which define the row and win). `set_dir` replaces
     OUT/SET (the seed repeats of `experiments.seeds` run each seed in OUT/SET/seed_S).
     """
-    from mpliver.experiments.crossval import select_folds
-    from mpliver.io.layout import Dataset
-    from mpliver.models import resolve_config
-    from mpliver.runtime import resolve_device
-    from mpliver.training.config import load_config
-    from mpliver.training.run_info import write_run_info
 
     exp = get_set(set_name)
     rows = list(exp.rows) if only is None else [exp.row(n) for n in only]
@@ -236,7 +250,6 @@ def run_experiments(
 
 def fold_dpc(result: CrossvalResult) -> dict[int, float]:
     """Mean DPC of each test fold (from the per-case records)."""
-    from mpliver.evaluation.aggregate import mean_sd
 
     folds = sorted({int(r["fold"]) for r in _with_folds(result) if r.get("fold") is not None})
     out = {}
@@ -251,7 +264,6 @@ def _with_folds(result: CrossvalResult) -> list[dict[str, Any]]:
     records = result.records
     if records and all(r.get("fold") is not None and r.get("fold") == r.get("fold") for r in records):
         return records
-    from mpliver.io.layout import Dataset
 
     info = json.loads((result.run_dir / CROSSVAL_JSON).read_text())
     dataset = Dataset(info["dataset"])
@@ -275,21 +287,6 @@ def _fold_spread(values: Sequence[float | None]) -> float | None:
 
 def write_tables(result: ExperimentResult) -> None:
     """Side-by-side Tables 1 and 2, paired comparisons and per-fold DPC, as Markdown + CSV, and tables.md."""
-    from mpliver.evaluation.aggregate import paired_comparison
-    from mpliver.evaluation.tables import (
-        comparison_csv,
-        comparison_markdown,
-        csv_text,
-        format_number,
-        markdown_table,
-        table1_csv,
-        table1_markdown,
-        table2_csv,
-        table2_markdown,
-    )
-    from mpliver.experiments.seed_tables import paper_side_by_side
-    from mpliver.io.atomic import write_json_atomic, write_text_atomic
-    from mpliver.io.layout import type_order
 
     out, res = result.out_dir, result.results
     names = [r.name for r in result.set.rows if r.name in res]
