@@ -149,7 +149,6 @@ def crossval(
     validation Dice) or `last`. `train_fn` defaults to `mpliver.training.trainer.train`; `on_event` receives
     one-line progress messages and `on_epoch` each epoch's log row (passed to `train_fn`).
     """
-
     if config.train.task != "tumor":
         raise ConfigError(f"crossval evaluates the tumour task; got train.task={config.train.task!r}")
     if checkpoint not in ("best", "last"):
@@ -157,35 +156,17 @@ def crossval(
     train_fn = train_fn or engine_train
     say = on_event or (lambda _msg: None)
     dataset_dir, run_dir = Path(dataset_dir), Path(out_dir)
-    if not (dataset_dir / "dataset.json").is_file():
-        raise InputError("not a dataset folder (no dataset.json)", dataset_dir)
-    dataset = Dataset(dataset_dir)
-    all_folds = dataset.folds()
-    if len(all_folds) < 2:
-        raise DatasetError(
-            f"cross-validation needs at least 2 folds, dataset.json has {len(all_folds)}; "
-            f"run `mpliver plan {dataset_dir}`",
-            dataset_dir / "dataset.json",
-        )
-    selected = select_folds(list(all_folds), folds)
+    dataset = _cv_dataset(dataset_dir)
+    selected = select_folds(list(dataset.folds()), folds)
     method = name or config.model.name
     if run_dir.exists() and not run_dir.is_dir():
         raise InputError("output path exists and is not a folder", run_dir)
     check_run_config(run_dir, config)
     device = resolve_device(config.train.device, what="train.device")
-    write_run_info(
-        run_dir,
-        config,
-        config.train.seed,
-        device,
-        extra={
-            "kind": "crossval",
-            "method": method,
-            "dataset": str(dataset_dir.resolve()),
-            "folds": selected,
-            "checkpoint": checkpoint,
-        },
-    )
+    write_run_info(run_dir, config, config.train.seed, device, extra={
+        "kind": "crossval", "method": method, "dataset": str(dataset_dir.resolve()), "folds": selected,
+        "checkpoint": checkpoint,
+    })
     (run_dir / CROSSVAL_JSON).unlink(missing_ok=True)  # written again once this call completes
     cache, _ = resolve_cache(config, dataset_dir, DistInfo())
 
@@ -206,21 +187,27 @@ def crossval(
         train_fn(config, dataset_dir, fold, folder, resume=resume, on_epoch=on_epoch)
         say(f"fold {fold}: predicting {len(cases)} test cases")
         predict_fold(config, run_dir, fold, cases, cache, dataset, checkpoint, device)
-
-        write_json_atomic(
-            folder / DONE_JSON,
-            {
-                "fold": fold,
-                "test_cases": cases,
-                "checkpoint": checkpoint,
-                "seconds": round(time.time() - started, 1),
-            },
-        )
+        write_json_atomic(folder / DONE_JSON, {"fold": fold, "test_cases": cases, "checkpoint": checkpoint,
+                                               "seconds": round(time.time() - started, 1)})
         result.trained.append(fold)
 
     say(f"evaluating {len(test_cases)} pooled test cases")
     evaluate_run(result, dataset, sorted(test_cases), started=call_started)
     return result
+
+
+def _cv_dataset(dataset_dir: Path) -> Dataset:
+    """The dataset to cross-validate; refused in one line without dataset.json or with fewer than 2 folds."""
+    if not (dataset_dir / "dataset.json").is_file():
+        raise InputError("not a dataset folder (no dataset.json)", dataset_dir)
+    dataset = Dataset(dataset_dir)
+    if len(dataset.folds()) < 2:
+        raise DatasetError(
+            f"cross-validation needs at least 2 folds, dataset.json has {len(dataset.folds())}; "
+            f"run `mpliver plan {dataset_dir}`",
+            dataset_dir / "dataset.json",
+        )
+    return dataset
 
 
 def predict_fold(

@@ -285,17 +285,9 @@ def _fold_spread(values: Sequence[float | None]) -> float | None:
     return math.sqrt(sum((v - mean) ** 2 for v in finite) / (len(finite) - 1))
 
 
-def write_tables(result: ExperimentResult) -> None:
-    """Side-by-side Tables 1 and 2, paired comparisons and per-fold DPC, as Markdown + CSV, and tables.md."""
-
-    out, res = result.out_dir, result.results
-    names = [r.name for r in result.set.rows if r.name in res]
-    summaries = {n: res[n].summary for n in names}
-    by_type = {n: res[n].by_type for n in names}
-    seen = {t for n in names for t in by_type[n]}
-    types = type_order(seen)
-
-    per_fold = {n: fold_dpc(res[n]) for n in names}
+def _comparisons(result: ExperimentResult, per_fold: dict[str, dict[int, float]]) -> list[dict[str, Any]]:
+    """The set's paired comparisons (pooled over cases, and B − A per test fold) of the rows that ran."""
+    res = result.results
     comparisons = []
     for a, b in result.set.pairs:
         if a not in res or b not in res:
@@ -306,8 +298,18 @@ def write_tables(result: ExperimentResult) -> None:
         ]
         c.update(method_a=a, method_b=b, fold_diffs=diffs, fold_diff_sd=_fold_spread(diffs))
         comparisons.append(c)
-    result.comparisons = comparisons
+    return comparisons
 
+
+def _formatted(rows: list[list[Any]], skip: int) -> list[list[Any]]:
+    """Rows with every cell after the first `skip` formatted as a number (None as empty)."""
+    return [r[:skip] + [format_number(v) if isinstance(v, float) or v is None else v for v in r[skip:]]
+            for r in rows]
+
+
+def _fold_tables(names: list[str], per_fold: dict[str, dict[int, float]],
+                 comparisons: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
+    """{stem: (Markdown, CSV)} of the DPC per test fold and of the B − A differences per fold."""
     folds = sorted({f for n in names for f in per_fold[n]})
     fold_header = ["method"] + [f"fold {f}" for f in folds] + ["mean of folds", "SD over folds"]
     fold_rows = []
@@ -316,32 +318,18 @@ def write_tables(result: ExperimentResult) -> None:
         finite = [v for v in vals if v is not None]
         fold_rows.append([n] + vals + [sum(finite) / len(finite) if finite else None, _fold_spread(vals)])
     diff_header = ["A", "B"] + [f"fold {f}" for f in folds] + ["SD over folds", "pooled mean diff", "p"]
-    diff_rows = [
-        [c["method_a"], c["method_b"]]
-        + list(c["fold_diffs"])
-        + [c["fold_diff_sd"], c["mean_diff"], c["p_value"]]
-        for c in comparisons
-    ]
-
-    def fmt(rows: list[list[Any]], skip: int) -> list[list[Any]]:
-        return [
-            r[:skip] + [format_number(v) if isinstance(v, float) or v is None else v for v in r[skip:]]
-            for r in rows
-        ]
-
-    texts = {
-        "table1": (table1_markdown(summaries), table1_csv(summaries)),
-        "table2": (table2_markdown(by_type, types=types, calibration=True), table2_csv(by_type, types=types)),
-        "comparison": (comparison_markdown(comparisons), comparison_csv(comparisons)),
-        "folds": (markdown_table(fold_header, fmt(fold_rows, 1)), csv_text(fold_header, fold_rows)),
-        "fold_differences": (
-            markdown_table(diff_header, fmt(diff_rows, 2)),
-            csv_text(diff_header, diff_rows),
-        ),
+    diff_rows = [[c["method_a"], c["method_b"]] + list(c["fold_diffs"])
+                 + [c["fold_diff_sd"], c["mean_diff"], c["p_value"]] for c in comparisons]
+    return {
+        "folds": (markdown_table(fold_header, _formatted(fold_rows, 1)), csv_text(fold_header, fold_rows)),
+        "fold_differences": (markdown_table(diff_header, _formatted(diff_rows, 2)),
+                             csv_text(diff_header, diff_rows)),
     }
-    for stem, (md, csv) in texts.items():
-        write_text_atomic(out / f"{stem}.md", md)
-        write_text_atomic(out / f"{stem}.csv", csv)
+
+
+def _tables_md(result: ExperimentResult, names: list[str], summaries: dict[str, Any],
+               texts: dict[str, tuple[str, str]]) -> str:
+    """tables.md: every table of the set with its heading, and the paper side by side."""
     n_cases = {n: summaries[n].get("n_cases") for n in names}
     doc = [
         f"# {result.set.title}",
@@ -370,18 +358,31 @@ def write_tables(result: ExperimentResult) -> None:
         texts["fold_differences"][0],
         "## The paper side by side",
         "",
-        paper_side_by_side(result.set, {0 if result.seed is None else result.seed: res}),
+        paper_side_by_side(result.set, {0 if result.seed is None else result.seed: result.results}),
     ]
-    write_text_atomic(out / "tables.md", "\n".join(doc))
-    write_json_atomic(
-        out / "experiment.json",
-        {
-            "set": result.set.name,
-            "rows": names,
-            "ran": result.ran,
-            "skipped": result.skipped,
-            "seconds": {n: res[n].seconds for n in names},
-            "summaries": summaries,
-            "comparisons": comparisons,
-        },
-    )
+    return "\n".join(doc)
+
+
+def write_tables(result: ExperimentResult) -> None:
+    """Side-by-side Tables 1 and 2, paired comparisons and per-fold DPC, as Markdown + CSV, and tables.md."""
+    out, res = result.out_dir, result.results
+    names = [r.name for r in result.set.rows if r.name in res]
+    summaries = {n: res[n].summary for n in names}
+    by_type = {n: res[n].by_type for n in names}
+    types = type_order({t for n in names for t in by_type[n]})
+    per_fold = {n: fold_dpc(res[n]) for n in names}
+    comparisons = result.comparisons = _comparisons(result, per_fold)
+    texts = {
+        "table1": (table1_markdown(summaries), table1_csv(summaries)),
+        "table2": (table2_markdown(by_type, types=types, calibration=True), table2_csv(by_type, types=types)),
+        "comparison": (comparison_markdown(comparisons), comparison_csv(comparisons)),
+        **_fold_tables(names, per_fold, comparisons),
+    }
+    for stem, (md, csv) in texts.items():
+        write_text_atomic(out / f"{stem}.md", md)
+        write_text_atomic(out / f"{stem}.csv", csv)
+    write_text_atomic(out / "tables.md", _tables_md(result, names, summaries, texts))
+    write_json_atomic(out / "experiment.json", {
+        "set": result.set.name, "rows": names, "ran": result.ran, "skipped": result.skipped,
+        "seconds": {n: res[n].seconds for n in names}, "summaries": summaries, "comparisons": comparisons,
+    })
