@@ -7,6 +7,7 @@ exit status 2.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import pkgutil
 import sys
@@ -14,6 +15,7 @@ import warnings
 
 import typer
 
+import mpliver
 from mpliver.errors import InputWarning, MpliverError
 
 app = typer.Typer(
@@ -32,8 +34,6 @@ app = typer.Typer(
 
 def _print_version(value: bool) -> None:
     if value:
-        import mpliver
-
         print(f"mpliver {mpliver.__version__}")
         raise typer.Exit()
 
@@ -69,8 +69,6 @@ def _show_warning(message, category, filename, lineno, file=None, line=None, _de
 
 def describe_os_error(exc: OSError) -> str:
     """'PATH: cause (ERRNO)' for an OSError, e.g. 'out/x.nii.gz: No space left on device (ENOSPC)'."""
-    import errno
-
     code = errno.errorcode.get(exc.errno or 0)
     cause = (exc.strerror or str(exc) or type(exc).__name__) + (f" ({code})" if code else "")
     names = [str(n) for n in (exc.filename, exc.filename2) if n is not None]

@@ -8,6 +8,9 @@ from typing import Any
 
 import typer
 
+from mpliver.errors import ConfigError
+from mpliver.extras import require_nnunet
+
 GPU_DEFAULTS = {"size": 512, "batch": 16, "width": 1.0, "dtype": "bf16"}
 CPU_DEFAULTS = {"size": 128, "batch": 4, "width": 0.25, "dtype": "fp32"}
 
@@ -18,6 +21,7 @@ def _fmt(value: float | None, spec: str) -> str:
 
 def print_table(result: dict[str, Any]) -> None:
     """The ratio table (ratios to `add`, measured in the same rounds)."""
+    # lazy: keeps `mpliver --help` fast (the command's modules load when it runs)
     from rich.console import Console
     from rich.table import Table
 
@@ -77,6 +81,7 @@ def register(app: typer.Typer) -> None:
         """Throughput (slices/s) and peak memory, all models in one run; ratios to `add` in a table."""
         if peer is not None:
             return _peer_bench(peer, preset, work, threads, out)
+        # lazy: keeps `mpliver --help` fast (the command's modules load when it runs)
         import torch
 
         from mpliver.apps.bench import DEFAULT_MODELS, BenchConfig, run_bench, write_json
@@ -93,6 +98,7 @@ def register(app: typer.Typer) -> None:
                           compile=compile, compile_mode=compile_mode, fused_sam=fused_sam, fold_bn=fold_bn,
                           channels_last=channels_last, iters=iters, warmup=warmup,
                           train=train, infer=infer, memory=memory, **chosen)
+        # lazy: keeps `mpliver --help` fast (the command's modules load when it runs)
         from rich.console import Console
 
         console = Console(stderr=True)
@@ -104,14 +110,14 @@ def register(app: typer.Typer) -> None:
 
 def _peer_bench(peer: str, preset: str, work: Path, threads: int, out: Path) -> None:
     """`--peer nnunet`: both predictors on the same study in one run; prints seconds and ratios."""
+    # lazy: keeps `mpliver --help` fast (the command's modules load when it runs)
     from rich.console import Console
 
-    from mpliver.errors import ConfigError
-    from mpliver.extras import require_nnunet
 
     if peer != "nnunet":
         raise ConfigError(f"--peer must be 'nnunet', got '{peer}'")
     require_nnunet("mpliver bench --peer nnunet")
+    # lazy: keeps `mpliver --help` fast (the command's modules load when it runs)
     from mpliver.apps.nnunet_bench import run_peer_bench
     from mpliver.io.atomic import write_json_atomic
 

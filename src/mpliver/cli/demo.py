@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -23,8 +24,8 @@ def register(app: typer.Typer) -> None:
 
         Sized for 2 CPU cores (about 15 minutes; --quick under 3); uses the GPU when there is one.
         """
-        import dataclasses
 
+        # lazy: keeps `mpliver --help` fast (the command's modules load when it runs)
         from rich.console import Console
         from rich.markdown import Markdown
 
@@ -32,6 +33,7 @@ def register(app: typer.Typer) -> None:
 
         console = Console()
         settings = DemoSettings.quick() if quick else DemoSettings()
+        # lazy: keeps `mpliver --help` fast (the command's modules load when it runs)
         from mpliver.data.phantom.kinetics import parse_phases
 
         changes = {k: v for k, v in (("cases", cases), ("folds", folds), ("seed", seed)) if v is not None}

@@ -13,6 +13,7 @@ dicom_app = typer.Typer(help="Look into DICOM studies before converting or predi
 def ls(path: Path = typer.Argument(..., help="A DICOM series folder, study tree or .zip.")) -> None:
     """One row per series and acquisition group: the selector to read it (for --pv/--art/--phase and
     convert's CSV), UID, number, description, slices, spacing, z range, times and contrast hints."""
+    # lazy: keeps `mpliver --help` fast (the command's modules load when it runs)
     from mpliver.io.dicom import study_rows
     from mpliver.io.dicom_stack import format_table
 

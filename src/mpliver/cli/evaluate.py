@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from mpliver.errors import ConfigError
+
 
 def register(app: typer.Typer) -> None:
     @app.command("evaluate")
@@ -25,12 +27,12 @@ def register(app: typer.Typer) -> None:
             "the liver with its tumours, e.g. for the stage-1 liver model)."),
     ) -> None:
         """Compute the six metrics of SPEC §5 (DPC, DG, VOE, RVD, ASSD, RMSD) and lesion-wise detection."""
+        # lazy: keeps `mpliver --help` fast (the command's modules load when it runs)
         from rich.console import Console
         from rich.markup import escape
         from rich.progress import Progress
         from rich.table import Table
 
-        from mpliver.errors import ConfigError
         from mpliver.evaluation.aggregate import summarize_by_type
         from mpliver.evaluation.evaluate import EvaluationWarning, evaluate_folders, read_per_case_csv
         from mpliver.evaluation.tables import LESION_METRICS, SIX_METRICS, format_mean_sd

@@ -5,9 +5,12 @@ SET `nnunet` runs nnU-Net v2 instead (cli/nnunet_experiment.py; overrides nnunet
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import typer
+
+from mpliver.errors import ConfigError
 
 
 def register(app: typer.Typer) -> None:
@@ -27,20 +30,19 @@ def register(app: typer.Typer) -> None:
                                          "finished paper and single_phase rows (repeatable)."),
     ) -> None:
         """Reproduce one of the paper's tables: every row a cross-validation, finished rows skipped."""
-        import time
-
+        # lazy: keeps `mpliver --help` fast (the command's modules load when it runs)
         from rich.console import Console
 
         if set_name == "nnunet":
+            # lazy: keeps `mpliver --help` fast (the command's modules load when it runs)
             from mpliver.cli.nnunet_experiment import run
 
             if only or seeds is not None:
-                from mpliver.errors import ConfigError
-
                 raise ConfigError("--only and --seeds apply to the other sets; nnunet has one row and "
                                   "uses nnU-Net's own seeding")
 
             return run(dataset, out, folds, overrides or [], peers or [])
+        # lazy: keeps `mpliver --help` fast (the command's modules load when it runs)
         from mpliver.experiments.sets import get_set, run_experiments
 
         console = Console(stderr=True)
@@ -54,6 +56,7 @@ def register(app: typer.Typer) -> None:
                       f"{', '.join(rows or [r.name for r in exp.rows])}; preset {preset} -> {out / exp.name}")
         started = time.time()
         if seeds is not None:
+            # lazy: keeps `mpliver --help` fast (the command's modules load when it runs)
             from mpliver.experiments.seeds import run_seeded_experiments
 
             seeded = run_seeded_experiments(exp.name, dataset, out, seeds, preset=preset,

@@ -8,13 +8,15 @@ from pathlib import Path
 
 import typer
 
+from mpliver.extras import require_nnunet
+
 
 def run(dataset: Path, out: Path, folds: int | None, overrides: list[str], peers: list[Path]) -> None:
     """Run the nnU-Net row and print its tables (see mpliver.experiments.nnunet)."""
+    # lazy: keeps `mpliver --help` fast (the command's modules load when it runs)
     from rich.console import Console
 
     from mpliver.experiments.nnunet import NnunetBudget, run_nnunet_experiment
-    from mpliver.extras import require_nnunet
 
     require_nnunet("mpliver experiments nnunet")
     console = Console(stderr=True)

@@ -21,6 +21,7 @@ def register(app: typer.Typer) -> None:
 
         Folds are stored in dataset.json so that every experiment uses the same split.
         """
+        # lazy: keeps `mpliver --help` fast (the command's modules load when it runs)
         from rich.console import Console
         from rich.table import Table
 

@@ -26,6 +26,7 @@ def register(app: typer.Typer) -> None:
                                   "(default: refuse)."),
     ) -> None:
         """Pre-process a dataset into a cache of memory-mapped slices (SPEC §4)."""
+        # lazy: keeps `mpliver --help` fast (the command's modules load when it runs)
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

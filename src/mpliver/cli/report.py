@@ -16,6 +16,7 @@ def register(app: typer.Typer) -> None:
         num_cases: int = typer.Option(3, "--num-cases", help="Cases to choose without --case."),
     ) -> None:
         """Write RUN_DIR/report/*.png and RUN_DIR/report/index.md linking them with the tables."""
+        # lazy: keeps `mpliver --help` fast (the command's modules load when it runs)
         from rich.console import Console
 
         from mpliver.experiments.report import write_report

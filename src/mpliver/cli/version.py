@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import typer
 
+import mpliver
+
 
 def register(app: typer.Typer) -> None:
     @app.command("version")
     def version() -> None:
         """Print mpliver's version and those of its main dependencies."""
+        # lazy: keeps `mpliver --help` fast (the command's modules load when it runs)
         import numpy
         import torch
 
-        import mpliver
 
         typer.echo(f"mpliver {mpliver.__version__} (torch {torch.__version__}, numpy {numpy.__version__})")
