@@ -5,7 +5,7 @@ Every stage is the library function the corresponding command uses; the demo onl
 2-core CPU (or uses the GPU when there is one) and prints what each stage produced.
 
 Folder:
-    OUT/cohort/               the synthetic dataset (SPEC §2 layout, previews/)
+    OUT/cohort/               the synthetic dataset (docs/method.md §2 layout, previews/)
     OUT/cohort.cache/         pre-processed slices (shared by every training run)
     OUT/liver/                the stage-1 liver model (trained with fold 0 held out)
     OUT/experiments/demo/     single_phase and paper cross-validations, the side-by-side tables, report/

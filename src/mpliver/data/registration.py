@@ -1,4 +1,4 @@
-"""Inter-phase registration: put every non-PV phase on the PV grid (SPEC §4.2).
+"""Inter-phase registration: put every non-PV phase on the PV grid (docs/method.md §4.2).
 
 Methods:
 - 'tumor-center' (the paper's, after Xu et al.): translate the phase so that the centroid of its tumour label

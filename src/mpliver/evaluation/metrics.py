@@ -1,4 +1,4 @@
-"""The per-case metrics of SPEC §5, as pure functions over boolean masks plus the voxel spacing (mm).
+"""The per-case metrics of docs/method.md §5, as pure functions of boolean masks and the voxel spacing (mm).
 
 A = reference tumour voxels, B = predicted tumour voxels. Dice, VOE and RVD are in %, ASSD and RMSD in mm.
 An undefined value is `nan` here; the aggregator counts such cases, it never drops them silently.
@@ -161,7 +161,7 @@ def rmsd(ref: np.ndarray, pred: np.ndarray, spacing: Sequence[float]) -> float:
 
 
 def case_metrics(ref: np.ndarray, pred: np.ndarray, spacing: Sequence[float]) -> dict[str, float | int]:
-    """Every per-case value of SPEC §5 for one case: overlap, volume, surface and lesion-wise detection.
+    """Every per-case value of docs/method.md §5 for one case: overlap, volume, surface and lesion detection.
 
     Keys: dice, voe, rvd (%), assd, rmsd (mm), lesion_recall, lesion_precision, lesion_f1 (%), and the
     counts ref_voxels, pred_voxels, intersection_voxels (needed for the pooled DG), n_ref_lesions,
