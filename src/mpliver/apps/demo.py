@@ -37,7 +37,7 @@ DEMO_SET = ExperimentSet(
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """Sizes of the demo. The default fits 15 minutes on 2 CPU cores; `quick()` is the smoke version."""
+    """Sizes of the demo: the default is sized for 2 CPU cores, `quick()` is the smoke version."""
 
     cases: int = 48  # the paper's composition in proportion: 14 cyst, 8 FNH, 10 HEM, 10 HCC, 6 METS
     folds: int = 2  # every fold runs, so every case is evaluated once
@@ -51,7 +51,7 @@ class DemoSettings:
 
     @classmethod
     def quick(cls) -> DemoSettings:
-        """A sub-3-minute smoke run: tiny cohort, one short epoch per model, 64-pixel inputs."""
+        """A smoke run of a few minutes at most: tiny cohort, one short epoch per model, 64-pixel inputs."""
         tiny = ("data.input_size=64", "optim.epochs=1", "data.slices_per_epoch=24", "data.val_max_slices=16",
                 "data.batch_size=8")
         return cls(

@@ -17,7 +17,7 @@ padding stands for the background outside the box (or outside the image). The ne
 exact Euclidean distances in float64 mm, found with a k-d tree over the surface voxel positions (scaled by
 the spacing). It gives the same numbers as scipy.ndimage.distance_transform_edt(~S, sampling=spacing)
 (the tests check both against a brute-force minimum) but costs O(n log n) in the surface voxels instead of
-O(box volume): about half the time of two transforms on a 14-cm tumour. MONAI made the same choice on CPU.
+O(box volume), which matters for big tumours (benchmarks/RESULTS.md). MONAI made the same choice on CPU.
 """
 
 from __future__ import annotations

@@ -147,9 +147,8 @@ def _pa_resseg() -> ModelConfig:
 @register_model("liver_resunet")
 def _liver_resunet() -> ModelConfig:
     # width 0.25 of the 64-channel U-Net base: 16..256 channels (2.1M parameters). The liver is an easy
-    # target: at this width the demo's liver model reaches Dice 95.9 % on held-out phantom cases, and
-    # stage 1 costs ~0.1 s per 256x256 slice on 2 CPU cores instead of ~0.34 s at width 0.5
-    # (benchmarks/RESULTS.md).
+    # target: this width is accurate enough on held-out phantom cases and makes stage 1 much cheaper than
+    # width 0.5 (Dice and timings: benchmarks/RESULTS.md, "The liver stage").
     return ModelConfig(name="liver_resunet", arch="liver_resunet", fusion="single", num_phases=1,
                        backbone="unet", width=0.25, urim=False, feedback=False)
 
