@@ -58,7 +58,7 @@ def pooled_dice(records: Sequence[Mapping[str, Any]]) -> float | None:
 
 
 def volume_ratio(records: Sequence[Mapping[str, Any]]) -> float | None:
-    """Predicted over reference volume, pooled over cases: Σ|A| / Σ|B| (volume calibration, issue 13); None
+    """Predicted over reference volume, pooled over cases: Σ|B| / Σ|A| (volume calibration, issue 13); None
     when no case has a reference voxel or the records carry no voxel counts."""
     if not records or any("pred_voxels" not in r or "ref_voxels" not in r for r in records):
         return None
