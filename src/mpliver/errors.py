@@ -20,7 +20,7 @@ class InputError(MpliverError):
 
 
 class DatasetError(InputError):
-    """A dataset folder that does not follow the case layout (SPEC §2)."""
+    """A dataset folder that does not follow the case layout (docs/method.md §2)."""
 
 
 class InputWarning(UserWarning):

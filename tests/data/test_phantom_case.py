@@ -1,4 +1,4 @@
-"""Synthetic case generator: determinism, labels and grids, motion, anatomy values (SPEC §6)."""
+"""Synthetic case generator: determinism, labels and grids, motion, anatomy values (docs/method.md §6)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Contrast kinetics of the phantom (issue 13): the curve against hand values, phase timing, and the drawn
-HU against the real-data figures of the issue and SPEC §6."""
+HU against the real-data figures of the issue and docs/method.md §6."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Realism of the synthetic cohort in numbers (issue 2, SPEC §6), measured from the written NIfTI files:
-medians over the labelled voxels in float64 here, noise SD from the liver's high-pass residual."""
+"""Realism of the synthetic cohort in numbers (issue 2, docs/method.md §6), measured from the written NIfTI
+files: medians over the labelled voxels in float64 here, noise SD from the liver's high-pass residual."""
 
 from __future__ import annotations
 

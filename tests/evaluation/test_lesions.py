@@ -1,4 +1,4 @@
-"""Lesion-wise detection: 26-connected lesions, a hit is any overlap, and the undefined rules of SPEC §5."""
+"""Lesion detection: 26-connected lesions, a hit is any overlap, the undefined rules of docs/method.md §5."""
 
 import math
 

@@ -1,4 +1,5 @@
-"""SPEC §5 per-case metrics against hand-computed values, a float64 brute-force re-computation and MONAI."""
+"""docs/method.md §5 per-case metrics against hand-computed values, a float64 brute-force recomputation and
+MONAI."""
 
 import math
 import warnings

@@ -1,5 +1,5 @@
-"""Experiment sets: their rows resolve to the SPEC §3 models, a set runs each row as a crossval, skips
-finished rows, and writes side-by-side tables with paired differences (checked against SciPy)."""
+"""Experiment sets: their rows resolve to the docs/method.md §3 models, a set runs each row as a crossval,
+skips finished rows, and writes side-by-side tables with paired differences (checked against SciPy)."""
 
 from __future__ import annotations
 

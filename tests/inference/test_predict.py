@@ -57,7 +57,7 @@ def test_outputs_lie_on_the_pv_grid(result, case, files):
     assert result.label.dtype == np.uint8 and set(np.unique(result.label)) <= {0, 1, 2}
     # the liver part of the label map is the given liver mask (tumour lies inside it)
     np.testing.assert_array_equal(result.label >= 1, case.label >= 1)
-    # u is the SPEC §3 formula of the final two-class softmax, recomputed here in float64
+    # u is the docs/method.md §3 formula of the final two-class softmax, recomputed here in float64
     p = result.probability.astype(np.float64)
     s_max, s_min = np.maximum(p, 1 - p), np.maximum(np.minimum(p, 1 - p), 1e-6)
     np.testing.assert_allclose(result.uncertainty, np.exp(1 - s_max / s_min), atol=1e-5)

@@ -52,7 +52,7 @@ def _variant(cohort, tmp_path, kind):
         meta["cases"]["PHANTOM_0003"]["tumor_type"] = "HCCC"
     elif kind == "listed_without_files":
         meta["cases"]["PHANTOM_0009"] = {"tumor_type": "HCC", "fold": 0}
-    elif kind == "other_type":  # SPEC §2 allows other types: reported as they come
+    elif kind == "other_type":  # docs/method.md §2 allows other types: reported as they come
         meta["cases"]["PHANTOM_0003"]["tumor_type"] = "angiosarcoma"
     meta_path.write_text(json.dumps(meta))
     return ds, meta_path, EXPECTED.get(kind)

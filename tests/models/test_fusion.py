@@ -31,7 +31,7 @@ def _conv_bn_relu(block: torch.nn.Sequential, x: torch.Tensor, rows: slice) -> t
 
 
 def _reference_sam(sam: SAM, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """w and F_aggr of SAM as N separate mappings M(p) (SPEC §3), in float64."""
+    """w and F_aggr of SAM as N separate mappings M(p) (docs/method.md §3), in float64."""
     n, k, c = sam.num_phases, sam.branch_channels, sam.channels
     desc = torch.cat([t for f in feats for t in (f.mean(1, keepdim=True), f.max(1, keepdim=True).values)], 1)
     logits = []

@@ -28,7 +28,7 @@ def test_paper_preset_has_the_papers_settings():
 
 
 def test_default_preset_is_the_paper_on_256_px_liver_crops():
-    """SPEC §3: the default preset crops to the liver box and resizes to 256x256; all else is the paper's."""
+    """docs/method.md §3: the default preset uses 256x256 liver-box crops; all else is the paper's."""
     default, paper = load_config("default").to_dict(), load_config("paper").to_dict()
     assert default["data"]["input_size"] == 256 and default["data"]["crop_to_liver"] is True
     for section in ("model", "optim", "train"):
@@ -151,7 +151,7 @@ def test_bad_yaml_files(tmp_path):
 
 
 def test_defaults_are_the_paper_preset():
-    # the paper's values (§2.3, SPEC §3), written out here rather than read from either source
+    # the paper's values (§2.3, docs/method.md §3), written out here rather than read from either source
     paper = {"name": "sgd", "lr": 5e-4, "momentum": 0.9, "weight_decay": 1e-4, "step_epochs": 50,
              "gamma": 0.1, "epochs": 150}
     assert Config().to_dict()["optim"] == paper

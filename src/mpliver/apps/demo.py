@@ -5,7 +5,7 @@ Every stage is the library function the corresponding command uses; the demo onl
 2-core CPU (or uses the GPU when there is one) and prints what each stage produced.
 
 Folder:
-    OUT/cohort/               the synthetic dataset (SPEC §2 layout, previews/)
+    OUT/cohort/               the synthetic dataset (docs/method.md §2 layout, previews/)
     OUT/cohort.cache/         pre-processed slices (shared by every training run)
     OUT/liver/                the stage-1 liver model (trained with fold 0 held out)
     OUT/experiments/demo/     single_phase and paper cross-validations, the side-by-side tables, report/
@@ -50,7 +50,7 @@ DEMO_SET = ExperimentSet(
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """Sizes of the demo. The default fits 15 minutes on 2 CPU cores; `quick()` is the smoke version."""
+    """Sizes of the demo: the default is sized for 2 CPU cores, `quick()` is the smoke version."""
 
     cases: int = 48  # the paper's composition in proportion: 14 cyst, 8 FNH, 10 HEM, 10 HCC, 6 METS
     folds: int = 2  # every fold runs, so every case is evaluated once
@@ -64,7 +64,7 @@ class DemoSettings:
 
     @classmethod
     def quick(cls) -> DemoSettings:
-        """A sub-3-minute smoke run: tiny cohort, one short epoch per model, 64-pixel inputs."""
+        """A smoke run of a few minutes at most: tiny cohort, one short epoch per model, 64-pixel inputs."""
         tiny = ("data.input_size=64", "optim.epochs=1", "data.slices_per_epoch=24", "data.val_max_slices=16",
                 "data.batch_size=8")
         return cls(

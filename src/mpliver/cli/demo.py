@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
         """Synthetic cohort -> pre-processing -> liver model -> cross-validation of the full two-phase model
         and the single-phase model -> tables -> report -> bundle -> prediction of a held-out case.
 
-        Sized for 2 CPU cores (about 15 minutes; --quick under 3); uses the GPU when there is one.
+        Sized for 2 CPU cores (--quick: a shorter smoke run); uses the GPU when there is one.
         """
 
         # lazy: keeps `mpliver --help` fast (the command's modules load when it runs)

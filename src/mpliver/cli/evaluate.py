@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
             "tumor", "--structure", help="What to score: tumor (label 2) or liver (labels 1 and 2 together, "
             "the liver with its tumours, e.g. for the stage-1 liver model)."),
     ) -> None:
-        """Compute the six metrics of SPEC §5 (DPC, DG, VOE, RVD, ASSD, RMSD) and lesion-wise detection."""
+        """The six metrics of docs/method.md §5 (DPC, DG, VOE, RVD, ASSD, RMSD) and lesion detection."""
         # lazy: keeps `mpliver --help` fast (the command's modules load when it runs)
         from rich.console import Console
         from rich.markup import escape

@@ -1,4 +1,4 @@
-"""`mpliver phantom OUT_DIR`: write the synthetic multi-phase cohort (SPEC §6) in the case layout."""
+"""`mpliver phantom OUT_DIR`: write the synthetic multi-phase cohort (docs/method.md §6) as a dataset."""
 
 from __future__ import annotations
 

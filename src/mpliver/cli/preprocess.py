@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
         wait: bool = typer.Option(False, "--wait", help="If another run holds the cache, wait for it "
                                   "(default: refuse)."),
     ) -> None:
-        """Pre-process a dataset into a cache of memory-mapped slices (SPEC §4)."""
+        """Pre-process a dataset into a cache of memory-mapped slices (docs/method.md §4)."""
         # lazy: keeps `mpliver --help` fast (the command's modules load when it runs)
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

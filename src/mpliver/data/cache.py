@@ -1,4 +1,4 @@
-"""The on-disk cache of pre-processed cases (SPEC §4.5): memory-mapped arrays plus a manifest.
+"""The on-disk cache of pre-processed cases (docs/method.md §4.5): memory-mapped arrays plus a manifest.
 
 Layout:
     CACHE/manifest.json              what produced each case (config, source file hashes, mpliver version)

@@ -1,4 +1,4 @@
-"""Pre-processing parameters (SPEC §3 "Input", §4) in one dataclass, so the cache manifest can record them."""
+"""Pre-processing parameters (docs/method.md §3 "Input", §4) in one dataclass, for the cache manifest."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Liver masks on the PV grid from three sources that plug in the same way (SPEC §4.3).
+"""Liver masks on the PV grid from three sources that plug in the same way (docs/method.md §4.3).
 
 A source is any callable `source(case) -> bool mask on the PV grid` with an `origin(case_id)` that names what
 the mask came from (for error messages and the cache manifest). `FromLabel` reads the reference label

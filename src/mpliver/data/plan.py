@@ -1,4 +1,4 @@
-"""Assign tumour types and type-stratified folds to a dataset, stored once in its dataset.json (SPEC §2).
+"""Assign tumour types and type-stratified folds to a dataset, once, in its dataset.json (docs/method.md §2).
 
 Types come from a CSV `case,tumor_type` or from the types already in dataset.json. Folds cover the labelled
 (imagesTr) cases. The file is rewritten atomically and keeps every other key and per-case entry.

@@ -1,4 +1,4 @@
-"""One case from volumes to network-ready slices (SPEC §4 steps 1-4), in memory.
+"""One case from volumes to network-ready slices (docs/method.md §4.1-4.4), in memory.
 
 The cache (`cache.py`) stores what this returns; inference runs the same function on new studies, so training
 and prediction see identical input. Images are stored windowed but not yet multiplied by the liver mask: the

@@ -1,4 +1,4 @@
-"""Inter-phase registration: put every non-PV phase on the PV grid (SPEC §4.2).
+"""Inter-phase registration: put every non-PV phase on the PV grid (docs/method.md §4.2).
 
 Methods:
 - 'tumor-center' (the paper's, after Xu et al.): translate the phase so that the centroid of its tumour label
@@ -138,7 +138,7 @@ class LiverRegistrationSettings:
     """Parameters of the label-free liver registration.
 
     Both images are cropped to the (dilated) liver region plus `max_motion_mm` and binned to about
-    `working_spacing_mm` before the pyramid runs: that keeps a case near a second on a CPU at any input
+    `working_spacing_mm` before the pyramid runs: that keeps the cost of a case independent of the input
     resolution, and the linear interpolation of the metric still resolves sub-voxel shifts.
     """
 
@@ -155,7 +155,7 @@ class LiverRegistrationSettings:
     seed: int = 1
     # ITK's multi-threaded Mattes MI adds the threads' partial sums in the order they finish, so the result
     # changed in its last bits from run to run; one thread makes a registration reproducible bit for bit
-    # (the pipelined batch gives the sequential batch's bytes only then). It is ~1 s of a study either way.
+    # (the pipelined batch gives the sequential batch's bytes only then). Its cost: benchmarks/RESULTS.md.
     threads: int = 1
 
 

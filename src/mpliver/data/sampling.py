@@ -1,7 +1,7 @@
 """Epoch sampling of training slices with a set share of tumour-containing slices, and deterministic seeding.
 
-An epoch is a fixed number of sampled slices (SPEC §3: by default the number of tumour-containing training
-slices), so that changing the tumour share does not change what an epoch means. The sampler yields
+An epoch is a fixed number of sampled slices (docs/method.md §3: by default the number of tumour-containing
+training slices), so that changing the tumour share does not change what an epoch means. The sampler yields
 (index, augmentation seed) pairs drawn from Generator((seed, epoch)); the dataset derives a sample's
 augmentation from its own seed, so batches are identical for any number of workers.
 """

@@ -1,5 +1,5 @@
-"""Slice-level input of the network (SPEC §3 "Input", §4.4): HU window, 2.5D context, crop box, resize, and
-the exact inverse that maps predictions back onto the PV grid.
+"""Slice-level input of the network (docs/method.md §3 "Input", §4.4): HU window, 2.5D context, crop box,
+resize, and the exact inverse that maps predictions back onto the PV grid.
 
 Conventions: slices are (K, H, W) as given by `SliceOrientation.to_slices`. The crop box is square in mm
 (the liver box plus a margin, padded on its short side), so resizing to input_size x input_size scales both

@@ -1,5 +1,6 @@
-"""Training augmentation (SPEC §4.6): one random shift, rotation and scale applied identically to every phase
-and to the label; optionally (issue 13) intensity augmentation from MONAI with its own draws per phase.
+"""Training augmentation (docs/method.md §4.6): one random shift, rotation and scale applied identically to
+every phase and to the label; optionally (issue 13) intensity augmentation from MONAI with its own draws per
+phase.
 
 The array-level function holds the math (`affine_theta` + `warp`): a single sampling grid is built once and
 used for the images (bilinear) and the label (nearest), so they cannot drift apart. `RandomAffine` is the thin
@@ -133,7 +134,7 @@ class IntensityAugmentation:
 
     def transforms(self) -> list:
         """The MONAI array transforms, in nnU-Net order: noise, blur, brightness, contrast, low-res."""
-        # Imported here: monai.transforms takes ~2 s to import and only training with this option needs it.
+        # lazy: monai.transforms is slow to import (benchmarks/RESULTS.md); only this option needs it.
         from monai.transforms import (
             RandAdjustContrast,
             RandGaussianNoise,

@@ -58,7 +58,7 @@ def pooled_dice(records: Sequence[Mapping[str, Any]]) -> float | None:
 
 
 def volume_ratio(records: Sequence[Mapping[str, Any]]) -> float | None:
-    """Predicted over reference volume, pooled over cases: Σ|A| / Σ|B| (volume calibration, issue 13); None
+    """Predicted over reference volume, pooled over cases: Σ|B| / Σ|A| (volume calibration, issue 13); None
     when no case has a reference voxel or the records carry no voxel counts."""
     if not records or any("pred_voxels" not in r or "ref_voxels" not in r for r in records):
         return None
@@ -104,7 +104,8 @@ def paired_comparison(
     is defined, else the t-test's. All differences zero gives p = 1 for both; a constant non-zero shift makes
     the t-test degenerate (None) while Wilcoxon still answers.
     """
-    from scipy import stats  # imported here: scipy.stats takes a second to import, and few callers need it
+    # lazy: scipy.stats is slow to import (benchmarks/RESULTS.md), and few callers need it
+    from scipy import stats
 
     by_case_a = {r["case"]: _value(r, key) for r in records_a}
     by_case_b = {r["case"]: _value(r, key) for r in records_b}

@@ -1,4 +1,4 @@
-"""Evaluate a folder of predicted label maps against reference label maps (SPEC §5; `mpliver evaluate`).
+"""Evaluate a folder of predicted label maps against reference label maps (`mpliver evaluate`, method.md §5).
 
 Both folders hold `CASE.nii.gz` label maps of the layout convention (0 background, 1 liver, 2 tumour); the
 tumour is label 2 in both. The spacing comes from the reference header, and the prediction must lie on the

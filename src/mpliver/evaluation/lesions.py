@@ -1,4 +1,4 @@
-"""Lesion-wise detection (SPEC §5, beyond the paper): 26-connected components; a hit is any overlap.
+"""Lesion-wise detection (docs/method.md §5, beyond the paper): 26-connected components; a hit is any overlap.
 
 Recall = reference lesions touched by the prediction / reference lesions (undefined with no reference
 lesion). Precision = predicted lesions touching the reference / predicted lesions (undefined with no

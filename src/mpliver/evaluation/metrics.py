@@ -1,4 +1,4 @@
-"""The per-case metrics of SPEC §5, as pure functions over boolean masks plus the voxel spacing (mm).
+"""The per-case metrics of docs/method.md §5, as pure functions of boolean masks and the voxel spacing (mm).
 
 A = reference tumour voxels, B = predicted tumour voxels. Dice, VOE and RVD are in %, ASSD and RMSD in mm.
 An undefined value is `nan` here; the aggregator counts such cases, it never drops them silently.
@@ -17,7 +17,7 @@ padding stands for the background outside the box (or outside the image). The ne
 exact Euclidean distances in float64 mm, found with a k-d tree over the surface voxel positions (scaled by
 the spacing). It gives the same numbers as scipy.ndimage.distance_transform_edt(~S, sampling=spacing)
 (the tests check both against a brute-force minimum) but costs O(n log n) in the surface voxels instead of
-O(box volume): about half the time of two transforms on a 14-cm tumour. MONAI made the same choice on CPU.
+O(box volume), which matters for big tumours (benchmarks/RESULTS.md). MONAI made the same choice on CPU.
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ def rmsd(ref: np.ndarray, pred: np.ndarray, spacing: Sequence[float]) -> float:
 
 
 def case_metrics(ref: np.ndarray, pred: np.ndarray, spacing: Sequence[float]) -> dict[str, float | int]:
-    """Every per-case value of SPEC §5 for one case: overlap, volume, surface and lesion-wise detection.
+    """Every per-case value of docs/method.md §5 for one case: overlap, volume, surface and lesion detection.
 
     Keys: dice, voe, rvd (%), assd, rmsd (mm), lesion_recall, lesion_precision, lesion_f1 (%), and the
     counts ref_voxels, pred_voxels, intersection_voxels (needed for the pooled DG), n_ref_lesions,

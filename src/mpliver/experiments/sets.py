@@ -1,6 +1,6 @@
 """Named sets of configurations that reproduce the paper's tables, each row a cross-validation run.
 
-Sets (model names of SPEC §3; the paper's row in brackets):
+Sets (model names of docs/method.md §3; the paper's row in brackets):
 - `comparison` (Table 1, top): mc_fcn, mw_unet, pa_resseg, paper ("Ours").
 - `fusion` (Table 1, bottom): ilf, dlf, mw, pa, paper ("SAM (Ours)"), all with URIM.
 - `ablation` (Table 3): single_phase, add, sam, each with urim=False (SP; MP + FLF-add; MP + SAM), then paper.

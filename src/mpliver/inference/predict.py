@@ -10,9 +10,9 @@ Each stage is a function (`read_study`, `liver_stage`, `register_and_prepare`, `
 `finish_study`); `predict` runs them in turn, and the pipelined batch (`inference.pipeline`) runs the
 same functions in other processes, so both give the same bytes.
 
-Uncertainty (SPEC §3, every model alike): u = exp(1 - S_max / S_min) of the final two-class softmax, S_min
-clamped at 1e-6 (as URIM's), computed from the tumour probability after it is mapped back onto the PV grid
-and set to 0 outside the liver mask the network saw, so u, the saved probability and the label map
+Uncertainty (docs/method.md §3, every model alike): u = exp(1 - S_max / S_min) of the final two-class
+softmax, S_min clamped at 1e-6 (as URIM's), computed from the tumour probability after it is mapped back onto
+the PV grid and set to 0 outside the liver mask the network saw, so u, the saved probability and the label map
 (p > 0.5) come from the same numbers. u = 1 where p = 0.5; u -> 0 where the model is sure, and u = 0 outside
 the liver. Several bundles (`model=[A, B, ...]`) are a fold ensemble: the mean of their softmax
 (`inference.ensemble`). The liver mask is checked (`data.liver_check`); `strict=True` refuses an implausible

@@ -2,7 +2,7 @@
 
 Every case is read and checked completely (HU values, label values, label on the PV grid) into a staging
 folder beside the dataset; only when all cases succeeded are the files moved into place and `dataset.json`
-written last, so a failure leaves the dataset as it was. ART keeps its own grid (SPEC §2).
+written last, so a failure leaves the dataset as it was. ART keeps its own grid (docs/method.md §2).
 """
 
 from __future__ import annotations

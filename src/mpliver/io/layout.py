@@ -1,4 +1,4 @@
-"""The case layout of SPEC §2 (nnU-Net v2 raw format; ART may lie on its own grid).
+"""The case layout of docs/method.md §2 (nnU-Net v2 raw format; ART may lie on its own grid).
 
 `Dataset` reads and validates `dataset.json` and answers where each file of a case lives; `write_dataset_json`
 writes it. File names: `imagesTr/CASE_XXXX.nii.gz` (XXXX = channel index), `labelsTr/CASE.nii.gz` on the PV
@@ -40,7 +40,8 @@ def normalize_tumor_type(name: str, allow_other: bool = False, path: str | Path 
     """Map a tumour type to its canonical spelling (`cyst`, `FNH`, `HEM`, `HCC`, `METS`), case-insensitively.
 
     Common long forms (haemangioma, metastasis...) are accepted. Any other type is refused with a one-line
-    error naming `path` unless `allow_other` (SPEC §2 allows other types; a typo should not pass silently).
+    error naming `path` unless `allow_other` (docs/method.md §2 allows other types; a typo should not pass
+    silently).
     """
     text = str(name).strip()
     low = text.lower()
@@ -227,7 +228,7 @@ def tumor_type_spelling(name: str) -> tuple[str, str | None]:
 def check_case_table(dataset: Dataset, types: bool = True) -> None:
     """The checks of dataset.json's `cases` table that every command shares (plan, preprocess, train,
     convert, inspect), so each gets the same answer: a misspelt tumour type is an error; a type outside the
-    table (SPEC §2 allows others) and a listed case without image files are one-line warnings."""
+    table (docs/method.md §2 allows others) and a listed case without image files are one-line warnings."""
     meta_path = dataset.root / "dataset.json"
     table = dataset.case_table
     present = set(dataset.cases("Tr")) | set(dataset.cases("Ts"))

@@ -9,7 +9,7 @@ from typing import Any
 from mpliver.errors import ConfigError, check_known_fields
 
 ARCHS = ("multiphase", "mc_fcn", "mw_unet", "pa_resseg", "liver_resunet", "nnunet2d")
-# Aggregations of the multi-phase network (SPEC §3 variants); `single` = PV only, one stream.
+# Aggregations of the multi-phase network (docs/method.md §3 variants); `single` = PV only, one stream.
 FUSION_KINDS = ("sam", "add", "mw", "pa", "ilf", "dlf", "single")
 BACKBONE_NAMES = ("resnext50", "resnet50", "unet")
 # Fields a user may override in `create_model(name, **overrides)`; `name`, `arch` and `fusion` are what a
@@ -96,7 +96,7 @@ def validate_config(cfg: ModelConfig) -> ModelConfig:
         raise bad(f"fuses phases: num_phases must be >= 2, got {cfg.num_phases}")
     if cfg.arch != "multiphase":
         if cfg.urim:
-            raise bad("this baseline has no URIM (SPEC §3); leave urim=False")
+            raise bad("this baseline has no URIM (docs/method.md §3); leave urim=False")
         if cfg.shared_encoder:
             raise bad("shared_encoder applies to the multi-phase network only")
     if cfg.arch == "mw_unet" and cfg.backbone != "unet":

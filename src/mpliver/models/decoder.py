@@ -1,4 +1,4 @@
-"""The paper's decoder (SPEC §3): four aggregated levels -> decision features -> initial logits."""
+"""The paper's decoder (docs/method.md §3): four aggregated levels -> decision features -> initial logits."""
 
 from __future__ import annotations
 

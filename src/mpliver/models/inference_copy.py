@@ -2,8 +2,8 @@
 
 In eval mode a BatchNorm is an affine map per channel, so conv -> BN equals one convolution with scaled
 weights and a bias (`torch.nn.utils.fusion.fuse_conv_bn_eval`). Folding removes one feature-sized pass per
-BN, and channels_last lets oneDNN (CPU) and cuDNN (GPU) pick their fastest convolution kernels: together
-about 1.28x faster inference of the default network on a 2-core CPU (benchmarks/RESULTS.md).
+BN, and channels_last lets oneDNN (CPU) and cuDNN (GPU) pick their fastest convolution kernels (the speed-up
+is measured in benchmarks/RESULTS.md, "Inference copies").
 
 Pairs are folded only where the forward pass is known to apply the BN directly to the conv's output:
 adjacent (Conv2d, BatchNorm2d) children of an `nn.Sequential` that keeps Sequential's forward, and the

@@ -1,5 +1,6 @@
-"""The configurable multi-phase network (SPEC §3): one encoder stream per phase, fusion after B2-B5 with
-eq. 2 feedback, the paper's decoder and an optional URIM head. Every fusion variant is a configuration of it.
+"""The configurable multi-phase network (docs/method.md §3): one encoder stream per phase, fusion after B2-B5
+with eq. 2 feedback, the paper's decoder and an optional URIM head. Every fusion variant is a configuration of
+it.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Named models: a decorator registry of default configs and one build path (as in timm).
 
-| name | what (SPEC §3) | URIM by default |
+| name | what (docs/method.md §3) | URIM by default |
 |---|---|---|
 | paper | SAM fusion + URIM: the "Ours" / "SAM (Ours)" rows | yes |
 | sam, add, mw, pa | feature-level fusion at B2-B5 with eq. 2 feedback | yes |
@@ -12,9 +12,9 @@
 | nnunet2d | nnU-Net-style plain 2D U-Net over the centre slices (`bench` reference) | no (refused) |
 | nnunet2d_native | the same from nnU-Net's own PlainConvUNet (needs the nnU-Net extra) | no (refused) |
 
-"Every feature-level variant keeps eq. 2 feedback and URIM unless told otherwise" (SPEC §3), so the fusion
-table compares rows that differ only in the aggregation; the ablation rows are `single_phase`, `add` and `sam`
-with `urim=False`, and `paper`. `sam` and `paper` build the same network and differ only in name.
+"Every feature-level variant keeps eq. 2 feedback and URIM unless told otherwise" (docs/method.md §3), so the
+fusion table compares rows that differ only in the aggregation; the ablation rows are `single_phase`, `add`
+and `sam` with `urim=False`, and `paper`. `sam` and `paper` build the same network and differ only in name.
 """
 
 from __future__ import annotations
@@ -147,9 +147,8 @@ def _pa_resseg() -> ModelConfig:
 @register_model("liver_resunet")
 def _liver_resunet() -> ModelConfig:
     # width 0.25 of the 64-channel U-Net base: 16..256 channels (2.1M parameters). The liver is an easy
-    # target: at this width the demo's liver model reaches Dice 95.9 % on held-out phantom cases, and
-    # stage 1 costs ~0.1 s per 256x256 slice on 2 CPU cores instead of ~0.34 s at width 0.5
-    # (benchmarks/RESULTS.md).
+    # target: this width is accurate enough on held-out phantom cases and makes stage 1 much cheaper than
+    # width 0.5 (Dice and timings: benchmarks/RESULTS.md, "The liver stage").
     return ModelConfig(name="liver_resunet", arch="liver_resunet", fusion="single", num_phases=1,
                        backbone="unet", width=0.25, urim=False, feedback=False)
 

@@ -1,4 +1,4 @@
-"""URIM, the uncertain region inpainting module (paper §2.2, SPEC §3), and its LC-Conv.
+"""URIM, the uncertain region inpainting module (paper §2.2, docs/method.md §3), and its LC-Conv.
 
 Standalone: `URIM(channels)` takes decision features (B, C, h, w) and the initial logits (B, K, h, w) at the
 same resolution and returns refined logits and the confidence map M (eq. 3). `LCConv` is eq. 4, computed as a
@@ -28,7 +28,7 @@ def confidence_map(logits: torch.Tensor) -> torch.Tensor:
 
 
 def uncertainty_map(logits: torch.Tensor) -> torch.Tensor:
-    """u = exp(1 - S_max / S_min) = 1 - M, in [0, 1]: the per-pixel uncertainty shown to users (SPEC §3)."""
+    """u = exp(1 - S_max / S_min) = 1 - M in [0, 1]: the uncertainty map users see (docs/method.md §3)."""
     return 1.0 - confidence_map(logits)
 
 

@@ -57,9 +57,9 @@ class DataConfig:
 
     `input_size`, `crop_to_liver` and `registration` are the pre-processing parameters a run depends on (a
     dataset folder given to `train` is pre-processed with them; a given cache must match them).
-    `slices_per_epoch=None` means "the number of tumour-containing training slices" (SPEC §3), so that the
-    tumour share does not change what an epoch is. `batch_size` is per process: under torchrun the global
-    batch is `batch_size x world size`.
+    `slices_per_epoch=None` means "the number of tumour-containing training slices" (docs/method.md §3), so
+    that the tumour share does not change what an epoch is. `batch_size` is per process: under torchrun the
+    global batch is `batch_size x world size`.
     """
 
     cache: str | None = None

@@ -1,7 +1,7 @@
-"""The synthetic multi-phase CT cohort of SPEC §6: a procedural liver phantom with five lesion types whose
-phases are time points on contrast-enhancement curves (default PV + ART; any ordered set, docs/phantom.md),
-with inter-phase motion, noise, partial volume and optional domain randomisation, written in the SPEC §2
-case layout."""
+"""The synthetic multi-phase CT cohort of docs/method.md §6: a procedural liver phantom with five lesion types
+whose phases are time points on contrast-enhancement curves (default PV + ART; any ordered set,
+docs/phantom.md), with inter-phase motion, noise, partial volume and optional domain randomisation, written in
+the docs/method.md §2 case layout."""
 
 from mpliver.data.phantom.case import SyntheticCase, case_id_for, generate_case
 from mpliver.data.phantom.cohort import (

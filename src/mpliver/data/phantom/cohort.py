@@ -1,5 +1,5 @@
 """The synthetic cohort: composition (the paper's 36/20/25/26/14 of 121, in proportion for other sizes),
-type-stratified folds, and `write_cohort`, which writes the SPEC §2 layout with previews."""
+type-stratified folds, and `write_cohort`, which writes the docs/method.md §2 layout with previews."""
 
 from __future__ import annotations
 
@@ -179,7 +179,7 @@ def write_cohort(
     num_folds: int = 5,
     workers: int | None = None,
 ) -> Path:
-    """Write a synthetic cohort in the SPEC §2 layout and return its folder.
+    """Write a synthetic cohort in the docs/method.md §2 layout and return its folder.
 
     Files: imagesTr/CASE_XXXX, one per phase of `config.phases` (default PV, ART; the first is the primary),
     labelsTr/CASE (primary grid), labelsTr_phases/CASE_XXXX (each other phase's grid), structuresTr/CASE_XXXX

@@ -1,4 +1,4 @@
-"""Size, spacing, noise and motion settings of the synthetic cohort (SPEC §6).
+"""Size, spacing, noise and motion settings of the synthetic cohort (docs/method.md §6).
 
 The default is sized for a 2-core CPU: 160×160×48 voxels at 2×2×4 mm (a 320×320×192 mm field of view),
 which keeps lesions several voxels wide while `mpliver phantom OUT --cases 121` finishes in minutes.
@@ -26,7 +26,7 @@ class PhantomConfig:
     spacing: tuple[float, float, float] = (2.0, 2.0, 4.0)
     noise_sd: tuple[float, float] = (9.0, 18.0)  # per-case Gaussian σ (HU), drawn uniformly (SPEC: 8-20)
     noise_blur_vox: float = 0.6  # in-plane Gaussian blur of the noise (voxels): "lightly blurred"
-    motion_sd_mm: tuple[float, float, float] = (2.0, 2.0, 4.0)  # LR, AP, head-foot (SPEC §6)
+    motion_sd_mm: tuple[float, float, float] = (2.0, 2.0, 4.0)  # LR, AP, head-foot (docs/method.md §6)
     motion_clip_mm: tuple[float, float, float] = (6.0, 6.0, 10.0)
     deformation_mm: float = 1.0  # amplitude of the smooth deformation on top of the rigid shift
     art_slice_jitter: int = 2  # the ART scan covers up to this many slices more or fewer than PV

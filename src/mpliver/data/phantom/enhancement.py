@@ -89,7 +89,8 @@ LESION_PARTS: dict[str, dict[str, PartModel]] = {
 # phase.
 HCC_VASCULARITY = {"hyper": (0.7, (35.0, 75.0)), "iso": (0.2, (12.0, 28.0)), "hypo": (0.1, (0.0, 12.0))}
 HEM_POOL = {"fraction": (0.8, 1.0), "lag": (2.0, 6.0), "fill_start": (5.0, 15.0), "fill_s": (30.0, 90.0)}
-METS_RIM_PERSISTS = 0.84  # rim still seen in PV (SPEC §6); otherwise its plateau is drawn from (0, 0.15)
+# the METS rim is still seen in PV in 84 % (docs/method.md §6); otherwise its plateau is drawn from (0, 0.15)
+METS_RIM_PERSISTS = 0.84
 
 
 @dataclass

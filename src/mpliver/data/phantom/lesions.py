@@ -1,5 +1,5 @@
-"""The five lesion types of SPEC §6: irregular soft-edged shapes, sizes, counts, internal structure and
-per-phase enhancement.
+"""The five lesion types of docs/method.md §6: irregular soft-edged shapes, sizes, counts, internal structure
+and per-phase enhancement.
 
 A lesion is a sphere whose radius varies with direction by low-order polynomial terms of the unit vector
 (degrees 2-4, i.e. low spherical-harmonic orders), so shapes are smooth but not round. Internal parts (FNH
@@ -19,7 +19,7 @@ from mpliver.data.phantom.shapes import PointGrid, SmoothField, ramp
 from mpliver.io.geometry import Geometry
 
 LESION_TYPES = ("cyst", "FNH", "HEM", "HCC", "METS")
-# Diameter range (mm) drawn log-uniformly, scaled from SPEC §6 to a field of view of ~30 cm.
+# Diameter range (mm) drawn log-uniformly, scaled from docs/method.md §6 to a field of view of ~30 cm.
 DIAMETER_MM = {
     "cyst": (12.0, 60.0),
     "FNH": (25.0, 50.0),

@@ -1,4 +1,4 @@
-"""Inter-phase motion (SPEC §6): a rigid translation plus a small smooth deformation, and the ART grid.
+"""Inter-phase motion (docs/method.md §6): a rigid translation plus a small smooth deformation; the ART grid.
 
 Convention (the contract of `SyntheticCase.motion_mm`): the anatomy at world point p in PV appears at
 p + motion_mm + D(p) in ART, with D the small smooth deformation. The ART volume at its grid point q is the

@@ -1,5 +1,5 @@
-"""CT noise: Gaussian, with in-plane correlation set by the reconstruction kernel (SPEC §6: σ 8-20 HU, lightly
-blurred; with domain randomisation σ 8-25 HU and kernels from smooth to sharp)."""
+"""CT noise: Gaussian, with in-plane correlation set by the reconstruction kernel (docs/method.md §6: σ 8-20
+HU, lightly blurred; with domain randomisation σ 8-25 HU and kernels from smooth to sharp)."""
 
 from __future__ import annotations
 

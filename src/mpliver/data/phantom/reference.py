@@ -1,10 +1,10 @@
 """Published (or, where none is, stated) ranges that a cohort's measured figures should fall in, per phase.
 
 Each entry is (low, high, source). Sources: "issue 13 real" (real two-phase archives measured in issue 13),
-"SPEC" (SPEC §6, published values), "SPEC gen" (SPEC §6 suggestions, not published), "fixture" (the real CT
-in ../shared/data, README), "LI-RADS"/"Brancatelli 2001"/... (docs/phantom.md), "derived" (computed from
-other entries, the rule given), "chosen" (no source gives a number). Lesion entries are Δ = median lesion −
-median liver of a case, as `mpliver inspect` measures them (edge voxels included).
+"SPEC" (the table of docs/method.md §6, published values), "SPEC gen" (its suggestions, not published),
+"fixture" (the real CT in ../shared/data, README), "LI-RADS"/"Brancatelli 2001"/... (docs/phantom.md),
+"derived" (computed from other entries, the rule given), "chosen" (no source gives a number). Lesion entries
+are Δ = median lesion − median liver of a case, as `mpliver inspect` measures them (edge voxels included).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The stage-1 liver model (SPEC §4): a small residual U-Net on the 3-slice PV stack, liver vs background."""
+"""The stage-1 liver model (docs/method.md §4.3): a small residual U-Net on the 3-slice PV stack."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""MC-FCN (comparison baseline, SPEC §3): one FCN stream per phase, fused only at the decision layer."""
+"""MC-FCN (comparison baseline, docs/method.md §3): one FCN stream per phase, fused at the decision layer."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""MW-UNet (comparison baseline, SPEC §3): U-Net encoders per phase mixed by trainable phase weights."""
+"""MW-UNet (comparison baseline, docs/method.md §3): U-Net encoders per phase mixed by phase weights."""
 
 from __future__ import annotations
 

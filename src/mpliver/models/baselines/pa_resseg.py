@@ -1,4 +1,4 @@
-"""PA-ResSeg (comparison baseline, SPEC §3): ResNet-50 streams, phase attention at B2-B5, FPN decoder."""
+"""PA-ResSeg (comparison baseline, docs/method.md §3): ResNet-50 streams, phase attention at B2-B5, FPN."""
 
 from __future__ import annotations
 

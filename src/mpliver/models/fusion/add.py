@@ -1,4 +1,4 @@
-"""FLF-add: F_aggr = mean of the phase features, i.e. SAM with fixed equal weights (SPEC §3, `add`)."""
+"""FLF-add: F_aggr = mean of the phase features, SAM with fixed equal weights (docs/method.md §3, `add`)."""
 
 from __future__ import annotations
 

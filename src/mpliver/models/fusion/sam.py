@@ -1,4 +1,4 @@
-"""SAM, the spatial aggregation module (paper §2.1, SPEC §3): per-element softmax weights over phases.
+"""SAM, the spatial aggregation module (paper §2.1, docs/method.md §3): per-element softmax over phases.
 
 Standalone: `SAM(channels, num_phases)` maps N phase feature maps (each (B, C, H, W)) to the aggregate
 F_aggr = sum_p w_p * F_p (eq. 1) and the modulated stream features (F_p + F_aggr) / 2 (eq. 2).
