@@ -31,7 +31,7 @@ class LiverResUNet(SegmentationModel):
         """A residual U-Net that reads the PV phase only."""
         if config.backbone != "unet":
             raise config_error(config, "liver_resunet is a residual U-Net: backbone must be 'unet'")
-        if config.fusion != PV_ONLY:
+        if config.input_phases != 1:
             raise config_error(config, f"liver_resunet reads the PV phase only: fusion must be {PV_ONLY!r}")
 
     @property
