@@ -88,7 +88,7 @@ def bundle_from_runs(run_dir: str | Path, out: str | Path, liver_run: str | Path
     if synthetic is not None:
         training["synthetic"] = bool(synthetic)
     cfg = model.config
-    single = cfg.arch == "liver_resunet" or cfg.fusion == "single"
+    single = cfg.input_phases == 1
     n = 1 if single else cfg.num_phases
     if len(phases) < n:
         phases = ["PV", "ART"] + [f"PHASE{i}" for i in range(2, n)] if n > 1 else ["PV"]

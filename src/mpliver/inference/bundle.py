@@ -110,7 +110,7 @@ def save_bundle(path: str | Path, tumor_model: nn.Module, phases: list[str], pre
     if not phases or len(set(phases)) != len(phases):
         raise ConfigError(f"bundle phases must be distinct names, the primary first, got {phases}")
     cfg = tumor_model.config
-    single = cfg.arch == "liver_resunet" or cfg.fusion == "single"
+    single = cfg.input_phases == 1
     if not single and cfg.num_phases != len(phases):
         raise ConfigError(f"the model takes {cfg.num_phases} phases but {len(phases)} names were given: "
                           f"{phases}")

@@ -85,7 +85,7 @@ def export_model(model: Bundle | str | Path, fmt: str, out: str | Path, batch: i
     bundle = model if isinstance(model, Bundle) else load_bundle(model)
     net = LogitsModel(bundle.tumor_model.float().cpu()).eval()
     cfg = bundle.model_config
-    n_inputs = 1 if cfg.arch == "liver_resunet" or cfg.fusion == "single" else len(bundle.phases)
+    n_inputs = 1 if cfg.input_phases == 1 else len(bundle.phases)
     names = [p.lower() for p in bundle.phases[:n_inputs]]
     size = int(input_size or bundle.preprocess.input_size)
     generator = torch.Generator().manual_seed(seed)

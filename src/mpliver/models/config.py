@@ -8,9 +8,9 @@ from typing import Any
 
 from mpliver.errors import ConfigError, check_known_fields
 
-ARCHS = ("multiphase", "mc_fcn", "mw_unet", "pa_resseg", "liver_resunet", "nnunet2d")
 # Aggregations of the multi-phase network (docs/method.md §3 variants); `single` = PV only, one stream.
 FUSION_KINDS = ("sam", "add", "mw", "pa", "ilf", "dlf", "single")
+PV_ONLY = "single"  # the fusion kind of a model that reads the PV phase only (see `input_phases`)
 BACKBONE_NAMES = ("resnext50", "resnet50", "unet")
 # Fields a user may override in `create_model(name, **overrides)`; `name`, `arch` and `fusion` are what a
 # registered name means.
@@ -19,8 +19,9 @@ FIXED_FIELDS = ("name", "arch", "fusion")
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """A model's architecture. `width` multiplies every channel count (decoder_channels included);
-    `blocks` (ResNet backbones only) overrides the (3, 4, 6, 3) blocks per stage."""
+    """A model's architecture. `arch` names the registered network class that builds it; `width` multiplies
+    every channel count (decoder_channels included); `blocks` (ResNet backbones only) overrides the
+    (3, 4, 6, 3) blocks per stage."""
 
     name: str
     arch: str = "multiphase"
@@ -38,9 +39,15 @@ class ModelConfig:
     num_classes: int = 2
 
     @property
+    def input_phases(self) -> int:
+        """Phase tensors the model reads from the front of its input list: 1 for a PV-only model (fusion
+        `single`), which ignores any further phases, else `num_phases`. The one statement of that rule."""
+        return 1 if self.fusion == PV_ONLY else self.num_phases
+
+    @property
     def num_streams(self) -> int:
         """Encoder streams the model runs (a shared encoder counts once per phase here)."""
-        if self.arch == "liver_resunet" or self.fusion in ("ilf", "single"):
+        if self.input_phases == 1 or self.fusion == "ilf":
             return 1
         return self.num_phases
 
@@ -53,58 +60,45 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        """Inverse of `to_dict`; unknown keys are a ConfigError."""
+        """Inverse of `to_dict`; unknown keys and invalid field values are a ConfigError (the architecture's
+        own checks run when the model is built)."""
         check_known_fields(cls, data, "model config key(s)")
         data = dict(data)
         if data.get("blocks") is not None:
             data["blocks"] = tuple(int(b) for b in data["blocks"])
-        return validate_config(cls(**data))
+        return check_fields(cls(**data))
 
 
 def overridable_fields() -> list[str]:
+    """Fields `create_model` accepts as overrides (all but what a registered name means)."""
     return [f.name for f in dataclasses.fields(ModelConfig) if f.name not in FIXED_FIELDS]
 
 
-def validate_config(cfg: ModelConfig) -> ModelConfig:
-    """Refuse combinations the architecture cannot build, with one line that says why."""
+def config_error(cfg: ModelConfig, msg: str) -> ConfigError:
+    """A ConfigError that names the model, as every config check reports."""
+    return ConfigError(f"model {cfg.name!r}: {msg}")
 
-    def bad(msg: str) -> ConfigError:
-        return ConfigError(f"model {cfg.name!r}: {msg}")
 
-    if cfg.arch not in ARCHS:
-        raise bad(f"unknown arch {cfg.arch!r}; valid: {list(ARCHS)}")
+def check_fields(cfg: ModelConfig) -> ModelConfig:
+    """The checks that need no architecture: known kinds, value ranges and the phase count, one line each."""
     if cfg.fusion not in FUSION_KINDS:
-        raise bad(f"unknown fusion {cfg.fusion!r}; valid: {list(FUSION_KINDS)}")
+        raise config_error(cfg, f"unknown fusion {cfg.fusion!r}; valid: {list(FUSION_KINDS)}")
     if cfg.backbone not in BACKBONE_NAMES:
-        raise bad(f"unknown backbone {cfg.backbone!r}; valid: {list(BACKBONE_NAMES)}")
+        raise config_error(cfg, f"unknown backbone {cfg.backbone!r}; valid: {list(BACKBONE_NAMES)}")
     if not isinstance(cfg.width, int | float) or not 0 < cfg.width <= 4:
-        raise bad(f"width must be a number in (0, 4], got {cfg.width!r}")
+        raise config_error(cfg, f"width must be a number in (0, 4], got {cfg.width!r}")
     if cfg.blocks is not None:
-        if cfg.backbone == "unet" or cfg.arch in ("mw_unet", "liver_resunet"):
-            raise bad("blocks applies to the resnext50/resnet50 backbones only")
+        if cfg.backbone == "unet":
+            raise config_error(cfg, "blocks applies to the resnext50/resnet50 backbones only")
         if len(cfg.blocks) != 4 or any(int(b) < 1 for b in cfg.blocks):
-            raise bad(f"blocks must be 4 positive block counts (B2-B5), got {cfg.blocks}")
+            raise config_error(cfg, f"blocks must be 4 positive block counts (B2-B5), got {cfg.blocks}")
     for field in ("decoder_channels", "in_channels", "urim_layers"):
         if int(getattr(cfg, field)) < 1:
-            raise bad(f"{field} must be >= 1, got {getattr(cfg, field)}")
+            raise config_error(cfg, f"{field} must be >= 1, got {getattr(cfg, field)}")
     if cfg.num_classes < 2:
-        raise bad(f"num_classes must be >= 2, got {cfg.num_classes}")
-    single_input = cfg.arch == "liver_resunet" or cfg.fusion == "single"
-    if single_input and cfg.num_phases != 1:
-        raise bad(f"uses the PV phase only: num_phases must be 1, got {cfg.num_phases}")
-    if not single_input and cfg.num_phases < 2:
-        raise bad(f"fuses phases: num_phases must be >= 2, got {cfg.num_phases}")
-    if cfg.arch != "multiphase":
-        if cfg.urim:
-            raise bad("this baseline has no URIM (docs/method.md §3); leave urim=False")
-        if cfg.shared_encoder:
-            raise bad("shared_encoder applies to the multi-phase network only")
-    if cfg.arch == "mw_unet" and cfg.backbone != "unet":
-        raise bad("mw_unet is built on U-Net encoders: backbone must be 'unet'")
-    if cfg.arch == "nnunet2d" and (cfg.backbone != "unet" or cfg.fusion != "ilf"):
-        raise bad("nnunet2d is a plain U-Net over the phases as channels: backbone 'unet', fusion 'ilf'")
-    if cfg.arch == "liver_resunet" and cfg.backbone != "unet":
-        raise bad("liver_resunet is a residual U-Net: backbone must be 'unet'")
-    if cfg.shared_encoder and (single_input or cfg.fusion == "ilf"):
-        raise bad("shared_encoder needs more than one stream")
+        raise config_error(cfg, f"num_classes must be >= 2, got {cfg.num_classes}")
+    if cfg.num_phases != cfg.input_phases:
+        raise config_error(cfg, f"uses the PV phase only: num_phases must be 1, got {cfg.num_phases}")
+    if cfg.fusion != PV_ONLY and cfg.num_phases < 2:
+        raise config_error(cfg, f"fuses phases: num_phases must be >= 2, got {cfg.num_phases}")
     return cfg

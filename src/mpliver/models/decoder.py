@@ -37,19 +37,3 @@ class FusionDecoder(nn.Module):
             ups.append(x)
         return self.fuse(torch.cat(ups, dim=1))
 
-
-class FPNDecoder(nn.Module):
-    """FPN-style decoder (for `pa_resseg`): lateral 1x1 convs, top-down upsample-and-sum, 3x3 conv-BN-ReLU,
-    1x1 classifier at the finest level."""
-
-    def __init__(self, in_channels: Sequence[int], channels: int = 128, num_classes: int = 2):
-        super().__init__()
-        self.lateral = nn.ModuleList(nn.Conv2d(c, channels, 1) for c in in_channels)
-        self.smooth = ConvBNReLU(channels, channels)
-        self.classifier = nn.Conv2d(channels, num_classes, 1)
-
-    def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
-        x = self.lateral[-1](feats[-1])
-        for lateral, f in zip(reversed(self.lateral[:-1]), reversed(feats[:-1]), strict=True):
-            x = lateral(f) + F.interpolate(x, size=f.shape[-2:], mode="bilinear", align_corners=False)
-        return self.classifier(self.smooth(x))

@@ -1,34 +1,32 @@
-"""The configurable multi-phase network (docs/method.md §3): one encoder stream per phase, fusion after B2-B5
-with eq. 2 feedback, the paper's decoder and an optional URIM head. Every fusion variant is a configuration of
-it.
+"""The configurable multi-phase network (docs/method.md §3): one encoder stream per phase, fusion after
+B2-B5 with eq. 2 feedback, the paper's decoder and an optional URIM head. Every fusion variant is a
+configuration of it, registered here under its name (`paper`, `sam`, `add`, `mw`, `pa`, `ilf`, `dlf`,
+`single_phase`).
+
+"Every feature-level variant keeps eq. 2 feedback and URIM unless told otherwise" (docs/method.md §3), so the
+fusion table compares rows that differ only in the aggregation; the ablation rows are `single_phase`, `add`
+and `sam` with `urim=False`, and `paper`. `sam` and `paper` build the same network and differ only in name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from mpliver.models.backbones import make_encoder
-from mpliver.models.base import SegmentationModel, upsample_to
+from mpliver.models.base import PretrainedBackboneMixin, SegmentationModel, upsample_to
 from mpliver.models.config import ModelConfig
 from mpliver.models.decoder import FusionDecoder
 from mpliver.models.fusion import FUSIONS, make_fusion
 from mpliver.models.layers import scale_channels
-from mpliver.models.pretrained import load_backbone_into
+from mpliver.models.registry import register_arch, register_model
 from mpliver.models.urim import URIM
 
 
-class PretrainedBackboneMixin:
-    """`load_pretrained_backbone` for models whose streams live in `self.encoders`."""
-
-    def load_pretrained_backbone(self, state_dict_or_path: Mapping[str, torch.Tensor] | str | Path) -> None:
-        """Load a torchvision resnext50_32x4d / resnet50 state dict into each stream (strict, no fc)."""
-        load_backbone_into(self.encoders, state_dict_or_path, self.config)
-
-
+@register_arch("multiphase")
 class MultiPhaseNet(PretrainedBackboneMixin, SegmentationModel):
     """Streams -> [fusion at B2-B5, eq. 2 feedback] -> FusionDecoder -> 1x1 classifier -> [URIM].
 
@@ -37,11 +35,14 @@ class MultiPhaseNet(PretrainedBackboneMixin, SegmentationModel):
     `single` (PV only, one stream).
     """
 
+    supports_urim = True
+    supports_shared_encoder = True
+
     def __init__(self, config: ModelConfig):
         super().__init__(config)
         cfg = config
         kind = cfg.fusion
-        n_encoders = 1 if kind in ("ilf", "single") or cfg.shared_encoder else cfg.num_phases
+        n_encoders = 1 if cfg.num_streams == 1 or cfg.shared_encoder else cfg.num_phases
         in_channels = cfg.in_channels * (cfg.num_phases if kind == "ilf" else 1)
         self.encoders = nn.ModuleList(make_encoder(cfg.backbone, in_channels, cfg.width, cfg.blocks)
                                       for _ in range(n_encoders))
@@ -90,3 +91,47 @@ class MultiPhaseNet(PretrainedBackboneMixin, SegmentationModel):
         final, confidence = self.urim(decision, initial)
         return {"logits": upsample_to(final, size), "initial": upsample_to(initial, size),
                 "confidence": confidence}
+
+
+def _multiphase(name: str, fusion: str, **kw: Any) -> ModelConfig:
+    return ModelConfig(name=name, arch="multiphase", fusion=fusion, **kw)
+
+
+@register_model("paper")
+def _paper() -> ModelConfig:
+    return _multiphase("paper", "sam", urim=True)
+
+
+@register_model("sam")
+def _sam() -> ModelConfig:
+    return _multiphase("sam", "sam")
+
+
+@register_model("add")
+def _add() -> ModelConfig:
+    return _multiphase("add", "add")
+
+
+@register_model("mw")
+def _mw() -> ModelConfig:
+    return _multiphase("mw", "mw")
+
+
+@register_model("pa")
+def _pa() -> ModelConfig:
+    return _multiphase("pa", "pa")
+
+
+@register_model("ilf")
+def _ilf() -> ModelConfig:
+    return _multiphase("ilf", "ilf")
+
+
+@register_model("dlf")
+def _dlf() -> ModelConfig:
+    return _multiphase("dlf", "dlf")
+
+
+@register_model("single_phase")
+def _single_phase() -> ModelConfig:
+    return _multiphase("single_phase", "single", num_phases=1)

@@ -1,49 +1,53 @@
-"""Named models: a decorator registry of default configs and one build path (as in timm).
+"""The model registry, in timm's manner: model files register themselves, this module only looks them up.
 
-| name | what (docs/method.md §3) | URIM by default |
-|---|---|---|
-| paper | SAM fusion + URIM: the "Ours" / "SAM (Ours)" rows | yes |
-| sam, add, mw, pa | feature-level fusion at B2-B5 with eq. 2 feedback | yes |
-| ilf | phases concatenated at the input, one stream | yes |
-| dlf | one stream and decoder per phase, decision features concatenated | yes |
-| single_phase | PV only, one stream | yes |
-| mc_fcn, mw_unet, pa_resseg | the comparison baselines | no (refused) |
-| liver_resunet | stage-1 liver model, PV only | no (refused) |
-| nnunet2d | nnU-Net-style plain 2D U-Net over the centre slices (`bench` reference) | no (refused) |
-| nnunet2d_native | the same from nnU-Net's own PlainConvUNet (needs the nnU-Net extra) | no (refused) |
+Two tables, both filled by decorators in the model files when `mpliver.models` imports them:
+- `register_arch("arch")` on a `SegmentationModel` subclass: the network class that builds every config whose
+  `arch` field names it (a bundle stores the config, so this is how a saved model is rebuilt);
+- `register_model("name")` on a function returning a `ModelConfig`: a named default, what
+  `create_model("name", **overrides)` starts from.
 
-"Every feature-level variant keeps eq. 2 feedback and URIM unless told otherwise" (docs/method.md §3), so the
-fusion table compares rows that differ only in the aggregation; the ablation rows are `single_phase`, `add`
-and `sam` with `urim=False`, and `paper`. `sam` and `paper` build the same network and differ only in name.
+This module keeps the generic checks (`validate_config`): the config's own fields, the options an
+architecture says it supports, then the architecture's `check_config`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
-
-from torch import nn
+from typing import Any, TypeVar
 
 from mpliver.errors import ConfigError
-from mpliver.models.baselines import MCFCN, LiverResUNet, MWUNet, NNUNet2D, PAResSeg
-from mpliver.models.config import ModelConfig, overridable_fields, validate_config
-from mpliver.models.network import MultiPhaseNet
+from mpliver.models.base import SegmentationModel
+from mpliver.models.config import ModelConfig, check_fields, config_error, overridable_fields
 
-_REGISTRY: dict[str, Callable[[], ModelConfig]] = {}
-_BUILDERS: dict[str, Callable[[ModelConfig], nn.Module]] = {
-    "multiphase": MultiPhaseNet, "mc_fcn": MCFCN, "mw_unet": MWUNet, "pa_resseg": PAResSeg,
-    "liver_resunet": LiverResUNet, "nnunet2d": NNUNet2D,
-}
+ModelClass = TypeVar("ModelClass", bound=type[SegmentationModel])
+ConfigFn = Callable[[], ModelConfig]
+
+_MODELS: dict[str, ConfigFn] = {}  # registered name -> its default config
+_ARCHS: dict[str, type[SegmentationModel]] = {}  # `ModelConfig.arch` -> the class that builds it
 
 
-def register_model(name: str) -> Callable[[Callable[[], ModelConfig]], Callable[[], ModelConfig]]:
+def register_arch(arch: str) -> Callable[[ModelClass], ModelClass]:
+    """Class decorator: the `SegmentationModel` subclass that builds configs with `arch=arch`."""
+
+    def wrap(cls: ModelClass) -> ModelClass:
+        if not (isinstance(cls, type) and issubclass(cls, SegmentationModel)):
+            raise TypeError(f"arch {arch!r}: {cls!r} is not a SegmentationModel subclass")
+        if arch in _ARCHS:
+            raise ValueError(f"arch {arch!r} is already registered (by {_ARCHS[arch].__qualname__})")
+        _ARCHS[arch] = cls
+        return cls
+
+    return wrap
+
+
+def register_model(name: str) -> Callable[[ConfigFn], ConfigFn]:
     """Decorator: register a function returning the default `ModelConfig` of `name`."""
 
-    def wrap(fn: Callable[[], ModelConfig]) -> Callable[[], ModelConfig]:
-        if name in _REGISTRY:
+    def wrap(fn: ConfigFn) -> ConfigFn:
+        if name in _MODELS:
             raise ValueError(f"model {name!r} is already registered")
-        _REGISTRY[name] = fn
+        _MODELS[name] = fn
         return fn
 
     return wrap
@@ -51,13 +55,35 @@ def register_model(name: str) -> Callable[[Callable[[], ModelConfig]], Callable[
 
 def list_models() -> list[str]:
     """Registered model names, sorted."""
-    return sorted(_REGISTRY)
+    return sorted(_MODELS)
+
+
+def list_archs() -> list[str]:
+    """Registered architectures (`ModelConfig.arch` values), sorted."""
+    return sorted(_ARCHS)
 
 
 def default_config(name: str) -> ModelConfig:
-    if name not in _REGISTRY:
+    """The registered default config of `name`; an unknown name is a ConfigError listing the valid ones."""
+    if name not in _MODELS:
         raise ConfigError(f"unknown model {name!r}; valid: {', '.join(list_models())}")
-    return _REGISTRY[name]()
+    return _MODELS[name]()
+
+
+def validate_config(cfg: ModelConfig) -> ModelConfig:
+    """Refuse combinations the architecture cannot build, with one line that says why."""
+    builder = _ARCHS.get(cfg.arch)
+    if builder is None:
+        raise config_error(cfg, f"unknown arch {cfg.arch!r}; valid: {list_archs()}")
+    check_fields(cfg)
+    if cfg.urim and not builder.supports_urim:
+        raise config_error(cfg, "this baseline has no URIM (docs/method.md §3); leave urim=False")
+    if cfg.shared_encoder and not builder.supports_shared_encoder:
+        raise config_error(cfg, "shared_encoder applies to the multi-phase network only")
+    if cfg.shared_encoder and cfg.num_streams == 1:
+        raise config_error(cfg, "shared_encoder needs more than one stream")
+    builder.check_config(cfg)
+    return cfg
 
 
 def resolve_config(name: str, **overrides: Any) -> ModelConfig:
@@ -72,96 +98,12 @@ def resolve_config(name: str, **overrides: Any) -> ModelConfig:
     return validate_config(dataclasses.replace(cfg, **overrides))
 
 
-def build_model(config: ModelConfig) -> nn.Module:
-    """The one build path: a model from a (validated) config; `model.config` is that config."""
-    return _BUILDERS[validate_config(config).arch](config)
+def build_model(config: ModelConfig) -> SegmentationModel:
+    """The one build path: a model from a config (validated here); `model.config` is that config."""
+    return _ARCHS[validate_config(config).arch](config)
 
 
-def create_model(name: str, **overrides: Any) -> nn.Module:
+def create_model(name: str, **overrides: Any) -> SegmentationModel:
     """A registered model, e.g. `create_model("paper", width=0.25)`. Unknown names or overrides raise a
     ConfigError that lists the valid ones."""
     return build_model(resolve_config(name, **overrides))
-
-
-def _multiphase(name: str, fusion: str, **kw: Any) -> ModelConfig:
-    return ModelConfig(name=name, arch="multiphase", fusion=fusion, **kw)
-
-
-@register_model("paper")
-def _paper() -> ModelConfig:
-    return _multiphase("paper", "sam", urim=True)
-
-
-@register_model("sam")
-def _sam() -> ModelConfig:
-    return _multiphase("sam", "sam")
-
-
-@register_model("add")
-def _add() -> ModelConfig:
-    return _multiphase("add", "add")
-
-
-@register_model("mw")
-def _mw() -> ModelConfig:
-    return _multiphase("mw", "mw")
-
-
-@register_model("pa")
-def _pa() -> ModelConfig:
-    return _multiphase("pa", "pa")
-
-
-@register_model("ilf")
-def _ilf() -> ModelConfig:
-    return _multiphase("ilf", "ilf")
-
-
-@register_model("dlf")
-def _dlf() -> ModelConfig:
-    return _multiphase("dlf", "dlf")
-
-
-@register_model("single_phase")
-def _single_phase() -> ModelConfig:
-    return _multiphase("single_phase", "single", num_phases=1)
-
-
-@register_model("mc_fcn")
-def _mc_fcn() -> ModelConfig:
-    return ModelConfig(name="mc_fcn", arch="mc_fcn", fusion="dlf", urim=False, feedback=False)
-
-
-@register_model("mw_unet")
-def _mw_unet() -> ModelConfig:
-    return ModelConfig(name="mw_unet", arch="mw_unet", fusion="mw", backbone="unet", urim=False,
-                       feedback=False)
-
-
-@register_model("pa_resseg")
-def _pa_resseg() -> ModelConfig:
-    return ModelConfig(name="pa_resseg", arch="pa_resseg", fusion="pa", backbone="resnet50", urim=False,
-                       feedback=False)
-
-
-@register_model("liver_resunet")
-def _liver_resunet() -> ModelConfig:
-    # width 0.25 of the 64-channel U-Net base: 16..256 channels (2.1M parameters). The liver is an easy
-    # target: this width is accurate enough on held-out phantom cases and makes stage 1 much cheaper than
-    # width 0.5 (Dice and timings: benchmarks/RESULTS.md, "The liver stage").
-    return ModelConfig(name="liver_resunet", arch="liver_resunet", fusion="single", num_phases=1,
-                       backbone="unet", width=0.25, urim=False, feedback=False)
-
-
-@register_model("nnunet2d")
-def _nnunet2d() -> ModelConfig:
-    # phases enter as input channels (input-level fusion), hence fusion "ilf" and one stream
-    return ModelConfig(name="nnunet2d", arch="nnunet2d", fusion="ilf", backbone="unet", urim=False,
-                       feedback=False)
-
-
-@register_model("nnunet2d_native")
-def _nnunet2d_native() -> ModelConfig:
-    # the same model built from nnU-Net's own PlainConvUNet (needs the nnU-Net extra)
-    return ModelConfig(name="nnunet2d_native", arch="nnunet2d", fusion="ilf", backbone="unet", urim=False,
-                       feedback=False)

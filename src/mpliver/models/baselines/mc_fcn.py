@@ -8,12 +8,13 @@ import torch
 from torch import nn
 
 from mpliver.models.backbones import make_encoder
-from mpliver.models.base import SegmentationModel, upsample_to
+from mpliver.models.base import PretrainedBackboneMixin, SegmentationModel, upsample_to
 from mpliver.models.config import ModelConfig
 from mpliver.models.layers import ConvBNReLU, scale_channels
-from mpliver.models.network import PretrainedBackboneMixin
+from mpliver.models.registry import register_arch, register_model
 
 
+@register_arch("mc_fcn")
 class MCFCN(PretrainedBackboneMixin, SegmentationModel):
     """Per phase: encoder -> deepest level (B5) -> 3x3 conv-BN-ReLU (decision features, no skips).
     The phases' decision features are concatenated -> 1x1 classifier -> bilinear to the input size.
@@ -36,3 +37,8 @@ class MCFCN(PretrainedBackboneMixin, SegmentationModel):
         xs = self.check_inputs(phases)
         decision = [head(enc(x)[-1]) for enc, head, x in zip(self.encoders, self.heads, xs, strict=True)]
         return {"logits": upsample_to(self.classifier(torch.cat(decision, dim=1)), xs[0].shape[-2:])}
+
+
+@register_model("mc_fcn")
+def _mc_fcn() -> ModelConfig:
+    return ModelConfig(name="mc_fcn", arch="mc_fcn", fusion="dlf", urim=False, feedback=False)

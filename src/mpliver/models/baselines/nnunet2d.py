@@ -28,10 +28,11 @@ from torch import nn
 
 from mpliver.extras import require_nnunet
 from mpliver.models.base import SegmentationModel
-from mpliver.models.config import ModelConfig
+from mpliver.models.config import ModelConfig, config_error
 from mpliver.models.layers import scale_channels
+from mpliver.models.registry import register_arch, register_model
 
-try:  # the real architecture, where the optional nnU-Net extra is installed
+try:  # optional extra, at module top: the real architecture where the nnU-Net extra is installed
     from dynamic_network_architectures.architectures.unet import PlainConvUNet
 except ImportError:  # the look-alike below stands in
     PlainConvUNet = None
@@ -91,6 +92,7 @@ class PlainConvDecoder(nn.Module):
         return x
 
 
+@register_arch("nnunet2d")
 class NNUNet2D(SegmentationModel):
     """nnU-Net-style 2D U-Net over the phases' centre slices. `width` scales the features (tiny tests)."""
 
@@ -118,6 +120,13 @@ class NNUNet2D(SegmentationModel):
         self.decoder = PlainConvDecoder(features)
         self.classifier = nn.Conv2d(features[0], cfg.num_classes, 1)
 
+    @classmethod
+    def check_config(cls, config: ModelConfig) -> None:
+        """A plain U-Net over the phases as input channels."""
+        if config.backbone != "unet" or config.fusion != "ilf":
+            raise config_error(config, "nnunet2d is a plain U-Net over the phases as channels: "
+                                       "backbone 'unet', fusion 'ilf'")
+
     @property
     def encoders(self) -> list[nn.Module]:
         return [self.net.encoder if self.native else self.encoder]
@@ -142,3 +151,17 @@ class NNUNet2D(SegmentationModel):
         if ph or pw:
             logits = logits[..., ph // 2:ph // 2 + h, pw // 2:pw // 2 + w]
         return {"logits": logits}
+
+
+@register_model("nnunet2d")
+def _nnunet2d() -> ModelConfig:
+    # phases enter as input channels (input-level fusion), hence fusion "ilf" and one stream
+    return ModelConfig(name="nnunet2d", arch="nnunet2d", fusion="ilf", backbone="unet", urim=False,
+                       feedback=False)
+
+
+@register_model(NATIVE)
+def _nnunet2d_native() -> ModelConfig:
+    # the same model built from nnU-Net's own PlainConvUNet (needs the nnU-Net extra)
+    return ModelConfig(name=NATIVE, arch="nnunet2d", fusion="ilf", backbone="unet", urim=False,
+                       feedback=False)
