@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 import yaml
 
 from mpliver.errors import ConfigError
@@ -12,8 +13,9 @@ from mpliver.training.config import (
     list_presets,
     load_config,
     load_task_config,
-    parse_value,
 )
+from mpliver.training.overrides import parse_value
+from mpliver.training.trainer import make_optimizer
 
 
 def test_paper_preset_has_the_papers_settings():
@@ -23,37 +25,44 @@ def test_paper_preset_has_the_papers_settings():
     assert cfg.optim.momentum == pytest.approx(0.9)
     assert cfg.optim.weight_decay == pytest.approx(1e-4)
     assert (cfg.optim.step_epochs, cfg.optim.gamma, cfg.optim.epochs) == (50, pytest.approx(0.1), 150)
-    assert cfg.data.input_size == 512 and cfg.data.crop_to_liver is False
+    assert cfg.data.preprocess.input_size == 512 and cfg.data.preprocess.crop is False
     assert cfg.train.task == "tumor"
 
 
 def test_default_preset_is_the_paper_on_256_px_liver_crops():
     """SPEC §3: the default preset crops to the liver box and resizes to 256x256; all else is the paper's."""
     default, paper = load_config("default").to_dict(), load_config("paper").to_dict()
-    assert default["data"]["input_size"] == 256 and default["data"]["crop_to_liver"] is True
+    pre, paper_pre = default["data"]["preprocess"], paper["data"]["preprocess"]
+    assert pre["input_size"] == 256 and pre["crop"] is True
+    own_pre = ("input_size", "crop")
+    assert {k: v for k, v in pre.items() if k not in own_pre} == \
+        {k: v for k, v in paper_pre.items() if k not in own_pre}
     for section in ("model", "optim", "train"):
         assert default[section] == paper[section], section
     # issue 13: the default preset (meant for real CT) adds intensity augmentation; `paper` keeps the paper's
-    own = ("input_size", "crop_to_liver", "liver_input_size", "intensity_aug")
+    own = ("preprocess", "liver_input_size", "intensity_aug")
     assert default["data"]["intensity_aug"] is True and paper["data"]["intensity_aug"] is False
     assert {k: v for k, v in default["data"].items() if k not in own} == \
         {k: v for k, v in paper["data"].items() if k not in own}
     # the liver stage: whole slices at data.liver_input_size, unless the command line sets data.input_size
     liver = load_task_config("default", "liver")
-    assert liver.model.name == "liver_resunet" and liver.data.input_size == 128
+    assert liver.model.name == "liver_resunet" and liver.data.preprocess.input_size == 128
     explicit = load_task_config("default", "liver", ["data.input_size =192"])
-    assert explicit.data.input_size == 192
+    assert explicit.data.preprocess.input_size == 192
+    nested = load_task_config("default", "liver", ["data.preprocess.input_size=160"])
+    assert nested.data.preprocess.input_size == 160
     # cleared once applied: the liver run's saved config, reused as a preset, keeps the size it ran at
     assert liver.data.liver_input_size is None and explicit.data.liver_input_size is None
-    assert load_task_config("default", "tumor").data.input_size == 256
-    assert load_task_config("paper", "liver").data.input_size == 512  # paper: liver_input_size is null
+    assert load_task_config("default", "tumor").data.preprocess.input_size == 256
+    # paper: liver_input_size is null
+    assert load_task_config("paper", "liver").data.preprocess.input_size == 512
 
 
 def test_presets_listed_and_cpu_small_is_small():
     assert {"paper", "cpu-small", "default"} <= set(list_presets())
     small = load_config("cpu-small")
     assert small.model.overrides["width"] < 1
-    assert small.data.input_size <= 128
+    assert small.data.preprocess.input_size <= 128
     assert small.optim.epochs < 150
 
 
@@ -159,8 +168,6 @@ def test_defaults_are_the_paper_preset():
 
 
 def test_liver_task_keeps_only_width_of_the_preset_model():
-    from mpliver.training.config import load_task_config
-
     cfg = load_task_config("cpu-small", "liver", ["optim.epochs=2"])
     assert cfg.model.name == "liver_resunet"
     assert cfg.model.overrides == {"width": 0.25}  # cpu-small's `blocks` describe the tumour network
@@ -171,11 +178,6 @@ def test_liver_task_keeps_only_width_of_the_preset_model():
 
 
 def test_optimizer_choice():
-    import torch
-
-    from mpliver.training.config import load_config
-    from mpliver.training.trainer import make_optimizer
-
     model = torch.nn.Linear(2, 2)
     sgd, _ = make_optimizer(model, load_config("paper"))
     adamw, _ = make_optimizer(model, load_config("paper", ["optim.name=adamw", "optim.lr=1e-3"]))
