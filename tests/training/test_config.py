@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
+from importlib import resources
+
 import pytest
 import torch
 import yaml
 
+from mpliver.data.config import PreprocessConfig
 from mpliver.errors import ConfigError
+from mpliver.experiments.crossval import check_run_config
+from mpliver.models import ModelConfig
 from mpliver.training.config import (
+    RESUME_SAFE_KEYS,
     Config,
+    DataConfig,
+    ModelChoice,
+    OptimConfig,
+    TrainConfig,
+    config_differences,
     config_from_dict,
     list_presets,
     load_config,
@@ -185,3 +197,140 @@ def test_optimizer_choice():
     assert isinstance(adamw, torch.optim.AdamW) and adamw.defaults["betas"][0] == 0.9
     with pytest.raises(ConfigError, match="optim.name"):
         load_config("paper", ["optim.name=rmsprop"])
+
+
+# ---- presets that inherit ---------------------------------------------------------------------------------
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+def _same(a, b):
+    """Two configs resolve to the same values (their `preset` names aside)."""
+    return {**a.to_dict(), "preset": None} == {**b.to_dict(), "preset": None}
+
+
+def test_a_preset_inherits_its_base_and_states_only_what_differs(tmp_path):
+    child = _write(tmp_path / "child.yaml", "base: cpu-small\nmodel:\n  name: add\noptim:\n  epochs: 3\n"
+                   "data:\n  preprocess:\n    input_size: 64\n")
+    cfg = load_config(child)
+    expected = load_config("cpu-small", ["model.name=add", "optim.epochs=3", "data.input_size=64"])
+    assert _same(cfg, expected) and cfg.preset == str(child)
+    # mappings merge key by key: the model keeps cpu-small's width and blocks, preprocess its crop
+    assert cfg.model.overrides == {"width": 0.25, "blocks": [1, 1, 2, 1]} and cfg.data.preprocess.crop is True
+    # a chain (a relative .yaml base is read beside the file), the nearest preset winning
+    grandchild = _write(tmp_path / "grandchild.yaml", "base: child.yaml\noptim:\n  epochs: 5\n")
+    assert _same(load_config(grandchild), load_config(child, ["optim.epochs=5"]))
+
+
+def test_built_in_presets_inherit_from_paper():
+    for name in ("default", "cpu-small"):
+        text = (resources.files("mpliver") / "configs" / f"{name}.yaml").read_text()
+        assert "\nbase: paper\n" in text, name
+    # default.yaml holds only its own keys: no section but data, and data only what differs from paper
+    own = yaml.safe_load((resources.files("mpliver") / "configs" / "default.yaml").read_text())
+    assert set(own) == {"base", "data"}
+    assert set(own["data"]) == {"preprocess", "liver_input_size", "intensity_aug"}
+
+
+def test_preset_cycle_and_unknown_base_are_refused_in_one_line(tmp_path):
+    a = _write(tmp_path / "a.yaml", "base: b.yaml\noptim:\n  epochs: 2\n")
+    _write(tmp_path / "b.yaml", "base: a.yaml\n")
+    with pytest.raises(ConfigError, match=r"preset cycle: a -> b -> a") as info:
+        load_config(a)
+    assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match=r"preset cycle: self -> self"):
+        load_config(_write(tmp_path / "self.yaml", "base: self.yaml\n"))
+    with pytest.raises(ConfigError, match=r"unknown preset 'nope'") as info:
+        load_config(_write(tmp_path / "orphan.yaml", "base: nope\n"))
+    assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(_write(tmp_path / "lost.yaml", "base: missing.yaml\n"))
+
+
+# ---- the legacy flat keys and the nested pre-processing ---------------------------------------------------
+
+
+def test_flat_keys_map_onto_the_nested_preprocess_config():
+    flat = load_config("paper", ["data.input_size=96", "data.crop_to_liver=true", "data.registration=liver"])
+    nested = load_config("paper", ["data.preprocess.input_size=96", "data.preprocess.crop=true",
+                                   "data.preprocess.registration=liver"])
+    pre = flat.data.preprocess
+    assert (pre.input_size, pre.crop, pre.registration) == (96, True, "liver") and _same(flat, nested)
+    saved = flat.to_dict()["data"]
+    assert not {"input_size", "crop_to_liver", "registration"} & set(saved)
+    # every PreprocessConfig field is settable, typed, and checked by PreprocessConfig itself
+    tuned = load_config("paper", ["data.preprocess.margin_mm=5", "data.preprocess.window=[-100, 200]"])
+    assert tuned.data.preprocess.margin_mm == 5.0 and tuned.data.preprocess.window == (-100.0, 200.0)
+    with pytest.raises(ConfigError, match=r"data\.preprocess\.context_slices must be odd"):
+        load_config("paper", ["data.preprocess.context_slices=2"])
+    with pytest.raises(ConfigError, match=r"unknown config key 'data\.preprocess\.margin'"):
+        load_config("paper", ["data.preprocess.margin=5"])
+    # an error names the key as the user typed it
+    with pytest.raises(ConfigError, match=r"^data\.registration must be one of"):
+        load_config("paper", ["data.registration=affine"])
+    with pytest.raises(ConfigError, match=r"^data\.input_size must be >= 16 \(got 8\)"):
+        load_config("paper", ["data.input_size=8"])
+    with pytest.raises(ConfigError, match=r"^data\.input_size must be int"):
+        load_config("paper", ["data.input_size=big"])
+
+
+OLD_RUN = {  # the config.yaml of a run written before `data` held `preprocess`
+    "model": {"name": "paper", "width": 0.25},
+    "optim": {"name": "sgd", "lr": 0.0005, "epochs": 2},
+    "data": {"batch_size": 4, "input_size": 96, "crop_to_liver": True, "registration": "tumor-center"},
+    "train": {"task": "tumor", "device": "cpu"},
+    "preset": "cpu-small",
+}
+
+
+def test_an_old_run_folder_loads_and_compares_equal(tmp_path):
+    old = config_from_dict(OLD_RUN)
+    pre = old.data.preprocess
+    assert (pre.input_size, pre.crop, pre.registration) == (96, True, "tumor-center")
+    # the same run today compares equal: `train --resume` and crossval's run check accept it
+    today = load_config("paper", ["model.width=0.25", "optim.epochs=2", "data.batch_size=4",
+                                  "data.input_size=96", "data.crop_to_liver=true", "train.device=cpu"])
+    assert config_differences(OLD_RUN, today.to_dict(), ignore=RESUME_SAFE_KEYS) == []
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(OLD_RUN))
+    check_run_config(tmp_path, today)
+    assert _same(load_config(tmp_path / "config.yaml"), old)  # reused as a preset
+    # a changed size is named as users type it
+    bigger = today.override(["data.preprocess.input_size=128"])
+    assert config_differences(OLD_RUN, bigger.to_dict()) == [("data.input_size", 96, 128)]
+    with pytest.raises(ConfigError, match=r"data\.input_size=96, not 128"):
+        check_run_config(tmp_path, bigger)
+    both = {**OLD_RUN, "data": {**OLD_RUN["data"], "preprocess": {"input_size": 64}}}
+    with pytest.raises(ConfigError, match=r"both data\.input_size and data\.preprocess\.input_size"):
+        config_from_dict(both)
+
+
+# ---- one validation style ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls, kwargs, key", [
+    (ModelChoice, {"name": ""}, "name"),
+    (OptimConfig, {"lr": 0.0}, "lr"),
+    (OptimConfig, {"momentum": 1.0}, "momentum"),
+    (DataConfig, {"scale_min": 2.0}, "scale_min"),
+    (DataConfig, {"preprocess": PreprocessConfig(input_size=8)}, "preprocess.input_size"),
+    (TrainConfig, {"threads": 0}, "threads"),
+    (TrainConfig, {"task": "spleen"}, "task"),
+    (PreprocessConfig, {"keep_slices": "some"}, "keep_slices"),
+])
+def test_every_config_dataclass_checks_itself_naming_the_key(cls, kwargs, key):
+    with pytest.raises(ConfigError) as info:
+        cls(**kwargs)
+    assert str(info.value).startswith(f"{key} ") and "(got " in str(info.value)
+    built = cls()
+    with pytest.raises(dataclasses.FrozenInstanceError):  # no way around the check once built
+        setattr(built, next(iter(kwargs)), next(iter(kwargs.values())))
+
+
+def test_model_choice_is_not_the_architecture_config():
+    choice = Config().model
+    assert isinstance(choice, ModelChoice) and ModelChoice is not ModelConfig
+    model = load_config("cpu-small").to_dict()["model"]  # the YAML keys are unchanged
+    assert model == {"name": "paper", "width": 0.25, "blocks": [1, 1, 2, 1]}
