@@ -84,9 +84,10 @@ def bundle(path: Path, preset: str, liver: bool, tumor_bias: float) -> Path:
     if liver:
         lcfg = load_task_config(preset, "liver")
         liver_model = create_model(lcfg.model.name, **lcfg.model.overrides)
-        fit_liver(liver_model, lcfg.data.input_size, path.parent)
-        stage = LiverStage(liver_model.eval(), lcfg.data.input_size)
-    pre = PreprocessConfig(input_size=cfg.data.input_size, crop=cfg.data.crop_to_liver, registration="liver",
+        fit_liver(liver_model, lcfg.data.preprocess.input_size, path.parent)
+        stage = LiverStage(liver_model.eval(), lcfg.data.preprocess.input_size)
+    pre = PreprocessConfig(input_size=cfg.data.preprocess.input_size, crop=cfg.data.preprocess.crop,
+                           registration="liver",
                            liver_mask_source="model" if liver else "file",
                            liver_mask_pattern=None if liver else "(given to predict)")
     return save_bundle(path, model, ["PV", "ART"], pre, {"synthetic": True}, stage)

@@ -68,3 +68,19 @@ def test_whole_slices_paper_preset_and_in_memory_stacks(tmp_path):
     assert stacks.shape == (len(data), 2, 3, 64, 64)
     for s in (0, len(data) // 2, len(data) - 1):
         np.testing.assert_allclose(stacks[s], data[s]["phases"].numpy(), atol=1e-3)  # float16 cache
+
+
+@pytest.mark.parametrize("kwargs, key", [
+    ({"window": (180, -70)}, "window"),
+    ({"context_slices": 2}, "context_slices"),
+    ({"registration": "affine"}, "registration"),
+    ({"liver_mask_source": "file"}, "liver_mask_pattern"),
+    ({"input_size": 4}, "input_size"),
+    ({"cache_dtype": "int8"}, "cache_dtype"),
+])
+def test_errors_start_with_the_key_so_a_nesting_config_can_prefix_it(kwargs, key):
+    """The `require` style shared by every config dataclass: '<key> <why> (got <value>)', one line."""
+    with pytest.raises(ConfigError) as info:
+        PreprocessConfig(**kwargs)
+    message = str(info.value)
+    assert message.startswith(f"{key} ") and "(got " in message and "\n" not in message

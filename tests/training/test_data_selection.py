@@ -6,7 +6,12 @@ import pytest
 
 from mpliver.errors import ConfigError
 from mpliver.training.config import load_config
-from mpliver.training.data import check_cache_matches, default_cache_dir, split_train_val
+from mpliver.training.data import (
+    check_cache_matches,
+    default_cache_dir,
+    preprocess_config_for,
+    split_train_val,
+)
 
 
 def test_split_train_val_sizes_and_determinism():
@@ -37,3 +42,12 @@ def test_default_cache_dir_separates_input_kinds(tmp_path):
     liver = default_cache_dir(tmp_path / "ds", load_config("cpu-small", ["train.task=liver"]))
     assert tumor == tmp_path / "ds.cache" / "crop96-tumor-center"
     assert liver == tmp_path / "ds.cache" / "full96-all-tumor-center"
+
+
+def test_the_run_preprocesses_with_data_preprocess_and_whole_slices_for_the_liver():
+    tumor = load_config("cpu-small", ["data.preprocess.margin_mm=6", "data.preprocess.context_slices=5"])
+    assert preprocess_config_for(tumor) is tumor.data.preprocess  # the config's own, not a copy
+    liver = load_config("cpu-small", ["train.task=liver", "data.preprocess.margin_mm=6"])
+    pre = preprocess_config_for(liver)
+    assert (pre.crop, pre.keep_slices) == (False, "all") and liver.data.preprocess.crop is True
+    assert (pre.input_size, pre.margin_mm, pre.registration) == (96, 6.0, "tumor-center")

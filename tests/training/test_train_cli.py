@@ -61,7 +61,7 @@ def test_cli_resume_equals_uninterrupted_with_real_model_and_data(tiny_cohort, t
     run = tmp_path / "straight"
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["model"] == {"name": "paper", "width": 0.25, "blocks": [1, 1, 2, 1]}
-    assert config["data"]["input_size"] == 64
+    assert config["data"]["preprocess"]["input_size"] == 64
     info = json.loads((run / "run_info.json").read_text())
     fold = info["fold_info"]
     assert fold["fold"] == 0 and fold["test_cases"] == ["PHANTOM_0002"]  # fold 0 of the cohort's dataset.json

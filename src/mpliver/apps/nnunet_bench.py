@@ -60,7 +60,8 @@ def untrained_bundle(path: Path, preset: str) -> Path:
     cfg = load_config(preset)
     torch.manual_seed(0)
     model = create_model(cfg.model.name, **cfg.model.overrides).eval()
-    pre = PreprocessConfig(input_size=cfg.data.input_size, crop=cfg.data.crop_to_liver, registration="liver",
+    pre = PreprocessConfig(input_size=cfg.data.preprocess.input_size, crop=cfg.data.preprocess.crop,
+                           registration="liver",
                            liver_mask_source="file", liver_mask_pattern="(given to predict)")
     return save_bundle(path, model, ["PV", "ART"], pre, {"synthetic": True}, None)
 

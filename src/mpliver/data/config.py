@@ -1,4 +1,9 @@
-"""Pre-processing parameters (docs/method.md §3 "Input", §4) in one dataclass, for the cache manifest."""
+"""Pre-processing parameters (docs/method.md §3 "Input", §4) in one dataclass, so the cache manifest can
+record them.
+
+A training run holds one as `Config.data.preprocess`; `require` is the validation rule every config dataclass
+of mpliver follows.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,15 @@ from mpliver.errors import ConfigError, check_known_fields
 REGISTRATIONS = ("tumor-center", "liver", "none")
 LIVER_MASK_SOURCES = ("label", "file", "model")
 KEEP_SLICES = ("liver", "all")
+CACHE_DTYPES = ("float16", "float32")
+
+
+def require(ok: bool, key: str, why: str, value: Any) -> None:
+    """The one validation style of mpliver's config dataclasses: each `__post_init__` states its rules as
+    `require(ok, key, why, value)`, and a broken rule is a one-line `ConfigError` that starts with the key,
+    so a config that nests this one (training's `data.preprocess`) can prefix the path it sits at."""
+    if not ok:
+        raise ConfigError(f"{key} {why} (got {value!r})")
 
 
 @dataclass(frozen=True)
@@ -46,30 +60,25 @@ class PreprocessConfig:
     def __post_init__(self) -> None:
         lo, hi = (float(v) for v in self.window)
         object.__setattr__(self, "window", (lo, hi))
-        if not hi > lo:
-            raise ConfigError(f"window must be (low, high) with high > low, got {self.window}")
-        if int(self.input_size) < 8:
-            raise ConfigError(f"input_size must be at least 8, got {self.input_size}")
-        if self.margin_mm < 0:
-            raise ConfigError(f"margin_mm must be >= 0, got {self.margin_mm}")
-        if self.context_slices < 1 or self.context_slices % 2 == 0:
-            raise ConfigError(f"context_slices must be odd and >= 1, got {self.context_slices}")
-        if self.registration not in REGISTRATIONS:
-            raise ConfigError(f"registration must be one of {REGISTRATIONS}, got '{self.registration}'")
-        if self.liver_mask_source not in LIVER_MASK_SOURCES:
-            raise ConfigError(
-                f"liver_mask_source must be one of {LIVER_MASK_SOURCES}, got '{self.liver_mask_source}'")
-        if self.liver_mask_source == "file" and not self.liver_mask_pattern:
-            raise ConfigError(
-                "liver_mask_source 'file' needs a pattern like 'masks/{case}.nii.gz'")
-        if self.axial_axis is not None and self.axial_axis not in (0, 1, 2):
-            raise ConfigError(f"axial_axis must be 0, 1, 2 or None, got {self.axial_axis}")
-        if self.keep_slices not in KEEP_SLICES:
-            raise ConfigError(f"keep_slices must be one of {KEEP_SLICES}, got '{self.keep_slices}'")
-        if self.cache_dtype not in ("float16", "float32"):
-            raise ConfigError(f"cache_dtype must be float16 or float32, got '{self.cache_dtype}'")
         if self.liver_mask_values is not None:
             object.__setattr__(self, "liver_mask_values", tuple(int(v) for v in self.liver_mask_values))
+        require(hi > lo, "window", "must be (low, high) with high > low", self.window)
+        require(int(self.input_size) >= 8, "input_size", "must be at least 8", self.input_size)
+        require(self.margin_mm >= 0, "margin_mm", "must be >= 0", self.margin_mm)
+        require(self.context_slices >= 1 and self.context_slices % 2 == 1, "context_slices",
+                "must be odd and >= 1", self.context_slices)
+        require(self.registration in REGISTRATIONS, "registration", f"must be one of {REGISTRATIONS}",
+                self.registration)
+        require(self.liver_mask_source in LIVER_MASK_SOURCES, "liver_mask_source",
+                f"must be one of {LIVER_MASK_SOURCES}", self.liver_mask_source)
+        require(self.liver_mask_source != "file" or bool(self.liver_mask_pattern), "liver_mask_pattern",
+                "is needed by liver_mask_source 'file' (a pattern like 'masks/{case}.nii.gz')",
+                self.liver_mask_pattern)
+        require(self.axial_axis in (None, 0, 1, 2), "axial_axis", "must be 0, 1, 2 or None", self.axial_axis)
+        require(self.keep_slices in KEEP_SLICES, "keep_slices", f"must be one of {KEEP_SLICES}",
+                self.keep_slices)
+        require(self.cache_dtype in CACHE_DTYPES, "cache_dtype", f"must be one of {CACHE_DTYPES}",
+                self.cache_dtype)
 
     @property
     def halo(self) -> int:
@@ -83,6 +92,7 @@ class PreprocessConfig:
         return replace(base, **overrides)
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain values (lists for tuples), as the cache manifest, bundles and `config.yaml` store them."""
         d = asdict(self)
         d["window"] = list(self.window)
         if self.liver_mask_values is not None:
@@ -91,6 +101,7 @@ class PreprocessConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PreprocessConfig:
+        """The inverse of `to_dict`; an unknown key is a `ConfigError` naming it."""
         check_known_fields(cls, d, "pre-processing parameter(s)")
         d = dict(d)
         if "window" in d:

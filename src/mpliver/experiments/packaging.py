@@ -84,7 +84,7 @@ def bundle_from_runs(run_dir: str | Path, out: str | Path, liver_run: str | Path
     run_dir = Path(run_dir)
     model, config, info = _run_model(run_dir, checkpoint, "tumor")
     training, phases = _training_summary(run_dir, info, checkpoint)
-    training["train_registration"] = config.data.registration
+    training["train_registration"] = config.data.preprocess.registration
     if synthetic is not None:
         training["synthetic"] = bool(synthetic)
     cfg = model.config
@@ -96,10 +96,11 @@ def bundle_from_runs(run_dir: str | Path, out: str | Path, liver_run: str | Path
     liver = None
     if liver_run is not None:
         liver_model, liver_config, _ = _run_model(Path(liver_run), checkpoint, "liver")
-        liver = LiverStage(liver_model, liver_config.data.input_size)
+        liver = LiverStage(liver_model, liver_config.data.preprocess.input_size)
         training["liver_run"] = str(Path(liver_run).resolve())
     preprocess = PreprocessConfig(
-        input_size=config.data.input_size, crop=config.data.crop_to_liver, registration=registration,
+        input_size=config.data.preprocess.input_size, crop=config.data.preprocess.crop,
+        registration=registration,
         liver_mask_source="model" if liver is not None else "file",
         liver_mask_pattern=None if liver is not None else "(given to predict)")
     return save_bundle(out, model, phases, preprocess, training, liver)

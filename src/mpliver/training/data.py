@@ -7,14 +7,14 @@ DDP code stay independent of them (and testable with tiny stand-ins).
 written by `mpliver preprocess`. Folds come from the dataset's `dataset.json`: the test fold is held out, and
 a seeded share (`data.val_fraction`) of the remaining cases validates each epoch. The tumour model reads
 liver-masked stacks; the liver model (`--task liver`) reads the unmasked PV phase of whole slices, so it
-needs a cache of whole slices that keeps every slice (`crop_to_liver=false`, `keep_slices='all'`).
+needs a cache of whole slices that keeps every slice (`crop=false`, `keep_slices='all'`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,16 +52,12 @@ class TrainingData:
     target_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
-
-def preprocess_config_for(config: Config):
-    """The `PreprocessConfig` a run needs: size, crop, registration from `data`; all slices for liver."""
-    liver = config.train.task == "liver"
-    return PreprocessConfig(
-        input_size=config.data.input_size,
-        crop=False if liver else config.data.crop_to_liver,
-        registration=config.data.registration,
-        keep_slices="all" if liver else "liver",
-    )
+def preprocess_config_for(config: Config) -> PreprocessConfig:
+    """The `PreprocessConfig` a run needs: `data.preprocess`, with whole slices, all kept, for the liver task
+    (the liver model segments the whole abdomen slice by slice)."""
+    if config.train.task == "liver":
+        return replace(config.data.preprocess, crop=False, keep_slices="all")
+    return config.data.preprocess
 
 
 def default_cache_dir(dataset_dir: Path, config: Config) -> Path:
@@ -102,9 +98,9 @@ def resolve_cache(config: Config, data_dir: Path, dist_info: DistInfo) -> tuple[
 def check_cache_matches(cache_config: dict[str, Any], config: Config, cache: Path) -> None:
     """A given cache must match the run's input size (and hold whole slices, all kept, for the liver task)."""
     size = cache_config.get("input_size")
-    if size != config.data.input_size:
+    if size != config.data.preprocess.input_size:
         raise ConfigError(
-            f"the cache holds {size}x{size} slices but data.input_size={config.data.input_size}; "
+            f"the cache holds {size}x{size} slices but data.input_size={config.data.preprocess.input_size}; "
             f"pass data.input_size={size} or pre-process again",
             cache,
         )
