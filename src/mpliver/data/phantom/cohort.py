@@ -229,6 +229,15 @@ def write_cohort(
     else:
         _run_parallel(jobs, workers, results, report, root)
 
+    _write_dataset_json(root, results, spec, config, num_cases, num_folds, seed)
+    shutil.rmtree(root / DONE_DIR, ignore_errors=True)  # before .phantom.json, which vouches for it
+    (root / ".phantom.json").unlink(missing_ok=True)
+    return root
+
+
+def _write_dataset_json(root: Path, results: dict[str, dict], spec: dict[str, Any], config: PhantomConfig,
+                        num_cases: int, num_folds: int, seed: int) -> None:
+    """dataset.json, written last: per case its tumour type, stratified fold and generation record."""
     folds = stratified_folds(
         {cid: m["tumor_type"] for cid, m in results.items()}, num_folds=num_folds, seed=seed
     )
@@ -256,9 +265,6 @@ def write_cohort(
                                   f"p + motion_mm in {config.phases[1] if len(config.phases) > 1 else '-'}"),
         },
     )
-    shutil.rmtree(root / DONE_DIR, ignore_errors=True)  # before .phantom.json, which vouches for it
-    (root / ".phantom.json").unlink(missing_ok=True)
-    return root
 
 
 def _run_parallel(
