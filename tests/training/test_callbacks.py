@@ -89,8 +89,9 @@ def test_step_reports_count_the_epoch(tmp_path):
     fit(_config(1, "train.progress=true"), _model(), toy_data(), tmp_path / "run", loss_fn=ce_loss,
         callbacks=[rec])
     total = rec.steps[-1].total
-    assert total and [s.done for s in rec.steps] == list(range(1, total + 1))
-    assert all(s.epoch == 0 and math.isfinite(s.loss) and s.slices_per_s > 0 for s in rec.steps)
+    assert total and [s.done for s in rec.steps] == list(range(0, total + 1))  # 0: the epoch starts
+    assert math.isnan(rec.steps[0].loss)
+    assert all(s.epoch == 0 and math.isfinite(s.loss) and s.slices_per_s > 0 for s in rec.steps[1:])
 
 
 def test_use_callbacks_reaches_trainers_built_inside_only(tmp_path):

@@ -142,6 +142,8 @@ def train_one_epoch(
     total = len(loader) if hasattr(loader, "__len__") else None  # type: ignore[arg-type]
     loss_sum, batches, slices = 0.0, 0, 0
     start = time.perf_counter()
+    if progress:
+        progress(StepReport(epoch, 0, total, float("nan"), 0.0))
     for step, batch in enumerate(loader):
         phases, label = split_batch(batch, num_phases)
         phases, label = _to_device(phases, label, device, channels_last)
