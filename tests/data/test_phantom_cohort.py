@@ -209,7 +209,7 @@ def test_inspect_on_a_dataset_without_phase_labels(tmp_path, capsys):
 def test_print_cohort_table(cohort):
     from rich.console import Console
 
-    from mpliver.data.phantom.stats import print_cohort_table
+    from mpliver.cli.inspect import print_cohort_table
 
     console = Console(record=True, width=200)
     summary = print_cohort_table(cohort, console=console)

@@ -90,9 +90,10 @@ class DemoResult:
 
 
 def run_demo(out_dir: str | Path, settings: DemoSettings | None = None,
-             say: Callable[[str], None] | None = None) -> DemoResult:
-    """Run every stage into `out_dir`; finished stages of an earlier demo in the same folder are reused."""
-
+             say: Callable[[str], None] | None = None,
+             progress: Callable[[int, int], None] | None = None) -> DemoResult:
+    """Run every stage into `out_dir`; finished stages of an earlier demo in the same folder are reused.
+    `progress(done, total)` follows the synthetic cohort's cases."""
     settings = settings or DemoSettings()
     say = say or print
     out = Path(out_dir)
@@ -117,7 +118,7 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None,
     else:
         say(f"[1/6] synthetic cohort: {settings.cases} cases, {settings.folds} stratified folds -> {cohort}")
         write_cohort(cohort, settings.cases, seed=settings.seed, config=config, overwrite=True, previews=True,
-                     progress=True, num_folds=settings.folds)
+                     progress=progress, num_folds=settings.folds)
     stage("cohort")
     dataset = Dataset(cohort)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.console import Console
 
 
 def register(app: typer.Typer) -> None:
@@ -20,9 +21,10 @@ def register(app: typer.Typer) -> None:
         checkpoint: str = typer.Option("best", "--checkpoint", help="Predict with: best or last."),
     ) -> None:
         """Cross-validate one configuration: train each fold, predict its test cases, evaluate them pooled."""
-        from rich.console import Console
-
+        # lazy: start-up time (torch); every command module is imported to build the app
+        from mpliver.cli._train_progress import TrainProgress
         from mpliver.experiments.crossval import crossval as run_crossval
+        from mpliver.training.callbacks import use_callbacks
         from mpliver.training.config import load_config
 
         console = Console(stderr=True)
@@ -38,8 +40,9 @@ def register(app: typer.Typer) -> None:
             say(f"  epoch {row['epoch']:>3}/{config.optim.epochs}  train_loss {row['train_loss']:.4f}  "
                 f"val_dice {row['val_dice']:.4f}  {row['slices_per_s']:.1f} slices/s")
 
-        result = run_crossval(config, dataset, out, folds=folds, name=name, checkpoint=checkpoint,
-                              on_event=say, on_epoch=on_epoch)
+        with TrainProgress() as bar, use_callbacks(bar):  # the bar of every fold's training
+            result = run_crossval(config, dataset, out, folds=folds, name=name, checkpoint=checkpoint,
+                                  on_event=say, on_epoch=on_epoch)
         typer.echo((out / "table1.md").read_text())
         typer.echo((out / "table2.md").read_text())
         console.print(f"trained folds {result.trained}, skipped (finished earlier) {result.skipped}; "

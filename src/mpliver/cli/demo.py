@@ -30,6 +30,9 @@ def register(app: typer.Typer) -> None:
         from rich.markdown import Markdown
 
         from mpliver.apps.demo import DemoSettings, run_demo
+        from mpliver.cli._display import count_bar
+        from mpliver.cli._train_progress import TrainProgress
+        from mpliver.training.callbacks import use_callbacks
 
         console = Console()
         settings = DemoSettings.quick() if quick else DemoSettings()
@@ -46,7 +49,8 @@ def register(app: typer.Typer) -> None:
             f"preset {settings.preset}. Research software; synthetic data: not for clinical use."
         )
         started = time.perf_counter()
-        result = run_demo(out, settings, say=console.print)
+        with count_bar("phantom") as progress, TrainProgress() as bar, use_callbacks(bar):
+            result = run_demo(out, settings, say=console.print, progress=progress)
         if result.tables_md is not None and result.tables_md.exists():
             console.rule("Results (test folds pooled, inside the reference liver mask)")
             console.print(Markdown(result.tables_md.read_text()))

@@ -43,7 +43,9 @@ def register(app: typer.Typer) -> None:
 
             return run(dataset, out, folds, overrides or [], peers or [])
         # lazy: keeps `mpliver --help` fast (the command's modules load when it runs)
+        from mpliver.cli._train_progress import TrainProgress
         from mpliver.experiments.sets import get_set, run_experiments
+        from mpliver.training.callbacks import use_callbacks
 
         console = Console(stderr=True)
 
@@ -59,16 +61,19 @@ def register(app: typer.Typer) -> None:
             # lazy: keeps `mpliver --help` fast (the command's modules load when it runs)
             from mpliver.experiments.seeds import run_seeded_experiments
 
-            seeded = run_seeded_experiments(exp.name, dataset, out, seeds, preset=preset,
-                                            overrides=overrides or [], folds=folds, only=rows, on_event=say)
+            with TrainProgress() as bar, use_callbacks(bar):
+                seeded = run_seeded_experiments(exp.name, dataset, out, seeds, preset=preset,
+                                                overrides=overrides or [], folds=folds, only=rows,
+                                                on_event=say)
             typer.echo((seeded.out_dir / "seed_table1.md").read_text())
             typer.echo((seeded.out_dir / "claims.md").read_text())
             console.print(f"seeds {seeded.seeds}: ran {len(seeded.ran)} (row, seed) runs, skipped "
                           f"{len(seeded.skipped)} finished earlier; {time.time() - started:.0f} s; "
                           f"all tables: {seeded.out_dir / 'seed_tables.md'}")
             return
-        result = run_experiments(exp.name, dataset, out, preset=preset, overrides=overrides or [],
-                                 folds=folds, only=rows, on_event=say)
+        with TrainProgress() as bar, use_callbacks(bar):
+            result = run_experiments(exp.name, dataset, out, preset=preset, overrides=overrides or [],
+                                     folds=folds, only=rows, on_event=say)
         typer.echo((result.out_dir / "table1.md").read_text())
         typer.echo((result.out_dir / "comparison.md").read_text())
         console.print(f"ran {result.ran or 'nothing'}, "

@@ -7,6 +7,46 @@ import json
 from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from mpliver.cli._display import table
+
+
+def _out_red(cell: str) -> str:
+    return "[red]OUT[/red]" if cell == "OUT" else cell
+
+
+def _measure(ds, cases: list[str], console: Console) -> list[dict]:
+    """`dataset_statistics` under a transient `measuring` bar."""
+    from mpliver.data.phantom.stats import dataset_statistics  # lazy: start-up time (scipy)
+
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("measuring", total=len(cases))
+        return dataset_statistics(ds, cases, progress=lambda _case: bar.advance(task))
+
+
+def cohort_table(summary: dict[str, dict], phases: list[str], title: str = "") -> Table:
+    """The per-tumour-type table of `summarize_by_type` output: Δ, lesion and liver HU, noise SD per phase."""
+    from mpliver.data.phantom.stats import cohort_rows  # lazy: start-up time (scipy)
+
+    header, rows = cohort_rows(summary, phases)
+    return table(header, rows, title or "medians over cases (HU); Δ = median lesion − median liver", left=1)
+
+
+def print_cohort_table(dataset, console: Console | None = None) -> dict[str, dict]:
+    """Measure a labelled dataset (a folder or `Dataset`) and print the per-type table; -> the summary."""
+    from mpliver.data.phantom.stats import summarize_by_type  # lazy: start-up time (scipy)
+    from mpliver.io.layout import Dataset  # lazy: start-up time
+
+    ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
+    cases = ds.validate()
+    console = console or Console(width=max(110, 30 + 40 * len(ds.phases)))
+    summary = summarize_by_type(_measure(ds, cases, console), ds.phases)
+    title = f"{ds.root}: medians over cases (HU); Δ = median lesion − median liver"
+    console.print(cohort_table(summary, ds.phases, title))
+    return summary
 
 
 def register(app: typer.Typer) -> None:
@@ -26,22 +66,15 @@ def register(app: typer.Typer) -> None:
         non-primary phases use labelsTr_phases/ when present. Aorta and portal vein need the phantom's
         structuresTr/ maps. Noise SD is the robust SD of the in-plane high-pass residual inside the liver.
         """
-        from rich.console import Console
-        from rich.progress import Progress
-
-        from mpliver.data.phantom.realism import all_inside, realism_summary, realism_table, sources_table
-        from mpliver.data.phantom.stats import cohort_table, dataset_statistics, summarize_by_type, type_order
+        # lazy: start-up time (scipy); every command module is imported to build the app
+        from mpliver.data.phantom.realism import all_inside, realism_rows, realism_summary, source_rows
+        from mpliver.data.phantom.stats import dataset_statistics, summarize_by_type, type_order
         from mpliver.io.layout import Dataset
 
         ds = Dataset(dataset)
         cases = ds.validate()
         console = Console(width=max(110, 30 + 36 * len(ds.phases)))
-        if as_json:
-            rows = dataset_statistics(ds, cases)
-        else:
-            with Progress(console=console, transient=True) as bar:
-                task = bar.add_task("measuring", total=len(cases))
-                rows = dataset_statistics(ds, cases, progress=lambda _case: bar.advance(task))
+        rows = dataset_statistics(ds, cases) if as_json else _measure(ds, cases, console)
         realism = realism_summary(rows, ds.phases)
         summary = summarize_by_type(rows, ds.phases)
         if as_json:
@@ -51,9 +84,11 @@ def register(app: typer.Typer) -> None:
                                   indent=2))
         else:
             title = f"{ds.root} ({len(cases)} cases): median over cases [5th-95th pct] vs the published range"
-            console.print(realism_table(realism, ds.phases, title))
+            header, cells = realism_rows(realism, ds.phases)
+            console.print(table(header, cells, title, styles=_out_red, center=("",)))
             if sources:
-                console.print(sources_table(realism, ds.phases))
+                console.print(table(("figure", "phase", "source"), source_rows(realism, ds.phases),
+                                    "sources of the ranges (docs/phantom.md)", left=3))
             console.print(cohort_table(summary, ds.phases, "per tumour type: medians over cases (HU)"))
             verdict = "every measured median inside its range" if all_inside(realism) else \
                 "some medians OUTSIDE their range (marked OUT)"

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import typer
+from rich.console import Console
 
+from mpliver.cli._display import count_bar
 from mpliver.errors import ConfigError
 
 
@@ -53,10 +56,7 @@ def register(app: typer.Typer) -> None:
 
         Synthetic data for research and testing only; models trained on it are not for clinical use.
         """
-        from dataclasses import replace
-
-        from rich.console import Console
-
+        # lazy: start-up time (scipy, matplotlib); every command module is imported to build the app
         from mpliver.data.phantom import PhantomConfig, cohort_composition, write_cohort
         from mpliver.data.phantom.kinetics import parse_phases
         from mpliver.io.atomic import check_writable
@@ -72,17 +72,10 @@ def register(app: typer.Typer) -> None:
             config = config.randomized()
         check_writable(out_dir)
         start = time.perf_counter()
-        root = write_cohort(
-            out_dir,
-            cases,
-            seed=seed,
-            config=config,
-            overwrite=overwrite,
-            previews=not no_previews,
-            progress=True,
-            num_folds=folds,
-            workers=max(1, workers),
-        )
+        with count_bar("phantom") as progress:  # progress to stderr, results to stdout
+            root = write_cohort(out_dir, cases, seed=seed, config=config, overwrite=overwrite,
+                                previews=not no_previews, progress=progress, num_folds=folds,
+                                workers=max(1, workers))
         took = time.perf_counter() - start
         mix = ", ".join(f"{n} {t}" for t, n in cohort_composition(cases).items())
         Console().print(

@@ -8,12 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.console import Console
+
+from mpliver.errors import ConfigError
 
 
 def parse_fold(text: str) -> int | None:
     """`--fold`: a fold number, or `none` to train on every case."""
-    from mpliver.errors import ConfigError
-
     if text.strip().lower() in ("none", "all-cases"):
         return None
     try:
@@ -44,8 +45,8 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Train one model on one fold: SGD + step schedule, validation each epoch, best/last checkpoints."""
-        from rich.console import Console
-
+        # lazy: start-up time (torch); every command module is imported to build the app
+        from mpliver.cli._train_progress import TrainProgress
         from mpliver.runtime import env_dist_info
         from mpliver.training.config import load_task_config
         from mpliver.training.trainer import train as run_training
@@ -66,5 +67,7 @@ def register(app: typer.Typer) -> None:
                 f"{row['slices_per_s']:.1f} slices/s"
             )
 
-        run_dir = run_training(config, data, fold_number, out, resume=resume, on_epoch=on_epoch)
+        with TrainProgress() as bar:
+            run_dir = run_training(config, data, fold_number, out, resume=resume, on_epoch=on_epoch,
+                                   callbacks=[bar])
         console.print(f"run folder: {run_dir} (checkpoints/best.pt, checkpoints/last.pt, log.csv)")

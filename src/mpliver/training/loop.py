@@ -11,7 +11,6 @@ the same step, before the backward pass, with an `MpliverError`.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -40,6 +39,20 @@ class EpochStats:
     @property
     def slices_per_s(self) -> float:
         return self.slices / self.seconds if self.seconds > 0 else float("nan")
+
+
+@dataclass
+class StepReport:
+    """Where an epoch stands after a step: for a progress bar (loss is the running mean of the epoch)."""
+
+    epoch: int  # 0-based
+    done: int  # steps done
+    total: int | None  # steps in the epoch (None for a loader without a length)
+    loss: float
+    slices_per_s: float
+
+
+ProgressFn = Callable[[StepReport], None]
 
 
 @dataclass
@@ -102,26 +115,6 @@ def _float_outputs(outputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tenso
     return {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in outputs.items()}
 
 
-def _progress(enabled: bool, description: str, total: int | None):
-    """A rich progress bar (loss and slices/s), or None when disabled or not on a terminal."""
-    if not enabled or not sys.stderr.isatty():
-        return None
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}"),
-        TextColumn("{task.fields[speed]:.1f} slices/s"),
-        TimeRemainingColumn(),
-        transient=True,
-        console=Console(stderr=True),
-    )
-    return progress, progress.add_task(description, total=total, loss=float("nan"), speed=0.0)
-
-
 def train_one_epoch(
     model: nn.Module,
     loader: Iterable[Any],
@@ -134,50 +127,46 @@ def train_one_epoch(
     amp: bool = True,
     channels_last: bool = True,
     dist_info: DistInfo | None = None,
-    progress: bool = True,
+    progress: ProgressFn | None = None,
     epoch: int = 0,
     on_step: Callable[[int, float], None] | None = None,
 ) -> EpochStats:
     """Train `model` over `loader` once; return the mean batch loss (over all ranks) and the speed.
 
-    Speed is counted in slices over all ranks. `on_step(step, loss)` is a hook for tests and logging.
+    Speed is counted in slices over all ranks. `on_step(step, loss)` is a hook for tests and logging;
+    `progress(report)` receives a `StepReport` after each step (the command line draws it as a bar).
     """
     dist_info = dist_info or DistInfo()
     channels_last = channels_last and device.type == "cuda"
     model.train()
     total = len(loader) if hasattr(loader, "__len__") else None  # type: ignore[arg-type]
-    bar = _progress(progress and dist_info.is_main, f"epoch {epoch + 1}", total)
     loss_sum, batches, slices = 0.0, 0, 0
     start = time.perf_counter()
-    if bar is not None:
-        bar[0].start()
-    try:
-        for step, batch in enumerate(loader):
-            phases, label = split_batch(batch, num_phases)
-            phases, label = _to_device(phases, label, device, channels_last)
-            with _autocast(device, amp):
-                outputs = model(phases)
-            loss = loss_fn(_float_outputs(outputs), _target(target_fn, label))
-            value = float(loss.detach())
-            if any_rank(not math.isfinite(value)):
-                raise NonFiniteLossError(
-                    f"non-finite training loss ({value}) at epoch {epoch + 1}, step {step + 1}: "
-                    "lower optim.lr or check the input data"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += value
-            batches += 1
-            slices += label.shape[0] * dist_info.world_size
-            if on_step is not None:
-                on_step(step, value)
-            if bar is not None:
-                elapsed = time.perf_counter() - start
-                bar[0].update(bar[1], advance=1, loss=loss_sum / batches, speed=slices / max(elapsed, 1e-9))
-    finally:
-        if bar is not None:
-            bar[0].stop()
+    if progress:
+        progress(StepReport(epoch, 0, total, float("nan"), 0.0))
+    for step, batch in enumerate(loader):
+        phases, label = split_batch(batch, num_phases)
+        phases, label = _to_device(phases, label, device, channels_last)
+        with _autocast(device, amp):
+            outputs = model(phases)
+        loss = loss_fn(_float_outputs(outputs), _target(target_fn, label))
+        value = float(loss.detach())
+        if any_rank(not math.isfinite(value)):
+            raise NonFiniteLossError(
+                f"non-finite training loss ({value}) at epoch {epoch + 1}, step {step + 1}: "
+                "lower optim.lr or check the input data"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += value
+        batches += 1
+        slices += label.shape[0] * dist_info.world_size
+        if on_step is not None:
+            on_step(step, value)
+        if progress:
+            speed = slices / max(time.perf_counter() - start, 1e-9)
+            progress(StepReport(epoch, step + 1, total, loss_sum / batches, speed))
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start

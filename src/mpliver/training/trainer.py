@@ -1,4 +1,5 @@
-"""`train()`: one model on one fold, from a config; `fit()`: the epoch loop it runs, testable on its own.
+"""`train()`: one model on one fold, from a config; `Trainer` (and `fit()`, its one-call form): the epoch
+loop it runs, in named stages, testable on its own; what a run writes is done by `callbacks`.
 
 A run folder holds `config.yaml`, `run_info.json`, `log.csv` (one row per epoch), `checkpoints/last.pt` and
 `checkpoints/best.pt`, and `tensorboard/` when TensorBoard is installed. Exact resume: the data order and the
@@ -10,8 +11,6 @@ optimizer and scheduler state, so that 1 epoch + resume + 1 epoch gives the weig
 
 from __future__ import annotations
 
-import csv
-import logging
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -37,6 +36,16 @@ from mpliver.runtime import (
     unwrap,
 )
 from mpliver.training import checkpoint as ckpt
+from mpliver.training.callbacks import (
+    LOG_COLUMNS,
+    LOG_CSV,
+    Callback,
+    EpochRecord,
+    OnEpoch,
+    ambient_callbacks,
+    default_callbacks,
+    emit,
+)
 from mpliver.training.config import (
     RESUME_SAFE_KEYS,
     Config,
@@ -45,15 +54,19 @@ from mpliver.training.config import (
     describe_differences,
 )
 from mpliver.training.data import TrainingData, build_loss, build_model, build_training_data
-from mpliver.training.loop import LossFn, NonFiniteLossError, train_one_epoch, validate
-from mpliver.training.run_info import write_run_info
+from mpliver.training.loop import (
+    EpochStats,
+    LossFn,
+    NonFiniteLossError,
+    StepReport,
+    ValStats,
+    train_one_epoch,
+    validate,
+)
 
-log = logging.getLogger("mpliver.train")
-
-LOG_CSV = "log.csv"
-LOG_COLUMNS = ("epoch", "train_loss", "val_loss", "val_dice", "lr", "seconds", "slices_per_s")
-
-
+__all__ = [
+    "LOG_COLUMNS", "LOG_CSV", "Trainer", "epoch_seed", "fit", "make_optimizer", "seed_everything", "train",
+]
 
 
 def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
@@ -84,6 +97,171 @@ def make_optimizer(model: nn.Module, config: Config) -> tuple[torch.optim.Optimi
     return optimizer, scheduler
 
 
+class Trainer:
+    """One training run into `out_dir`, in named stages: `resume`, then per epoch `train_epoch`, `validate`
+    and `end_epoch`; `fit` runs them. Everything but training (run info, `log.csv`, checkpoints,
+    TensorBoard, console lines) is a callback (`mpliver.training.callbacks`): the run folder's own first,
+    then `callbacks`, then those of enclosing `use_callbacks` blocks.
+
+    The model is freshly built with the config's seed; the optimiser and schedule come from the config.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        model: nn.Module,
+        data: TrainingData,
+        out_dir: str | Path,
+        *,
+        loss_fn: LossFn,
+        dist_info: DistInfo | None = None,
+        device: torch.device | None = None,
+        callbacks: Sequence[Callback] = (),
+        run_extra: dict[str, Any] | None = None,
+    ):
+        self.config, self.model, self.data, self.loss_fn = config, model, data, loss_fn
+        self.out_dir = Path(out_dir)
+        self.dist_info = dist_info or DistInfo()
+        self.device = device or resolve_device(config.train.device, what="train.device")
+        ckpt_dir = self.out_dir / config.train.checkpoint_dir
+        self.last_path, self.best_path = ckpt_dir / ckpt.LAST, ckpt_dir / ckpt.BEST
+        self.num_phases = getattr(getattr(model, "config", None), "num_phases", None)
+        self.callbacks: list[Callback] = [
+            *default_callbacks(self.out_dir, config.train.tensorboard, run_extra),
+            *callbacks,
+            *ambient_callbacks(),
+        ]
+        model.to(self.device)
+        if self.device.type == "cuda" and config.train.channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.optimizer, self.scheduler = make_optimizer(model, config)
+        self.start_epoch, self.best, self.resuming = 0, None, False
+        self.ddp_model: nn.Module = model
+
+    def resume(self, resume: bool = True) -> int:
+        """Restore model, optimiser, schedule and RNG states from `last.pt` (with `resume`; a fresh start if
+        there is none); without it, a folder that already holds a checkpoint is refused. Returns the number
+        of completed epochs, and wraps the model for DDP."""
+        if self.last_path.exists() and not resume:
+            raise MpliverError(
+                "already holds a training run; pass --resume to continue it or choose another --out",
+                self.out_dir,
+            )
+        self.resuming = resume
+        if resume and self.last_path.exists():
+            state = ckpt.load_checkpoint(self.last_path)
+            _check_resumable(state, self.config, self.last_path)
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            ckpt.restore_rng_state(state["rng"])
+            self.start_epoch, self.best = int(state["epoch"]), state.get("best_metric")
+        barrier()  # every rank has looked at last.pt before rank 0 writes one
+        cfg_t = self.config.train
+        self.ddp_model = prepare_model(self.model, self.device, self.dist_info, cfg_t.find_unused_parameters)
+        return self.start_epoch
+
+    def snapshot(self, epoch: int) -> dict[str, Any]:
+        """The checkpoint after `epoch` completed epochs: weights, optimiser, schedule, RNG and config."""
+        model = unwrap(self.ddp_model)
+        return {
+            "model": model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": epoch,
+            "rng": ckpt.capture_rng_state({"seed": self.config.train.seed, "next_epoch": epoch}),
+            "best_metric": self.best,
+            "config": self.config.to_dict(),
+            # the resolved architecture: rebuilds the same network even if a registry default changes later
+            "model_config": _model_config(model),
+        }
+
+    def train_epoch(self, epoch: int) -> EpochStats:
+        """Train epoch `epoch` (0-based) in its (seed, epoch)-determined data order; step the schedule."""
+        cfg_t, cfg_d = self.config.train, self.config.data
+        seed_everything(epoch_seed(cfg_t.seed, epoch, self.dist_info.rank))
+        if self.dist_info.is_main:
+            emit(self.callbacks, "on_epoch_start", self, epoch)
+        indices = shard(list(self.data.epoch_indices(epoch)), self.dist_info)
+        loader = _loader(self.data.train, indices, cfg_d.batch_size, cfg_d.num_workers, cfg_t.seed, epoch,
+                         self.device)
+        progress = self._report_step if cfg_t.progress and self.dist_info.is_main else None
+        try:
+            stats = train_one_epoch(
+                self.ddp_model, loader, self.optimizer, self.loss_fn, self.device,
+                target_fn=self.data.target_fn, num_phases=self.num_phases, amp=cfg_t.amp,
+                channels_last=cfg_t.channels_last, dist_info=self.dist_info, progress=progress, epoch=epoch,
+            )
+        except NonFiniteLossError as exc:
+            raise NonFiniteLossError(
+                f"{exc}; the last good checkpoint (epoch {epoch}) is kept", self.last_path
+            ) from None
+        self.scheduler.step()
+        return stats
+
+    def validate(self, epoch: int) -> ValStats | None:
+        """Validation loss and Dice after epoch `epoch`, every `train.val_every` epochs and after the last
+        (None on other epochs and without validation data)."""
+        cfg_t, cfg_d, epochs = self.config.train, self.config.data, self.config.optim.epochs
+        if self.data.val is None or ((epoch + 1) % cfg_t.val_every != 0 and epoch + 1 != epochs):
+            return None
+        val_indices = shard(range(len(self.data.val)), self.dist_info, pad=False)  # type: ignore[arg-type]
+        val_loader = _loader(
+            self.data.val, val_indices, cfg_d.batch_size, cfg_d.num_workers, cfg_t.seed, 2**31, self.device
+        )
+        return validate(
+            unwrap(self.ddp_model), val_loader, self.loss_fn, self.device, target_fn=self.data.target_fn,
+            num_phases=self.num_phases, amp=cfg_t.amp, channels_last=cfg_t.channels_last,
+        )
+
+    def record(self, epoch: int, lr: float, stats: EpochStats, val: ValStats | None) -> EpochRecord:
+        """The epoch's log row; updates the best metric (`train.best_metric`) when validation ran."""
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": stats.loss,
+            "val_loss": val.loss if val else float("nan"),
+            "val_dice": val.dice if val else float("nan"),
+            "lr": lr,
+            "seconds": round(stats.seconds, 3),
+            "slices_per_s": round(stats.slices_per_s, 2),
+        }
+        improved = False
+        if val is not None:
+            metric = val.dice if self.config.train.best_metric == "val_dice" else -val.loss
+            improved = self.best is None or metric > self.best
+            if improved:
+                self.best = metric
+        return EpochRecord(row, stats, val, improved, final=epoch + 1 == self.config.optim.epochs)
+
+    def end_epoch(self, epoch: int, record: EpochRecord) -> None:
+        """Refuse non-finite weights (on every rank), then hand the record to the callbacks."""
+        if any_rank(not ckpt.state_is_finite(unwrap(self.ddp_model).state_dict())):
+            raise NonFiniteLossError(
+                f"non-finite weights after epoch {epoch + 1}; "
+                f"the last good checkpoint (epoch {epoch}) is kept",
+                self.last_path,
+            )
+        if self.dist_info.is_main:
+            emit(self.callbacks, "on_epoch_end", self, epoch, record)
+        barrier()
+
+    def fit(self, resume: bool = False) -> Path:
+        """Resume (or refuse an existing run without `resume`), train the remaining epochs; -> `out_dir`."""
+        self.resume(resume)
+        if self.dist_info.is_main:
+            emit(self.callbacks, "on_fit_start", self)
+        for epoch in range(self.start_epoch, self.config.optim.epochs):
+            lr = self.optimizer.param_groups[0]["lr"]
+            stats = self.train_epoch(epoch)
+            self.end_epoch(epoch, self.record(epoch, lr, stats, self.validate(epoch)))
+        if self.dist_info.is_main:
+            emit(self.callbacks, "on_fit_end", self)
+        return self.out_dir
+
+    def _report_step(self, report: StepReport) -> None:
+        emit(self.callbacks, "on_train_step", self, report)
+
+
 def fit(
     config: Config,
     model: nn.Module,
@@ -96,152 +274,25 @@ def fit(
     device: torch.device | None = None,
     run_extra: dict[str, Any] | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> Path:
     """Train `model` (freshly built with the config's seed) for `config.optim.epochs` epochs into `out_dir`.
 
     With `resume`, continue from `out_dir/checkpoints/last.pt` (a fresh start if there is none; a no-op
     for a complete run). Without it, a folder that already holds a checkpoint is refused. On a
     non-finite loss, `last.pt` holds the last completed epoch and a `NonFiniteLossError` names it.
-    `on_epoch(row)` receives each epoch's log row on rank 0 (for the command line).
+    `on_epoch(row)` receives each epoch's log row on rank 0 (for the command line); `callbacks` are added
+    to the run folder's own (`Trainer`).
     """
-    out_dir = Path(out_dir)
-    dist_info = dist_info or DistInfo()
-    device = device or resolve_device(config.train.device, what="train.device")
-    cfg_t, cfg_d = config.train, config.data
-    ckpt_dir = out_dir / cfg_t.checkpoint_dir
-    last_path, best_path = ckpt_dir / ckpt.LAST, ckpt_dir / ckpt.BEST
-    target_fn = data.target_fn
-    num_phases = getattr(getattr(model, "config", None), "num_phases", None)
+    trainer = Trainer(config, model, data, out_dir, loss_fn=loss_fn, dist_info=dist_info, device=device,
+                      callbacks=_with_on_epoch(callbacks, on_epoch), run_extra=run_extra)
+    return trainer.fit(resume=resume)
 
-    model.to(device)
-    if device.type == "cuda" and cfg_t.channels_last:
-        model.to(memory_format=torch.channels_last)
-    optimizer, scheduler = make_optimizer(model, config)
 
-    start_epoch, best = 0, None
-    if last_path.exists() and not resume:
-        raise MpliverError(
-            "already holds a training run; pass --resume to continue it or choose another --out", out_dir
-        )
-    if resume and last_path.exists():
-        state = ckpt.load_checkpoint(last_path)
-        _check_resumable(state, config, last_path)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        ckpt.restore_rng_state(state["rng"])
-        start_epoch, best = int(state["epoch"]), state.get("best_metric")
-    barrier()  # every rank has looked at last.pt before rank 0 writes one
-    ddp_model = prepare_model(model, device, dist_info, cfg_t.find_unused_parameters)
-
-    def snapshot(epoch: int) -> dict[str, Any]:
-        return {
-            "model": unwrap(ddp_model).state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "epoch": epoch,
-            "rng": ckpt.capture_rng_state({"seed": cfg_t.seed, "next_epoch": epoch}),
-            "best_metric": best,
-            "config": config.to_dict(),
-            # the resolved architecture: rebuilds the same network even if a registry default changes later
-            "model_config": _model_config(unwrap(ddp_model)),
-        }
-
-    if dist_info.is_main:
-        extra = {"fold_info": run_extra or {}, "resumed_from_epoch": start_epoch if resume else None}
-        # the first start writes run_info.json; each resume adds its own record beside it
-        info_name = "run_info.json" if start_epoch == 0 else f"run_info.resume{start_epoch}.json"
-        write_run_info(out_dir, config, cfg_t.seed, device, extra=extra, name=info_name)
-        _truncate_log(out_dir / LOG_CSV, start_epoch)
-        if start_epoch == 0:
-            ckpt.save_checkpoint(last_path, snapshot(0))  # the last good state exists before any step
-    writer = _tensorboard(out_dir, cfg_t.tensorboard and dist_info.is_main)
-
-    for epoch in range(start_epoch, config.optim.epochs):
-        seed_everything(epoch_seed(cfg_t.seed, epoch, dist_info.rank))
-        indices = shard(list(data.epoch_indices(epoch)), dist_info)
-        loader = _loader(data.train, indices, cfg_d.batch_size, cfg_d.num_workers, cfg_t.seed, epoch, device)
-        lr = optimizer.param_groups[0]["lr"]
-        try:
-            stats = train_one_epoch(
-                ddp_model,
-                loader,
-                optimizer,
-                loss_fn,
-                device,
-                target_fn=target_fn,
-                num_phases=num_phases,
-                amp=cfg_t.amp,
-                channels_last=cfg_t.channels_last,
-                dist_info=dist_info,
-                progress=cfg_t.progress,
-                epoch=epoch,
-            )
-        except NonFiniteLossError as exc:
-            raise NonFiniteLossError(
-                f"{exc}; the last good checkpoint (epoch {epoch}) is kept", last_path
-            ) from None
-        scheduler.step()
-        val = None
-        if data.val is not None and ((epoch + 1) % cfg_t.val_every == 0 or epoch + 1 == config.optim.epochs):
-            val_indices = shard(range(len(data.val)), dist_info, pad=False)  # type: ignore[arg-type]
-            val_loader = _loader(
-                data.val, val_indices, cfg_d.batch_size, cfg_d.num_workers, cfg_t.seed, 2**31, device
-            )
-            val = validate(
-                unwrap(ddp_model),
-                val_loader,
-                loss_fn,
-                device,
-                target_fn=target_fn,
-                num_phases=num_phases,
-                amp=cfg_t.amp,
-                channels_last=cfg_t.channels_last,
-            )
-        row = {
-            "epoch": epoch + 1,
-            "train_loss": stats.loss,
-            "val_loss": val.loss if val else float("nan"),
-            "val_dice": val.dice if val else float("nan"),
-            "lr": lr,
-            "seconds": round(stats.seconds, 3),
-            "slices_per_s": round(stats.slices_per_s, 2),
-        }
-        improved = False
-        if val is not None:
-            metric = val.dice if cfg_t.best_metric == "val_dice" else -val.loss
-            improved = best is None or metric > best
-            if improved:
-                best = metric
-        if any_rank(not ckpt.state_is_finite(unwrap(ddp_model).state_dict())):
-            raise NonFiniteLossError(
-                f"non-finite weights after epoch {epoch + 1}; "
-                f"the last good checkpoint (epoch {epoch}) is kept",
-                last_path,
-            )
-        if dist_info.is_main:
-            state = snapshot(epoch + 1)
-            _append_log(out_dir / LOG_CSV, row)
-            if writer is not None:
-                for key in LOG_COLUMNS[1:]:
-                    writer.add_scalar(key, row[key], epoch + 1)
-            ckpt.save_checkpoint(last_path, state)
-            if improved or (data.val is None and epoch + 1 == config.optim.epochs):
-                ckpt.save_checkpoint(best_path, state)
-            log.info(
-                "epoch %d/%d %s",
-                epoch + 1,
-                config.optim.epochs,
-                " ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"),
-            )
-            if on_epoch is not None:
-                on_epoch(row)
-        barrier()
-    if writer is not None:
-        writer.close()
-    if dist_info.is_main and not best_path.exists() and last_path.exists():
-        ckpt.save_checkpoint(best_path, ckpt.load_checkpoint(last_path))
-    return out_dir
+def _with_on_epoch(
+    callbacks: Sequence[Callback], on_epoch: Callable[[dict[str, Any]], None] | None
+) -> list[Callback]:
+    return [*callbacks, *([OnEpoch(on_epoch)] if on_epoch is not None else [])]
 
 
 def _check_resumable(state: dict[str, Any], config: Config, path: Path) -> None:
@@ -283,43 +334,10 @@ def _loader(
     )
 
 
-def _truncate_log(path: Path, keep_epochs: int) -> None:
-    """Drop log rows past the checkpoint (a run killed after logging an epoch it never saved)."""
-    if not path.exists():
-        return
-    from mpliver.io.atomic import atomic_path
-
-    with path.open(newline="") as handle:
-        rows = [r for r in csv.DictReader(handle) if int(r["epoch"]) <= keep_epochs]
-    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:  # a kill here keeps the old log
-        writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def _append_log(path: Path, row: dict[str, Any]) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
-
-
 def _model_config(model: torch.nn.Module) -> dict[str, Any] | None:
     """The model's resolved `ModelConfig` as a dict (None for modules without one, e.g. test doubles)."""
     config = getattr(model, "config", None)
     return config.to_dict() if hasattr(config, "to_dict") else None
-
-
-def _tensorboard(out_dir: Path, enabled: bool):
-    if not enabled:
-        return None
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # TensorBoard is optional
-        return None
-    return SummaryWriter(str(out_dir / "tensorboard"))
 
 
 def train(
@@ -329,12 +347,13 @@ def train(
     out_dir: str | Path,
     resume: bool = False,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> Path:
     """Train one model on one fold of a pre-processed cache (or a dataset, pre-processed first) -> run dir.
 
     `fold` is the held-out test fold (its cases are never seen); validation uses a seeded share
     (`data.val_fraction`) of the remaining cases. `fold=None` trains on every case. Under torchrun every rank
-    calls this with the same arguments; rank 0 writes the run folder.
+    calls this with the same arguments; rank 0 writes the run folder. `on_epoch` and `callbacks` as in `fit`.
     """
     device = resolve_device(config.train.device, what="train.device")
     if config.train.threads is not None:
@@ -347,17 +366,8 @@ def train(
         seed_everything(config.train.seed)
         model = build_model(config)
         data, extra = build_training_data(config, data_dir, fold, dist_info)
-        return fit(
-            config,
-            model,
-            data,
-            out_dir,
-            resume=resume,
-            loss_fn=build_loss(config),
-            dist_info=dist_info,
-            device=device,
-            run_extra=extra,
-            on_epoch=on_epoch,
-        )
+        trainer = Trainer(config, model, data, out_dir, loss_fn=build_loss(config), dist_info=dist_info,
+                          device=device, callbacks=_with_on_epoch(callbacks, on_epoch), run_extra=extra)
+        return trainer.fit(resume=resume)
     finally:
         cleanup()

@@ -221,61 +221,78 @@ def render_anatomy(
     grid: PointGrid, anat: Anatomy, phase: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """HU volume of `phase` at the grid's points, the liver occupancy (0-1, vessels inside included) and the
-    structure map (STRUCTURE_CODES)."""
+    structure map (STRUCTURE_CODES). The scene is painted back to front, later layers over earlier ones."""
     T = anat.hu[phase]
-    sp = grid.spacing
     P = _Painter(grid, T["air"])
-    big = 1e4
-    zlo, zhi = -big, big
+    _paint_trunk(P, anat, T, grid.spacing)
+    _paint_organs(P, anat, T, grid.spacing, phase)
+    _paint_liver(P, anat, T, grid.spacing, phase)
+    _paint_displacing(P, anat, T, grid.spacing)
+    _paint_spine(P, anat, T, grid.spacing)
+    return P.hu, P.liver, P.structures
 
-    def cyl(center, semi, blur=0.0):
-        return lambda p: ramp(*elliptic_cylinder(p, center, semi), sp, blur)
 
-    def ell(center, semi, blur=0.0):
-        return lambda p: ramp(*ellipsoid(p, center, semi), sp, blur)
+_BIG = 1e4  # mm: "unbounded" for a paint box
 
-    def box_e(center, semi, margin=4.0):
-        return np.asarray(center) - semi - margin, np.asarray(center) + semi + margin
 
+def _cyl(center, semi, sp, blur: float = 0.0):
+    return lambda p: ramp(*elliptic_cylinder(p, center, semi), sp, blur)
+
+
+def _ell(center, semi, sp, blur: float = 0.0):
+    return lambda p: ramp(*ellipsoid(p, center, semi), sp, blur)
+
+
+def _box(center, semi, margin: float = 4.0):
+    return np.asarray(center) - semi - margin, np.asarray(center) + semi + margin
+
+
+def _paint_trunk(P: _Painter, anat: Anatomy, T: dict, sp) -> None:
+    """Subcutaneous fat, the muscle wall, the abdominal cavity's fat, paraspinal muscles, lungs and heart."""
+    zlo, zhi = -_BIG, _BIG
     c0 = anat.offset[:2]
     body = anat.body_semi
     P.paint(
         [-body[0] - 5 + c0[0], -body[1] - 5 + c0[1], zlo],
         [body[0] + 5 + c0[0], body[1] + 5 + c0[1], zhi],
-        cyl(c0, body),
+        _cyl(c0, body, sp),
         T["fat"],
     )
     wall = body - anat.fat_mm
-    P.paint([-big, -big, zlo], [big, big, zhi], cyl(c0, wall), T["muscle"])
+    P.paint([-_BIG, -_BIG, zlo], [_BIG, _BIG, zhi], _cyl(c0, wall, sp), T["muscle"])
     cavity = wall - 10.0 * anat.scale[:2]
-    P.paint([-big, -big, zlo], [big, big, zhi], cyl(c0, cavity), T["fat"])
+    P.paint([-_BIG, -_BIG, zlo], [_BIG, _BIG, zhi], _cyl(c0, cavity, sp), T["fat"])
     for side in (-1.0, 1.0):  # paraspinal muscles
         c = anat.world([side * 32.0, -90.0, 0.0])[:2]
         s = anat.size([22.0, 16.0, 0])[:2]
         P.paint(
             [c[0] - s[0] - 5, c[1] - s[1] - 5, zlo],
             [c[0] + s[0] + 5, c[1] + s[1] + 5, zhi],
-            cyl(c, s),
+            _cyl(c, s, sp),
             T["muscle"],
         )
     for name in ("lung_right", "lung_left"):
         c, s = anat.organs[name]
-        P.paint(*box_e(c, s), ell(c, s), T["lung"])
+        P.paint(*_box(c, s), _ell(c, s, sp), T["lung"])
     c, s = anat.organs["heart"]
-    P.paint(*box_e(c, s), ell(c, s), T["heart"])
+    P.paint(*_box(c, s), _ell(c, s, sp), T["heart"])
+
+
+def _paint_organs(P: _Painter, anat: Anatomy, T: dict, sp, phase: str) -> None:
+    """Spleen (textured, brighter in arterial phases), kidneys (cortex and medulla), stomach and bowel."""
     c, s = anat.organs["spleen"]
     P.paint(
-        *box_e(c, s),
-        ell(c, s, 1.0),
+        *_box(c, s),
+        _ell(c, s, sp, 1.0),
         lambda p: T["spleen"] + anat.spleen_texture(p) * np.float32(3.0 + 19.0 * anat.arterial.get(phase, 0)),
         tag="spleen",
     )
     for name in ("kidney_left", "kidney_right"):
         c, s = anat.organs[name]
-        P.paint(*box_e(c, s), ell(c, s), T["kidney_cortex"], tag="kidney_cortex")
-        P.paint(*box_e(c, s * 0.6), ell(c, s * 0.6, 2.0), T["kidney_medulla"], tag="kidney_medulla")
+        P.paint(*_box(c, s), _ell(c, s, sp), T["kidney_cortex"], tag="kidney_cortex")
+        P.paint(*_box(c, s * 0.6), _ell(c, s * 0.6, sp, 2.0), T["kidney_medulla"], tag="kidney_medulla")
     c, s = anat.organs["stomach"]
-    P.paint(*box_e(c, s), ell(c, s), T["stomach_wall"])
+    P.paint(*_box(c, s), _ell(c, s, sp), T["stomach_wall"])
     inner = s - 5.0
     level = c[1] + 0.3 * inner[1]
 
@@ -283,13 +300,16 @@ def render_anatomy(
         air = ramp(level - p[1], None, sp)  # supine: air rises anteriorly (+y)
         return T["fluid"] + air * (T["air"] - T["fluid"])
 
-    P.paint(*box_e(c, inner), ell(c, inner), contents)
+    P.paint(*_box(c, inner), _ell(c, inner, sp), contents)
     for c, s, content in anat.bowel:
-        P.paint(*box_e(c, s), ell(c, s), T["stomach_wall"])
+        P.paint(*_box(c, s), _ell(c, s, sp), T["stomach_wall"])
         fill = {"air": T["air"], "fluid": T["fluid"] + 15.0, "mixed": 0.5 * (T["air"] + T["fluid"])}[content]
-        P.paint(*box_e(c, s - 3.0), ell(c, s - 3.0), fill)
+        P.paint(*_box(c, s - 3.0), _ell(c, s - 3.0, sp), fill)
 
-    # Liver: smooth union of two lobes, perturbed by a low-frequency field; textured parenchyma.
+
+def _paint_liver(P: _Painter, anat: Anatomy, T: dict, sp, phase: str) -> None:
+    """The liver: smooth union of two lobes, perturbed by a low-frequency field; textured parenchyma; then
+    the portal and hepatic vein trees inside it."""
     lo, hi = anat.liver_box()
 
     def liver_occ(p):
@@ -315,15 +335,15 @@ def render_anatomy(
                 tag=name,
             )
 
-    # Structures that displace the liver (not part of its label).
+
+def _paint_displacing(P: _Painter, anat: Anatomy, T: dict, sp) -> None:
+    """Structures that displace the liver (not part of its label): gallbladder, IVC, aorta, portal trunk."""
     c, s = anat.organs["gallbladder"]
-    P.paint(*box_e(c, s), ell(c, s), T["fluid"], exclude_liver=True)
+    P.paint(*_box(c, s), _ell(c, s, sp), T["fluid"], exclude_liver=True)
     for name, key in (("ivc", "ivc"), ("aorta", "aorta"), ("portal_trunk", "portal_vein")):
         a, b, ra, rb = anat.tubes[name]
         P.paint(*capsule_box(a, b, max(ra, rb) + 4.0), _tube(a, b, ra, rb, sp), T[key], exclude_liver=True,
                 tag=key)
-    _paint_spine(P, anat, T, sp)
-    return P.hu, P.liver, P.structures
 
 
 def _tube(a, b, ra, rb, sp):

@@ -114,24 +114,56 @@ def generate_case(
     geoms = {primary: geom0} | {p: art_geometry(rng, config, geom0) for p in names[1:]}
 
     grid0 = PointGrid.from_geometry(geom0)
-    hu0, liver0, struct0 = render_anatomy(grid0, anatomy, primary)
+    rendered0 = render_anatomy(grid0, anatomy, primary)
     # Lesions lie whole inside every grid: the primary's z range and each other's, moved back by its motion.
     margin = 1.5 + config.deformation_mm
+    z_lo, z_hi = _common_z_range(geoms, motions, names)
+    scale = config.lesion_scale * float(np.exp(rng.uniform(*np.log(config.lesion_scale_range))))
+    no_lesion = config.no_lesion_prob > 0 and rng.random() < config.no_lesion_prob
+    lesions = [] if no_lesion else place_lesions(
+        rng, tumor_type, rendered0[1] >= 0.5, geom0, (z_lo + margin, z_hi - margin), kin, scale,
+        int(rng.integers(0, config.extra_lesions + 1)) if config.extra_lesions else 0)
+    volumes, labels, structures = _render_phases(anatomy, lesions, geoms, motions, names, grid0, rendered0)
+    del grid0, rendered0
+    phases, noise_sd = _acquire(rng, config, volumes, geoms, anatomy, acquisition)
+    return SyntheticCase(
+        case_id=case_id_for(index),
+        tumor_type=tumor_type,
+        phases=phases,
+        geometries=geoms,
+        label=labels[primary],
+        phase_labels={p: labels[p] for p in names[1:]},
+        motions={p: np.asarray(motions[p].shift_mm, dtype=np.float64) for p in names[1:]},
+        lesions=lesions,
+        noise_sd=noise_sd,
+        structures=structures,
+        times=dict(kin.times),
+        acquisition=acquisition
+        | {"circulation": {"arrival_s": round(kin.circulation.arrival_s, 2),
+                           "cardiac": round(kin.circulation.cardiac, 3),
+                           "dose": round(kin.circulation.dose, 3)}},
+    )
+
+
+def _common_z_range(geoms: dict, motions: dict, names: tuple[str, ...]) -> tuple[float, float]:
+    """The z range (mm) that the primary grid and every other grid, moved back by its motion, all cover."""
+    geom0 = geoms[names[0]]
     z_lo, z_hi = geom0.origin[2], geom0.origin[2] + (geom0.shape[2] - 1) * geom0.spacing[2]
     for p in names[1:]:
         g, shift = geoms[p], motions[p].shift_mm[2]
         z_lo = max(z_lo, g.origin[2] - shift)
         z_hi = min(z_hi, g.origin[2] + (g.shape[2] - 1) * g.spacing[2] - shift)
-    scale = config.lesion_scale * float(np.exp(rng.uniform(*np.log(config.lesion_scale_range))))
-    no_lesion = config.no_lesion_prob > 0 and rng.random() < config.no_lesion_prob
-    lesions = [] if no_lesion else place_lesions(
-        rng, tumor_type, liver0 >= 0.5, geom0, (z_lo + margin, z_hi - margin), kin, scale,
-        int(rng.integers(0, config.extra_lesions + 1)) if config.extra_lesions else 0)
+    return z_lo, z_hi
 
+
+def _render_phases(anatomy, lesions: list, geoms: dict, motions: dict, names: tuple[str, ...],
+                   grid0: PointGrid, rendered0: tuple) -> tuple[dict, dict, dict]:
+    """Noise-free HU, labels and structure maps of every phase: the anatomy (each other phase's grid moved
+    by its motion) with the lesions drawn in; the primary's anatomy is `rendered0`, already drawn."""
     volumes, labels, structures = {}, {}, {}
     for p in names:
-        if p == primary:
-            grid, (hu, liver, struct) = grid0, (hu0, liver0, struct0)
+        if p == names[0]:
+            grid, (hu, liver, struct) = grid0, rendered0
         else:
             grid = PointGrid.from_geometry(geoms[p], motions[p].art_to_pv_points)
             hu, liver, struct = render_anatomy(grid, anatomy, p)
@@ -140,8 +172,15 @@ def generate_case(
             render_lesion(grid, lesion, p, hu, tumour)
         struct[tumour > 0] = 0
         volumes[p], labels[p], structures[p] = hu, _labels(liver, tumour), struct
-    del grid0, grid
+    return volumes, labels, structures
 
+
+def _acquire(rng: np.random.Generator, config: PhantomConfig, volumes: dict, geoms: dict, anatomy,
+             acquisition: dict) -> tuple[dict, dict]:
+    """The scanner's part, drawn from `rng`: slice thickness, streaks, HU calibration, noise and clipping,
+    per phase -> (phases, noise SD per phase); the draws are recorded in `acquisition`."""
+    names = tuple(volumes)
+    primary, geom0 = names[0], geoms[names[0]]
     lo, hi = config.noise_sd
     sd = float(rng.uniform(lo, hi))
     noise_sd = {p: sd if p == primary else float(np.clip(sd * rng.uniform(0.9, 1.1), lo, hi)) for p in names}
@@ -169,20 +208,4 @@ def generate_case(
         acquisition["slice_thickness_mm"] = round(thickness * float(geom0.spacing[2]), 3)
     if streak_hu:
         acquisition["streak_hu"] = round(streak_hu, 1)
-    return SyntheticCase(
-        case_id=case_id_for(index),
-        tumor_type=tumor_type,
-        phases=phases,
-        geometries=geoms,
-        label=labels[primary],
-        phase_labels={p: labels[p] for p in names[1:]},
-        motions={p: np.asarray(motions[p].shift_mm, dtype=np.float64) for p in names[1:]},
-        lesions=lesions,
-        noise_sd=noise_sd,
-        structures=structures,
-        times=dict(kin.times),
-        acquisition=acquisition
-        | {"circulation": {"arrival_s": round(kin.circulation.arrival_s, 2),
-                           "cardiac": round(kin.circulation.cardiac, 3),
-                           "dose": round(kin.circulation.dose, 3)}},
-    )
+    return phases, noise_sd

@@ -21,6 +21,7 @@ from mpliver.data.phantom.anatomy import STRUCTURE_CODES
 from mpliver.data.phantom.case import SyntheticCase, case_id_for, generate_case
 from mpliver.data.phantom.config import GENERATOR_VERSION, PhantomConfig
 from mpliver.data.phantom.lesions import LESION_TYPES
+from mpliver.data.phantom.preview import save_preview
 from mpliver.data.workers import end_with_parent
 from mpliver.errors import ConfigError, DatasetError, MpliverError
 from mpliver.io.atomic import write_json_atomic
@@ -86,8 +87,6 @@ def write_case(root: Path, case: SyntheticCase, preview: bool = True) -> None:
         NIFTI_DESCRIPTION,
     )
     if preview:
-        from mpliver.data.phantom.preview import save_preview
-
         save_preview(
             root / "previews" / f"{cid}.png",
             case.phases,
@@ -175,7 +174,7 @@ def write_cohort(
     config: PhantomConfig | None = None,
     overwrite: bool = False,
     previews: bool = True,
-    progress: bool | ProgressFn = True,
+    progress: ProgressFn | None = None,
     num_folds: int = 5,
     workers: int | None = None,
 ) -> Path:
@@ -188,6 +187,7 @@ def write_cohort(
     (generator version, seed, config). A folder holding a different
     dataset is refused unless `overwrite` (which removes only the layout's own entries). `workers` > 1
     generates cases in parallel processes (default: up to 2 from 8 cases on); the output is identical.
+    `progress(done, total)` is called as cases finish (the command line draws it as a bar).
     """
     config = config or PhantomConfig()
     if seed < 0:
@@ -215,16 +215,29 @@ def write_cohort(
     types = cohort_types(num_cases, seed)
     jobs = [(str(root), i, int(seed), types[i], config.to_dict(), previews) for i in range(num_cases)
             if case_id_for(i) not in results]
-    with _progress_reporter(progress, num_cases) as report:
-        report(len(results))
-        if workers <= 1:
-            for job in jobs:
-                meta = _generate_and_write(*job)
-                results[meta["case_id"]] = meta
-                report(len(results))
-        else:
-            _run_parallel(jobs, workers, results, report, root)
 
+    def report(done: int) -> None:
+        if callable(progress):
+            progress(done, num_cases)
+
+    report(len(results))
+    if workers <= 1:
+        for job in jobs:
+            meta = _generate_and_write(*job)
+            results[meta["case_id"]] = meta
+            report(len(results))
+    else:
+        _run_parallel(jobs, workers, results, report, root)
+
+    _write_dataset_json(root, results, spec, config, num_cases, num_folds, seed)
+    shutil.rmtree(root / DONE_DIR, ignore_errors=True)  # before .phantom.json, which vouches for it
+    (root / ".phantom.json").unlink(missing_ok=True)
+    return root
+
+
+def _write_dataset_json(root: Path, results: dict[str, dict], spec: dict[str, Any], config: PhantomConfig,
+                        num_cases: int, num_folds: int, seed: int) -> None:
+    """dataset.json, written last: per case its tumour type, stratified fold and generation record."""
     folds = stratified_folds(
         {cid: m["tumor_type"] for cid, m in results.items()}, num_folds=num_folds, seed=seed
     )
@@ -252,13 +265,15 @@ def write_cohort(
                                   f"p + motion_mm in {config.phases[1] if len(config.phases) > 1 else '-'}"),
         },
     )
-    shutil.rmtree(root / DONE_DIR, ignore_errors=True)  # before .phantom.json, which vouches for it
-    (root / ".phantom.json").unlink(missing_ok=True)
-    return root
 
 
 def _run_parallel(
-    jobs: list[tuple], workers: int, results: dict[str, dict], report, root: Path, restarts: int = 2
+    jobs: list[tuple],
+    workers: int,
+    results: dict[str, dict],
+    report: Callable[[int], None],
+    root: Path,
+    restarts: int = 2,
 ) -> None:
     """Run the case jobs in `workers` spawned processes. A pool whose worker dies (killed from outside, out
     of memory) is restarted for the cases not yet written, at most `restarts` times; cases are independent
@@ -288,28 +303,3 @@ def _run_parallel(
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
-
-class _progress_reporter:
-    """Context manager giving `report(done)`: a rich progress bar (progress=True), a callback, or nothing."""
-
-    def __init__(self, progress: bool | ProgressFn, total: int):
-        self.progress, self.total, self._bar = progress, total, None
-
-    def __enter__(self) -> Callable[[int], None]:
-        if callable(self.progress):
-            fn = self.progress
-            return lambda done: fn(done, self.total)
-        if not self.progress:
-            return lambda done: None
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._bar = Progress(TextColumn("phantom"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                             console=Console(stderr=True))  # progress to stderr, results to stdout
-        self._bar.start()
-        task = self._bar.add_task("cases", total=self.total)
-        return lambda done: self._bar.update(task, completed=done)
-
-    def __exit__(self, *exc) -> None:
-        if self._bar is not None:
-            self._bar.stop()

@@ -30,10 +30,10 @@ def save_preview(
 ) -> Path:
     """Write a PNG with one panel per phase (in the order given), each at its own slice of largest tumour
     area, with its label's contours. Uses the Agg backend (no display needed)."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib is slow to import and only previews need it
 
     matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # lazy: as above
 
     fig = Figure(figsize=(4.0 * len(images), 4.3), dpi=80)
     for n, (phase, image) in enumerate(images.items()):

@@ -50,39 +50,25 @@ def all_inside(summary: dict[str, dict[str, dict]]) -> bool:
     return all(c.get("inside", True) for cells in summary.values() for c in cells.values())
 
 
-def realism_table(summary: dict[str, dict[str, dict]], phases: list[str], title: str = ""):
-    """A rich Table: one row per figure, per phase the measured median [5th-95th percentile of cases], the
-    reference range and a mark (ok inside, OUT outside, - no reference or no measurement)."""
-    from rich.table import Table
-
-    table = Table(title=title or "realism: median over cases [5th-95th pct] vs the reference range")
-    table.add_column("figure")
-    for p in phases:
-        table.add_column(f"{p} measured", justify="right")
-        table.add_column(f"{p} range", justify="right")
-        table.add_column("", justify="center")
+def realism_rows(summary: dict[str, dict[str, dict]], phases: list[str]) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the realism table as text cells: one row per figure, per phase the measured median
+    [5th-95th percentile of cases], the reference range and a mark (ok inside, OUT outside, - no reference
+    or no measurement)."""
+    header = ["figure"] + [col for p in phases for col in (f"{p} measured", f"{p} range", "")]
+    rows = []
     for name, cells in summary.items():
         row = [name]
         for p in phases:
             c = cells[p]
             measured = (f"{c['median']:.0f} [{c['p5']:.0f}, {c['p95']:.0f}]" if "median" in c else "-")
             ref = f"{c['low']:.0f}..{c['high']:.0f}" if "low" in c else "-"
-            mark = "-" if "inside" not in c else ("ok" if c["inside"] else "[red]OUT[/red]")
+            mark = "-" if "inside" not in c else ("ok" if c["inside"] else "OUT")
             row += [measured, ref, mark]
-        table.add_row(*row)
-    return table
+        rows.append(row)
+    return header, rows
 
 
-def sources_table(summary: dict[str, dict[str, dict]], phases: list[str]):
-    """The source of every reference range shown (docs/phantom.md lists the references)."""
-    from rich.table import Table
-
-    table = Table(title="sources of the ranges (docs/phantom.md)")
-    table.add_column("figure")
-    table.add_column("phase")
-    table.add_column("source")
-    for name, cells in summary.items():
-        for p in phases:
-            if "source" in cells[p]:
-                table.add_row(name, p, cells[p]["source"])
-    return table
+def source_rows(summary: dict[str, dict[str, dict]], phases: list[str]) -> list[tuple[str, str, str]]:
+    """(figure, phase, source) of every reference range shown (docs/phantom.md lists the references)."""
+    return [(name, p, cells[p]["source"]) for name, cells in summary.items() for p in phases
+            if "source" in cells[p]]

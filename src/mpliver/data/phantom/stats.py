@@ -11,14 +11,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
 from mpliver.errors import DatasetError
 from mpliver.io.checks import check_hu, check_label_liver
-from mpliver.io.layout import Dataset, check_label_values
+from mpliver.io.layout import TUMOR_TYPES, Dataset, check_label_values
 from mpliver.io.nifti import read_nifti
 
 _HIGHPASS_SIGMA = (2.0, 2.0, 0.0)  # voxels, in-plane only (slices are thick)
@@ -170,48 +169,21 @@ def _fmt(value: float | None, signed: bool = False) -> str:
 
 def type_order(summary: dict[str, dict]) -> list[str]:
     """The five SPEC types first, then any others, then "all"."""
-    from mpliver.io.layout import TUMOR_TYPES
-
     others = sorted(set(summary) - set(TUMOR_TYPES) - {"all"})
     return [t for t in TUMOR_TYPES if t in summary] + others + (["all"] if "all" in summary else [])
 
 
-def cohort_table(summary: dict[str, dict], phases: list[str], title: str = ""):
-    """A rich Table of `summarize_by_type` output: per type, Δ, lesion and liver HU and noise SD per phase."""
-    from rich.table import Table
+COHORT_COLUMNS = (("Δ", "delta_hu", True), ("lesion", "lesion_hu", False), ("liver", "liver_hu", False),
+                  ("noise SD", "noise_sd", False))
 
-    table = Table(title=title or "medians over cases (HU); Δ = median lesion − median liver")
-    table.add_column("type")
-    table.add_column("cases", justify="right")
-    columns = (
-        ("Δ", "delta_hu", True),
-        ("lesion", "lesion_hu", False),
-        ("liver", "liver_hu", False),
-        ("noise SD", "noise_sd", False),
-    )
-    for name, _key, _signed in columns:
-        for phase in phases:
-            table.add_column(f"{name} {phase}", justify="right")
+
+def cohort_rows(summary: dict[str, dict], phases: list[str]) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the per-type table of `summarize_by_type` output, as text cells: per type, the
+    number of cases and Δ, lesion and liver HU and noise SD per phase ("-" where nothing was measured)."""
+    header = ["type", "cases"] + [f"{name} {p}" for name, _key, _signed in COHORT_COLUMNS for p in phases]
+    rows = []
     for ttype in type_order(summary):
         s = summary[ttype]
-        cells = [_fmt(s[p][key], signed) for _name, key, signed in columns for p in phases]
-        table.add_row(ttype, str(s["cases"]), *cells)
-    return table
-
-
-def print_cohort_table(dataset: str | Path | Dataset, console=None) -> dict[str, dict]:
-    """Measure a labelled dataset and print the per-type table (with a transient progress bar); returns the
-    per-type summary."""
-    from rich.console import Console
-    from rich.progress import Progress
-
-    ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
-    cases = ds.validate()
-    console = console or Console(width=max(110, 30 + 40 * len(ds.phases)))
-    with Progress(console=console, transient=True) as bar:
-        task = bar.add_task("measuring", total=len(cases))
-        rows = dataset_statistics(ds, cases, progress=lambda _case: bar.advance(task))
-    summary = summarize_by_type(rows, ds.phases)
-    title = f"{ds.root}: medians over cases (HU); Δ = median lesion − median liver"
-    console.print(cohort_table(summary, ds.phases, title))
-    return summary
+        cells = [_fmt(s[p][key], signed) for _name, key, signed in COHORT_COLUMNS for p in phases]
+        rows.append([ttype, str(s["cases"]), *cells])
+    return header, rows
