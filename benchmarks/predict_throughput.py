@@ -154,12 +154,12 @@ def _softmax1(logits: np.ndarray) -> np.ndarray:
 def network_options(bundles, root: Path, work: Path, slices: int, batch: int) -> dict:
     """Eager fp32, eager bf16 autocast and ONNX Runtime on the first `slices` stacks of one study."""
     from mpliver.inference.export import TOLERANCE, export_model
-    from mpliver.inference.predict import predict_settings, prepare_study
+    from mpliver.inference.predict import Predictor, predict_settings
 
     settings = predict_settings(bundles)
     case = "STUDY000"
     phases = {p: root / "imagesTs" / f"{case}_{i:04d}.nii.gz" for i, p in enumerate(bundles[0].phases)}
-    prepared = prepare_study(settings, phases, case, liver_mask=root / "masks" / f"{case}.nii.gz")
+    prepared = Predictor(settings).prepare_study(phases, case, liver_mask=root / "masks" / f"{case}.nii.gz")
     stacks = prepared.stacks[:slices]
     model = bundles[0].inference_model("tumor", torch.device("cpu"))
     report: dict = {"slices": len(stacks), "batch": batch, "threads": torch.get_num_threads(),

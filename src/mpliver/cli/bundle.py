@@ -20,6 +20,7 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle file."),
     ) -> None:
         """Pack a trained model (and its liver model) with its pre-processing into one file."""
+        # lazy: start-up time (every command module is imported for --help; torch with the bundle)
         from rich.console import Console
 
         from mpliver.experiments.packaging import bundle_from_runs

@@ -16,6 +16,7 @@ def register(app: typer.Typer) -> None:
         batch: int = typer.Option(2, "--batch", help="Batch size of the parity-check input."),
     ) -> None:
         """Export the tumour network (one input per phase, final logits out); checks parity within 1e-4."""
+        # lazy: start-up time (every command module is imported for --help; torch with the bundle)
         from rich.console import Console
 
         from mpliver.inference.export import export_model

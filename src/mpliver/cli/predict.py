@@ -8,9 +8,12 @@ and the list of written files go to stdout; progress, warnings and timings to st
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import typer
+
+from mpliver.errors import ConfigError, InputWarning
 
 _FILE_ENDINGS = (".nii.gz", ".nii", ".zip")
 _SOURCE_HELP = (" A DICOM folder, study tree or .zip may end in ::series=UID|NUMBER|TEXT,group=N to pick one "
@@ -30,8 +33,7 @@ def case_id_from(path: Path) -> str:
 
 
 def parse_values(text: str | None) -> tuple[int, ...] | None:
-    from mpliver.errors import ConfigError
-
+    """The label values of `--liver-mask-values` ('5' or '5,6'); None when not given."""
     if not text:
         return None
     try:
@@ -41,8 +43,7 @@ def parse_values(text: str | None) -> tuple[int, ...] | None:
 
 
 def parse_phases(pv: Path | None, art: Path | None, extra: list[str]) -> dict[str, Path]:
-    from mpliver.errors import ConfigError
-
+    """{phase name: source} from --pv, --art and the NAME=PATH of --phase."""
     phases: dict[str, Path] = {}
     if pv is not None:
         phases["PV"] = pv
@@ -57,7 +58,7 @@ def parse_phases(pv: Path | None, art: Path | None, extra: list[str]) -> dict[st
 
 
 def _timings_table(timings: dict[str, float], title: str):
-    from rich.table import Table
+    from rich.table import Table  # lazy: start-up time (every command module is imported for --help)
 
     table = Table(title=title)
     table.add_column("stage")
@@ -140,38 +141,13 @@ def register(app: typer.Typer) -> None:
         timings: bool = typer.Option(False, "--timings", help="Print the time of each stage."),
     ) -> None:
         """Segment liver tumours in new studies: label map, uncertainty map and lesion report."""
-        from rich.console import Console
-
-        from mpliver.errors import ConfigError
-        from mpliver.inference.ensemble import load_ensemble
-        from mpliver.io.atomic import check_writable
-
-        console = Console(stderr=True)
         phases = parse_phases(pv, art, phase or [])
-        if input_dir is not None and phases:
-            raise ConfigError("give either --input DATASET_DIR or phases (--pv/--art/--phase), not both")
-        if input_dir is None and not phases:
-            raise ConfigError("give the phases (--pv PATH --art PATH) or --input DATASET_DIR")
-        if input_dir is None and (split or cases or overwrite):
-            raise ConfigError("--split, --cases and --overwrite choose cases of --input DATASET_DIR")
-        if input_dir is None and (workers != 1 or max_in_flight is not None):
-            raise ConfigError("--workers and --max-in-flight pipeline a batch: use them with --input "
-                              "DATASET_DIR")
-        for extra in more_models or []:
-            if not extra.is_file():
-                raise ConfigError(f"unexpected argument '{extra}': predict takes no positional arguments "
-                                  "other than more bundles after --model")
+        _check_arguments(phases, input_dir, split, cases, overwrite, workers, max_in_flight, more_models)
         values = parse_values(liver_mask_values)
-        check_writable(out)  # a full disk or read-only --out is found now, not after the inference
-        bundles = load_ensemble([*model, *(more_models or [])])
-        for bundle in bundles:
-            console.print(f"[bold]mpliver predict[/bold]: {bundle.describe()}")
-        if any(b.synthetic for b in bundles):
-            console.print("[yellow]This model was trained on synthetic data only: research use, not for "
-                          "clinical use.[/yellow]")
         options = {"tta": tta, "batch_size": batch_size, "registration": registration, "strict": strict,
                    "probabilities": save_probabilities, "workers": workers, "max_in_flight": max_in_flight,
                    "precision": precision}
+        console, bundles = _load_bundles(out, [*model, *(more_models or [])])
         if input_dir is not None:
             only = [c.strip() for c in cases.split(",") if c.strip()] if cases else None
             _batch(console, bundles, input_dir, out, liver_mask, values, device, dicom_seg, timings,
@@ -181,7 +157,47 @@ def register(app: typer.Typer) -> None:
                     options)
 
 
+def _check_arguments(phases: dict[str, Path], input_dir: Path | None, split: str | None, cases: str | None,
+                     overwrite: bool, workers: int, max_in_flight: int | None,
+                     more_models: list[Path] | None) -> None:
+    """A ConfigError for options that do not go together (phases and --input, batch options without it) and
+    for a positional argument that is not a bundle."""
+    if input_dir is not None and phases:
+        raise ConfigError("give either --input DATASET_DIR or phases (--pv/--art/--phase), not both")
+    if input_dir is None and not phases:
+        raise ConfigError("give the phases (--pv PATH --art PATH) or --input DATASET_DIR")
+    if input_dir is None and (split or cases or overwrite):
+        raise ConfigError("--split, --cases and --overwrite choose cases of --input DATASET_DIR")
+    if input_dir is None and (workers != 1 or max_in_flight is not None):
+        raise ConfigError("--workers and --max-in-flight pipeline a batch: use them with --input "
+                          "DATASET_DIR")
+    for extra in more_models or []:
+        if not extra.is_file():
+            raise ConfigError(f"unexpected argument '{extra}': predict takes no positional arguments "
+                              "other than more bundles after --model")
+
+
+def _load_bundles(out: Path, paths: list[Path]):
+    """(stderr console, the bundles) once --out is known to be writable: a full disk or read-only --out is
+    found now, not after the inference. Each bundle is described on stderr."""
+    from rich.console import Console  # lazy: start-up time (every command module is imported for --help)
+
+    from mpliver.inference.ensemble import load_ensemble  # lazy: start-up time (torch)
+    from mpliver.io.atomic import check_writable  # lazy: start-up time
+
+    console = Console(stderr=True)
+    check_writable(out)
+    bundles = load_ensemble(paths)
+    for bundle in bundles:
+        console.print(f"[bold]mpliver predict[/bold]: {bundle.describe()}")
+    if any(b.synthetic for b in bundles):
+        console.print("[yellow]This model was trained on synthetic data only: research use, not for "
+                      "clinical use.[/yellow]")
+    return console, bundles
+
+
 def _stage_progress(console):
+    # lazy: start-up time (every command module is imported for --help)
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     return Progress(TextColumn("{task.description}"), BarColumn(),
@@ -189,8 +205,24 @@ def _stage_progress(console):
                     transient=True)
 
 
+def _check_dicom_seg_source(source: Path, primary: str) -> None:
+    """A ConfigError (or the series' own error) when `source`, the primary phase, cannot carry a DICOM-SEG."""
+    # lazy: start-up time (pydicom)
+    from mpliver.io.dicom import check_dicom_seg_source
+    from mpliver.io.dicom_study import check_not_single_file, is_dicom_source
+
+    check_not_single_file(Path(source), f"{primary} phase")
+    if not is_dicom_source(source):
+        raise ConfigError(f"--dicom-seg needs the {primary} phase as a DICOM series folder")
+    with warnings.catch_warnings():  # what the series drops is said once, when predict reads it
+        warnings.simplefilter("ignore", InputWarning)
+        check_dicom_seg_source(source)
+
+
 def _single(console, bundles, phases, out, liver_mask, values, case_id, device, dicom_seg, timings,
             options) -> None:
+    # lazy: start-up time (rich; torch with the predictor). `predict` and `write_outputs` are looked up
+    # when the command runs, so tests can replace them on the module
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -200,18 +232,7 @@ def _single(console, bundles, phases, out, liver_mask, values, case_id, device, 
     primary = bundles[0].phases[0]  # the phase whose grid the outputs (and a SEG) lie on; PV by default
     case = case_id or case_id_from(phases.get(primary, next(iter(phases.values()))))
     if dicom_seg and primary in phases:  # before the network runs: a SEG needs a usable DICOM series
-        import warnings
-
-        from mpliver.errors import ConfigError, InputWarning
-        from mpliver.io.dicom import check_dicom_seg_source
-        from mpliver.io.dicom_study import check_not_single_file, is_dicom_source
-
-        check_not_single_file(Path(phases[primary]), f"{primary} phase")
-        if not is_dicom_source(phases[primary]):
-            raise ConfigError(f"--dicom-seg needs the {primary} phase as a DICOM series folder")
-        with warnings.catch_warnings():  # what the series drops is said once, when predict reads it
-            warnings.simplefilter("ignore", InputWarning)
-            check_dicom_seg_source(phases[primary])
+        _check_dicom_seg_source(phases[primary], primary)
     with _stage_progress(console) as bar:
         task = bar.add_task(f"{case}", total=len(STAGES) + 1)
 
@@ -247,12 +268,12 @@ def _single(console, bundles, phases, out, liver_mask, values, case_id, device, 
 
 def _batch(console, bundles, input_dir, out, liver_mask, values, device, dicom_seg, timings, split, only,
            overwrite, options) -> None:
+    # lazy: start-up time (rich; torch with the predictor)
     from rich.console import Console
     from rich.markup import escape
 
-    from mpliver.errors import ConfigError
     from mpliver.inference.batch import predict_dataset
-    from mpliver.inference.predict import STAGES
+    from mpliver.inference.clock import STAGES
 
     if dicom_seg:
         raise ConfigError("--dicom-seg needs a DICOM PV series; --input datasets hold NIfTI files")

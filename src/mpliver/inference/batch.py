@@ -6,8 +6,9 @@ predicts them again. A skipped case whose report names other models than the one
 One bad case is reported in one line and the rest go on; the summary lists what failed. Under `torchrun`
 each rank takes cases rank, rank + world size, ... (from RANK / WORLD_SIZE; LOCAL_RANK picks the GPU) and
 writes its own cases into the same output folder: there is no other change and no communication between
-ranks. `workers` >= 2 pipelines this rank's cases (`inference.pipeline`): the same outputs, with the CPU
-stages of the next studies in other processes while this one runs the network.
+ranks. One `Predictor` serves every case of the rank. `workers` >= 2 pipelines this rank's cases
+(`inference.pipeline`): the same outputs, with the CPU stages of the next studies in other processes while
+this one runs the network.
 """
 
 from __future__ import annotations
@@ -22,18 +23,12 @@ from pathlib import Path
 
 from mpliver.errors import ConfigError, InputError, OutputError
 from mpliver.inference.bundle import Bundle
-from mpliver.inference.ensemble import liver_bundle, load_ensemble
+from mpliver.inference.clock import STAGES
+from mpliver.inference.ensemble import liver_bundle, load_ensemble, model_names
+from mpliver.inference.outputs import PredictionResult, output_paths
 from mpliver.inference.pipeline import PipelineCallbacks, failure_line, predict_pipelined
-from mpliver.inference.predict import (
-    STAGES,
-    PredictionResult,
-    check_precision,
-    model_names,
-    output_paths,
-    predict,
-    predict_settings,
-    write_outputs,
-)
+from mpliver.inference.predict import Predictor
+from mpliver.inference.settings import check_precision, predict_settings
 from mpliver.io.layout import Dataset
 from mpliver.runtime import resolve_device
 
@@ -106,6 +101,116 @@ def dataset_cases(dataset_dir: str | Path, split: str | None = None,
     return ds, name, cases
 
 
+def _check_batch(bundles: Sequence[Bundle], ds: Dataset, liver_mask_dir: str | Path | None, workers: int,
+                 max_in_flight: int | None) -> None:
+    """Refuse, before any case, a dataset without the model's phases, a batch without any liver mask, and
+    worker counts below 1."""
+    bundle = bundles[0]
+    missing = [p for p in bundle.phases if p not in ds.phases]
+    if missing:
+        raise InputError(f"the model takes phases {', '.join(bundle.phases)} but the dataset has "
+                         f"{', '.join(ds.phases)} (no {missing[0]})", ds.root / "dataset.json")
+    if liver_mask_dir is None and liver_bundle(bundles) is None:
+        raise InputError("the bundle has no liver model: give a folder of liver masks CASE.nii.gz "
+                         "(--liver-mask DIR)", bundle.path)
+    if workers < 1 or (max_in_flight is not None and max_in_flight < 1):
+        raise ConfigError(f"--workers and --max-in-flight must be at least 1, got {workers} and "
+                          f"{max_in_flight}")
+
+
+@dataclass
+class _BatchRun:
+    """One rank's batch: where its cases come from and go, what it reports (`summary`) and to whom (the
+    `on_*` callbacks of `predict_dataset`). Its methods are the pipeline's callbacks too."""
+
+    predictor: Predictor
+    ds: Dataset
+    out_dir: Path
+    summary: BatchSummary
+    liver_mask_dir: str | Path | None = None
+    overwrite: bool = False
+    probabilities: bool = False
+    on_case: Callable[[str, str], None] | None = None
+    on_warning: Callable[[str, str], None] | None = None
+
+    def tell(self, case: str, status: str) -> None:
+        if self.on_case is not None:
+            self.on_case(case, status)
+
+    def skip(self, case: str) -> bool:
+        """Whether the outputs of `case` all exist (and it is skipped, with a warning when its report names
+        other models), unless `overwrite`."""
+        paths = output_paths(self.out_dir, case, probabilities=self.probabilities)
+        if self.overwrite or not all(p.exists() for p in paths.values()):
+            return False
+        self.summary.skipped.append(case)
+        other = _made_by_other_models(paths["lesions_json"], self.predictor.bundles)
+        if other is not None:
+            line = (f"case {case}: skipped, but its outputs were made by {other}, not by the model(s) "
+                    "given now (--overwrite to predict it again)")
+            self.summary.other_model[case] = line
+            if self.on_warning is not None:
+                self.on_warning(case, line)
+        self.tell(case, "skipped")
+        return True
+
+    def phases_of(self, case: str) -> dict[str, Path]:
+        split = self.summary.split
+        return {name: self.ds.image_path(case, name, split) for name in self.predictor.settings.phases}
+
+    def mask_of(self, case: str) -> Path | None:
+        return None if self.liver_mask_dir is None else Path(self.liver_mask_dir) / f"{case}.nii.gz"
+
+    def write(self, result: PredictionResult) -> None:
+        self.predictor.write_outputs(result, self.out_dir, probabilities=self.probabilities)
+
+    def failed(self, case: str, line: str) -> None:
+        self.summary.failed[case] = line
+        self.tell(case, f"failed: {line}")
+
+    def written(self, case: str, result: PredictionResult) -> None:
+        """A case whose outputs were written: its liver warning (if any), its timings, 'done'."""
+        summary = self.summary
+        if result.liver_check is not None and not result.liver_check.ok:
+            summary.warnings[case] = result.liver_check.message(case, result.liver_origin)
+            if self.on_warning is not None:
+                self.on_warning(case, summary.warnings[case])
+        summary.done.append(case)
+        for name in (*STAGES, "writing"):
+            summary.timings[name] = summary.timings.get(name, 0.0) + result.timings.get(name, 0.0)
+        self.tell(case, "done")
+
+    def run_sequential(self, cases: Sequence[str], liver_mask_values: tuple[int, ...] | None,
+                       on_stage: Callable[[str], None] | None) -> None:
+        """Every stage here, one case after another."""
+        for case in cases:
+            if self.skip(case):
+                continue
+            self.tell(case, "start")
+            try:
+                result = self.predictor.predict(self.phases_of(case), liver_mask=self.mask_of(case),
+                                                liver_mask_values=liver_mask_values, case_id=case,
+                                                on_stage=on_stage)
+                self.write(result)
+            except OutputError:  # a full or read-only disk fails every case alike: stop with one line
+                raise
+            except Exception as exc:  # one broken case must not stop the batch; it is reported, not hidden
+                self.failed(case, failure_line(case, exc))
+            else:
+                self.written(case, result)  # a liver warning once written, as the pipeline
+
+    def run_pipelined(self, cases: Sequence[str], liver_mask_values: tuple[int, ...] | None,
+                      on_stage: Callable[[str], None] | None, workers: int,
+                      max_in_flight: int | None) -> None:
+        """The pipeline of `inference.pipeline`, with this run's methods as its callbacks."""
+        start = None if self.on_case is None else (lambda c: self.tell(c, "start"))
+        callbacks = PipelineCallbacks(self.skip, self.write, self.written, self.failed, start=start,
+                                      stage=on_stage)
+        predict_pipelined(self.predictor, cases, self.phases_of, callbacks,
+                          liver_mask_of=None if self.liver_mask_dir is None else self.mask_of,
+                          liver_mask_values=liver_mask_values, workers=workers, max_in_flight=max_in_flight)
+
+
 def predict_dataset(
     bundle: Bundle | Sequence[Bundle],
     dataset_dir: str | Path,
@@ -144,99 +249,19 @@ def predict_dataset(
     start = time.perf_counter()
     check_precision(precision)
     bundles = load_ensemble(bundle)
-    bundle = bundles[0]
     ds, split, cases = dataset_cases(dataset_dir, split, cases)
-    missing = [p for p in bundle.phases if p not in ds.phases]
-    if missing:
-        raise InputError(f"the model takes phases {', '.join(bundle.phases)} but the dataset has "
-                         f"{', '.join(ds.phases)} (no {missing[0]})", ds.root / "dataset.json")
-    if liver_mask_dir is None and liver_bundle(bundles) is None:
-        raise InputError("the bundle has no liver model: give a folder of liver masks CASE.nii.gz "
-                         "(--liver-mask DIR)", bundle.path)
-    if workers < 1 or (max_in_flight is not None and max_in_flight < 1):
-        raise ConfigError(f"--workers and --max-in-flight must be at least 1, got {workers} and "
-                          f"{max_in_flight}")
+    _check_batch(bundles, ds, liver_mask_dir, workers, max_in_flight)
     rank, world, local = rank_and_world()
-    dev = resolve_device(device, local)
+    predictor = Predictor(predict_settings(bundles, registration, strict), bundles,
+                          resolve_device(device, local), tta=tta, batch_size=batch_size, precision=precision)
     mine = cases[rank::world]
     if on_plan is not None:
         on_plan(mine)
-    summary = BatchSummary(split, rank, world)
-
-    def skip(case: str) -> bool:
-        paths = output_paths(out_dir, case, probabilities=probabilities)
-        if overwrite or not all(p.exists() for p in paths.values()):
-            return False
-        summary.skipped.append(case)
-        other = _made_by_other_models(paths["lesions_json"], bundles)
-        if other is not None:
-            line = (f"case {case}: skipped, but its outputs were made by {other}, not by the model(s) "
-                    "given now (--overwrite to predict it again)")
-            summary.other_model[case] = line
-            if on_warning is not None:
-                on_warning(case, line)
-        if on_case is not None:
-            on_case(case, "skipped")
-        return True
-
-    def phases_of(case: str) -> dict[str, Path]:
-        return {name: ds.image_path(case, name, split) for name in bundle.phases}
-
-    def mask_of(case: str) -> Path | None:
-        return None if liver_mask_dir is None else Path(liver_mask_dir) / f"{case}.nii.gz"
-
-    def write(result: PredictionResult) -> None:
-        write_outputs(result, out_dir, meta={"model": bundle.model_config.name}, probabilities=probabilities)
-
-    def warn_liver(case: str, result: PredictionResult) -> None:
-        if result.liver_check is not None and not result.liver_check.ok:
-            summary.warnings[case] = result.liver_check.message(case, result.liver_origin)
-            if on_warning is not None:
-                on_warning(case, summary.warnings[case])
-
-    def done(case: str, result: PredictionResult) -> None:
-        summary.done.append(case)
-        for name in (*STAGES, "writing"):
-            summary.timings[name] = summary.timings.get(name, 0.0) + result.timings.get(name, 0.0)
-        if on_case is not None:
-            on_case(case, "done")
-
-    def failed(case: str, line: str) -> None:
-        summary.failed[case] = line
-        if on_case is not None:
-            on_case(case, f"failed: {line}")
-
-    def written(case: str, result: PredictionResult) -> None:
-        warn_liver(case, result)
-        done(case, result)
-
+    run = _BatchRun(predictor, ds, Path(out_dir), BatchSummary(split, rank, world), liver_mask_dir, overwrite,
+                    probabilities, on_case, on_warning)
     if workers > 1:
-        settings = predict_settings(bundles, registration, strict)
-        callbacks = PipelineCallbacks(skip, write, written, failed,
-                                      start=None if on_case is None else lambda c: on_case(c, "start"),
-                                      stage=on_stage)
-        predict_pipelined(bundles, settings, mine, phases_of, callbacks,
-                          liver_mask_of=None if liver_mask_dir is None else mask_of,
-                          liver_mask_values=liver_mask_values, device=dev, tta=tta, batch_size=batch_size,
-                          workers=workers, max_in_flight=max_in_flight, precision=precision)
-        summary.seconds = time.perf_counter() - start
-        return summary
-    for case in mine:
-        if skip(case):
-            continue
-        if on_case is not None:
-            on_case(case, "start")
-        try:
-            result = predict(bundles, phases_of(case), liver_mask=mask_of(case),
-                             liver_mask_values=liver_mask_values, case_id=case, device=dev, tta=tta,
-                             batch_size=batch_size, registration=registration, on_stage=on_stage,
-                             strict=strict, precision=precision)
-            write(result)
-        except OutputError:  # a full or read-only disk fails every case alike: stop with one line
-            raise
-        except Exception as exc:  # one broken case must not stop the batch; it is reported, not hidden
-            failed(case, failure_line(case, exc))
-        else:
-            written(case, result)  # as the pipeline: the liver warning of a case whose outputs were written
-    summary.seconds = time.perf_counter() - start
-    return summary
+        run.run_pipelined(mine, liver_mask_values, on_stage, workers, max_in_flight)
+    else:
+        run.run_sequential(mine, liver_mask_values, on_stage)
+    run.summary.seconds = time.perf_counter() - start
+    return run.summary

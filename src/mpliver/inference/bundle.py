@@ -28,6 +28,8 @@ import mpliver
 from mpliver.data.config import PreprocessConfig
 from mpliver.errors import ConfigError, MpliverError
 from mpliver.io.atomic import atomic_path
+from mpliver.models import ModelConfig, build_model
+from mpliver.models.inference_copy import inference_model
 
 FORMAT = "mpliver-bundle"
 FORMAT_VERSION = 1
@@ -67,8 +69,6 @@ class Bundle:
         """The tumour ('tumor') or liver ('liver') network as a `models.inference_model` copy on `device`
         (BN folded, channels_last), made once per network object and device and kept, so that a batch of
         studies pays for it once. The copy does not follow later in-place changes of the weights."""
-        from mpliver.models.inference_copy import inference_model
-
         model = self.tumor_model if which == "tumor" else (self.liver.model if self.liver else None)
         if model is None:
             raise BundleError(f"the bundle has no {which} model")
@@ -138,8 +138,6 @@ def _major(version: str) -> str:
 
 
 def _rebuild(entry: dict[str, Any], what: str, path: Path) -> nn.Module:
-    from mpliver.models import ModelConfig, build_model
-
     try:
         model = build_model(ModelConfig.from_dict(entry["config"]))
         model.load_state_dict(entry["state"])

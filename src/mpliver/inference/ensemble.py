@@ -51,3 +51,9 @@ def load_ensemble(model: Bundle | str | Path | Sequence[Bundle | str | Path]) ->
 def liver_bundle(bundles: Sequence[Bundle]) -> Bundle | None:
     """The member whose liver model makes the liver mask: the first that has one."""
     return next((b for b in bundles if b.liver is not None), None)
+
+
+def model_names(bundles: Sequence[Bundle]) -> list[str]:
+    """How the reports name the bundles of a prediction: their absolute paths (the model name when a bundle
+    was built in memory)."""
+    return [str(Path(b.path).resolve()) if b.path is not None else b.model_config.name for b in bundles]

@@ -53,7 +53,7 @@ class ExportResult:
 
 def _register_onnx_symbolics(opset: int) -> None:
     """ONNX forms of ops the TorchScript-based exporter lacks: `addcdiv` (URIM's LC-Conv), a + v * t1 / t2."""
-    from torch.onnx import register_custom_op_symbolic, symbolic_helper
+    from torch.onnx import register_custom_op_symbolic, symbolic_helper  # lazy: the exporter, only to export
 
     @symbolic_helper.parse_args("v", "v", "v", "f")
     def addcdiv(g, base, t1, t2, value=1.0):
@@ -68,8 +68,8 @@ def _register_onnx_symbolics(opset: int) -> None:
 
 def _require_onnx():
     try:
-        import onnx  # noqa: F401
-        import onnxruntime
+        import onnx  # noqa: F401  # lazy: optional extra mpliver[export]
+        import onnxruntime  # lazy: optional extra mpliver[export]
     except ImportError:
         raise ConfigError("ONNX export needs onnx and onnxruntime: pip install mpliver[export]") from None
     return onnxruntime

@@ -3,8 +3,10 @@
 This process holds the model(s) and runs the network stage; N - 1 preparation processes (spawned, one torch
 thread each) read the studies, check them, register the phases and pre-process them into stacks; one writer
 thread post-processes each study and writes its outputs with `write_outputs`. So the CPU stages of the next
-studies overlap the network stage of the current one. Every stage is the same function `predict` runs
-(`inference.predict`), on the same inputs, so the outputs are the same bytes as the sequential batch's.
+studies overlap the network stage of the current one. Every stage is the same `Predictor` method the
+sequential batch runs (`inference.predict`), on the same inputs, so the outputs are the same bytes as the
+sequential batch's. Each preparation process builds its own `Predictor` from the settings once (the CPU
+stages need no weights).
 
 Where the liver stage runs: a liver mask given as a file is read and resampled in the preparation process
 (it is CPU work). The bundle's liver model runs here, in the model process, on the model's device: it is a
@@ -34,25 +36,15 @@ import numpy as np
 import torch
 import torch.multiprocessing
 
-from mpliver.data.liver_check import LiverCheck
 from mpliver.errors import MpliverError, OutputError
-from mpliver.inference.bundle import Bundle
-from mpliver.inference.predict import (
-    PredictionResult,
-    PredictSettings,
-    PreparedStudy,
-    StageClock,
-    StudyVolumes,
-    finish_study,
-    liver_stage,
-    model_names,
-    network_stage,
-    prepare_study,
-    read_study,
-    register_and_prepare,
-)
+from mpliver.inference.clock import StageClock
+from mpliver.inference.outputs import PredictionResult
+from mpliver.inference.predict import Predictor
+from mpliver.inference.settings import PredictSettings
+from mpliver.inference.study import PreparedStudy, StudyLiver, StudyVolumes
 
 START_METHOD = "spawn"  # not fork: a forked child of a process with torch threads can deadlock
+_PREPARER: Predictor | None = None  # a preparation process's predictor (CPU stages only), built once
 
 
 def failure_line(case: str, exc: BaseException) -> str:
@@ -94,8 +86,10 @@ def _land_prepared(study: PreparedStudy) -> PreparedStudy:
     return replace(study, stacks=study.stacks.numpy(), liver=study.liver.numpy())
 
 
-def _init_worker() -> None:
+def _init_worker(settings: PredictSettings) -> None:
+    global _PREPARER
     torch.set_num_threads(1)  # N - 1 of these share the cores with the model process
+    _PREPARER = Predictor(settings)
 
 
 def _run_task(case: str, task: Callable[[], Any]) -> _Outcome:
@@ -109,24 +103,26 @@ def _run_task(case: str, task: Callable[[], Any]) -> _Outcome:
     return _Outcome(value, None, [(w.category, str(w.message)) for w in caught])
 
 
-def _prepare_task(settings: PredictSettings, case: str, phases: dict[str, Path], liver_mask: Path,
+def _prepare_task(case: str, phases: dict[str, Path], liver_mask: Path,
                   values: tuple[int, ...] | None) -> _Outcome:
     """io, liver (from the given mask), registration and preprocess of one study."""
-    return _run_task(case, lambda: _ship_prepared(prepare_study(
-        settings, phases, case, liver_mask=liver_mask, liver_mask_values=values)))
+    return _run_task(case, lambda: _ship_prepared(_PREPARER.prepare_study(
+        phases, case, liver_mask=liver_mask, liver_mask_values=values)))
 
 
-def _read_task(settings: PredictSettings, case: str, phases: dict[str, Path]) -> _Outcome:
+def _read_task(case: str, phases: dict[str, Path]) -> _Outcome:
     """io of one study whose liver mask the model process makes."""
-    return _run_task(case, lambda: _ship_study(read_study(settings, phases, case)))
+    return _run_task(case, lambda: _ship_study(_PREPARER.read_study(phases, case)))
 
 
-def _register_task(settings: PredictSettings, study: StudyVolumes, liver: torch.Tensor, origin: str,
-                   check: LiverCheck) -> _Outcome:
-    """registration and preprocess of a study read by `_read_task`, with the liver mask the model process
-    made."""
-    return _run_task(study.case_id, lambda: _ship_prepared(register_and_prepare(
-        settings, _land_study(study), liver.numpy(), origin, check, StageClock(timings=study.timings))))
+def _register_task(study: StudyVolumes, liver: StudyLiver) -> _Outcome:
+    """registration and preprocess of a study read by `_read_task`, with the liver mask (a shared tensor)
+    the model process made."""
+    def run() -> PreparedStudy:
+        on_grid = replace(liver, mask=liver.mask.numpy())
+        return _ship_prepared(_PREPARER.prepare(_PREPARER.register(_land_study(study), on_grid), on_grid))
+
+    return _run_task(study.case_id, run)
 
 
 @dataclass
@@ -154,183 +150,187 @@ class PipelineCallbacks:
     stage: Callable[[str], None] | None = None
 
 
-def predict_pipelined(
-    bundles: Sequence[Bundle],
-    settings: PredictSettings,
-    cases: Sequence[str],
-    phases_of: Callable[[str], dict[str, Path]],
-    callbacks: PipelineCallbacks,
-    *,
-    liver_mask_of: Callable[[str], Path] | None = None,
-    liver_mask_values: tuple[int, ...] | None = None,
-    device: torch.device,
-    tta: bool = False,
-    batch_size: int = 16,
-    workers: int = 2,
-    max_in_flight: int | None = None,
-    precision: str = "auto",
-) -> None:
-    """Predict `cases` through the pipeline (module notes): `workers` processes in all, this one included;
-    `phases_of(case)` gives a study's phase files and `liver_mask_of(case)` its liver mask file (None: the
-    bundle's liver model)."""
-    if workers < 2:
-        raise ValueError(f"the pipeline needs at least 2 workers, got {workers}")
-    limit = max_in_flight if max_in_flight is not None else workers + 1
-    if limit < 1:
-        raise ValueError(f"max_in_flight must be at least 1, got {limit}")
-    synthetic, models = any(b.synthetic for b in bundles), model_names(bundles)
-    pending = iter(cases)
-    reading: deque[_Entry] = deque()   # io in a preparation process (liver from the model)
-    preparing: deque[_Entry] = deque()  # prepare (or registration + preprocess) in a preparation process
-    writing: deque[tuple[str, Future]] = deque()
-    in_flight = 0
-    context = torch.multiprocessing.get_context(START_METHOD)
+class _Pipeline:
+    """The state of one pipelined batch: the pool of preparation processes, the writer thread and the
+    queues of studies between them (module notes)."""
 
-    def new_pool() -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(workers - 1, mp_context=context, initializer=_init_worker)
+    def __init__(self, predictor: Predictor, cases: Sequence[str],
+                 phases_of: Callable[[str], dict[str, Path]], callbacks: PipelineCallbacks,
+                 liver_mask_of: Callable[[str], Path] | None,
+                 liver_mask_values: tuple[int, ...] | None, workers: int, limit: int):
+        self.predictor, self.callbacks, self.phases_of = predictor, callbacks, phases_of
+        self.liver_mask_of, self.liver_mask_values = liver_mask_of, liver_mask_values
+        self.workers, self.limit = workers, limit
+        self.pending = iter(cases)
+        self.reading: deque[_Entry] = deque()   # io in a preparation process (liver from the model)
+        self.preparing: deque[_Entry] = deque()  # prepare (or registration + preprocess) in one too
+        self.writing: deque[tuple[str, Future]] = deque()
+        self.in_flight = 0
+        self.context = torch.multiprocessing.get_context(START_METHOD)
+        self.pool = self._new_pool()
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix="mpliver-writer")
 
-    pool, writer = new_pool(), ThreadPoolExecutor(1, thread_name_prefix="mpliver-writer")
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(self.workers - 1, mp_context=self.context, initializer=_init_worker,
+                                   initargs=(self.predictor.settings,))
 
-    def restart_pool() -> None:
+    def restart_pool(self) -> None:
         """A new pool after a preparation process died; the tasks the old one had not finished go again, in
         their order."""
-        nonlocal pool
-        pool.shutdown(wait=False, cancel_futures=True)
-        pool = new_pool()
-        for queue in (reading, preparing):
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool = self._new_pool()
+        for queue in (self.reading, self.preparing):
             for other in queue:
                 done = other.future.done() and not other.future.cancelled()
                 if not done or other.future.exception() is not None:
-                    other.future = pool.submit(other.task, *other.args)
+                    other.future = self.pool.submit(other.task, *other.args)
 
-    def submit(entry: _Entry, queue: deque[_Entry]) -> None:
+    def submit(self, entry: _Entry, queue: deque[_Entry]) -> None:
         try:
-            entry.future = pool.submit(entry.task, *entry.args)
+            entry.future = self.pool.submit(entry.task, *entry.args)
         except BrokenProcessPool:  # a process died since the last look
-            restart_pool()
-            entry.future = pool.submit(entry.task, *entry.args)
+            self.restart_pool()
+            entry.future = self.pool.submit(entry.task, *entry.args)
         queue.append(entry)
 
-    def fail(case: str, line: str) -> None:
-        nonlocal in_flight
-        in_flight -= 1
-        callbacks.failed(case, line)
+    def fail(self, case: str, line: str) -> None:
+        self.in_flight -= 1
+        self.callbacks.failed(case, line)
 
-    def top_up() -> None:
-        nonlocal in_flight
-        while in_flight < limit:
-            case = next(pending, None)
+    def top_up(self) -> None:
+        """Submit the next studies (skipping finished ones) until `limit` are in flight."""
+        while self.in_flight < self.limit:
+            case = next(self.pending, None)
             if case is None:
                 return
-            if callbacks.skip(case):
+            if self.callbacks.skip(case):
                 continue
             try:
-                phases = phases_of(case)
-                mask = None if liver_mask_of is None else liver_mask_of(case)
+                phases = self.phases_of(case)
+                mask = None if self.liver_mask_of is None else self.liver_mask_of(case)
             except Exception as exc:
-                callbacks.failed(case, failure_line(case, exc))
+                self.callbacks.failed(case, failure_line(case, exc))
                 continue
-            in_flight += 1
+            self.in_flight += 1
             if mask is not None:
-                submit(_Entry(case, _prepare_task, (settings, case, phases, mask, liver_mask_values)),
-                       preparing)
+                self.submit(_Entry(case, _prepare_task, (case, phases, mask, self.liver_mask_values)),
+                            self.preparing)
             else:
-                submit(_Entry(case, _read_task, (settings, case, phases)), reading)
+                self.submit(_Entry(case, _read_task, (case, phases)), self.reading)
 
-    def outcome(entry: _Entry) -> _Outcome | None:
+    def outcome(self, entry: _Entry) -> _Outcome | None:
         """The entry's outcome; None (and the study failed) when its task raised or its process died."""
         try:
             result = entry.future.result()
         except BrokenProcessPool:  # the oldest study fails (it may not be the one that killed the process)
-            fail(entry.case, f"case {entry.case}: its preparation process died (out of memory?)")
-            restart_pool()
+            self.fail(entry.case, f"case {entry.case}: its preparation process died (out of memory?)")
+            self.restart_pool()
             return None
         for category, message in result.warnings:
             warnings.warn(message, category, stacklevel=1)
         if result.error is not None:
-            fail(entry.case, result.error)
+            self.fail(entry.case, result.error)
             return None
         return result
 
-    def model_stage(case: str, run: Callable[[], Any]) -> Any:
+    def model_stage(self, case: str, run: Callable[[], Any]) -> Any:
         try:
             return run()
         except Exception as exc:  # e.g. out of GPU memory: this study fails, the batch goes on
-            fail(case, failure_line(case, exc))
+            self.fail(case, failure_line(case, exc))
             return None
 
-    def make_liver(entry: _Entry) -> None:
-        result = outcome(entry)
+    def make_liver(self, entry: _Entry) -> None:
+        """The liver stage of a study read in a preparation process, here with the bundle's liver model;
+        then its registration and preprocess go back to a preparation process."""
+        result = self.outcome(entry)
         if result is None:
             return
         study = _land_study(result.value)
-        if callbacks.start is not None:
-            callbacks.start(entry.case)
-        clock = StageClock(callbacks.stage, study.timings)
-        made = model_stage(entry.case, lambda: liver_stage(settings, study, bundles=bundles, device=device,
-                                                           batch_size=batch_size, clock=clock))
-        if made is None:
+        if self.callbacks.start is not None:
+            self.callbacks.start(entry.case)
+        clock = StageClock(self.callbacks.stage, study.timings)
+        liver = self.model_stage(entry.case, lambda: self.predictor.liver_mask(study, clock=clock))
+        if liver is None:
             return
-        clock.stop()
-        liver, origin, check = made
-        study = replace(result.value, timings=clock.timings)  # the shared volumes go on as they came
-        args = (settings, study, _shared(liver), origin, check)
-        submit(_Entry(entry.case, _register_task, args), preparing)
+        shipped = replace(result.value, timings=study.timings)  # the shared volumes go on as they came
+        args = (shipped, replace(liver, mask=_shared(liver.mask)))
+        self.submit(_Entry(entry.case, _register_task, args), self.preparing)
 
-    def run_network(entry: _Entry) -> None:
-        result = outcome(entry)
+    def run_network(self, entry: _Entry) -> None:
+        """The network stage of a prepared study, here; its postprocess and writing go to the writer."""
+        result = self.outcome(entry)
         if result is None:
             return
         study = _land_prepared(result.value)
-        if callbacks.start is not None and liver_mask_of is not None:
-            callbacks.start(entry.case)
-        clock = StageClock(callbacks.stage, study.timings)
-        clock.mark("network")
-        prob = model_stage(entry.case, lambda: network_stage(bundles, study.stacks, batch_size, device, tta,
-                                                                       precision))
+        if self.callbacks.start is not None and self.liver_mask_of is not None:
+            self.callbacks.start(entry.case)
+        clock = StageClock(self.callbacks.stage, study.timings)
+        prob = self.model_stage(entry.case, lambda: self.predictor.infer(study, clock))
         if prob is None:
             return
-        clock.stop()
-        study = replace(study, stacks=None, timings=clock.timings)  # the stacks are not needed any more
+        study = replace(study, stacks=None)  # the stacks are not needed any more
 
         def finish_and_write() -> PredictionResult:
-            result = finish_study(study, prob, synthetic, models)
-            callbacks.write(result)
-            return result
+            done = self.predictor.finish_study(study, prob)
+            self.callbacks.write(done)
+            return done
 
-        writing.append((entry.case, writer.submit(finish_and_write)))
+        self.writing.append((entry.case, self.writer.submit(finish_and_write)))
 
-    def drain_written(block: bool) -> None:
-        nonlocal in_flight
-        while writing and (block or writing[0][1].done()):
-            case, future = writing.popleft()
+    def drain_written(self, block: bool) -> None:
+        """Report the studies the writer has finished, in order (waiting for the first when `block`)."""
+        while self.writing and (block or self.writing[0][1].done()):
+            case, future = self.writing.popleft()
             block = False
             try:
                 result = future.result()
             except OutputError:  # a full or read-only disk fails every study alike: stop, as sequentially
                 raise
             except Exception as exc:
-                fail(case, failure_line(case, exc))
+                self.fail(case, failure_line(case, exc))
                 continue
-            in_flight -= 1
-            callbacks.done(case, result)
+            self.in_flight -= 1
+            self.callbacks.done(case, result)
 
-    try:
-        while True:
-            top_up()
-            drain_written(block=False)
-            if reading and reading[0].future.done():  # the liver stage first: it unblocks a preparation
-                make_liver(reading.popleft())
-            elif preparing and preparing[0].future.done():
-                run_network(preparing.popleft())
-            elif reading or preparing:
-                heads = [q[0].future for q in (reading, preparing) if q]
-                wait(heads + [w[1] for w in list(writing)[:1]], return_when=FIRST_COMPLETED)
-            elif writing:
-                drain_written(block=True)
-            else:
-                break
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        writer.shutdown(wait=True)
+    def run(self) -> None:
+        try:
+            while True:
+                self.top_up()
+                self.drain_written(block=False)
+                if self.reading and self.reading[0].future.done():  # the liver first: it unblocks a process
+                    self.make_liver(self.reading.popleft())
+                elif self.preparing and self.preparing[0].future.done():
+                    self.run_network(self.preparing.popleft())
+                elif self.reading or self.preparing:
+                    heads = [q[0].future for q in (self.reading, self.preparing) if q]
+                    wait(heads + [w[1] for w in list(self.writing)[:1]], return_when=FIRST_COMPLETED)
+                elif self.writing:
+                    self.drain_written(block=True)
+                else:
+                    break
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.writer.shutdown(wait=True)
 
+
+def predict_pipelined(
+    predictor: Predictor,
+    cases: Sequence[str],
+    phases_of: Callable[[str], dict[str, Path]],
+    callbacks: PipelineCallbacks,
+    *,
+    liver_mask_of: Callable[[str], Path] | None = None,
+    liver_mask_values: tuple[int, ...] | None = None,
+    workers: int = 2,
+    max_in_flight: int | None = None,
+) -> None:
+    """Predict `cases` with `predictor` through the pipeline (module notes): `workers` processes in all, this
+    one included; `phases_of(case)` gives a study's phase files and `liver_mask_of(case)` its liver mask
+    file (None: the bundle's liver model)."""
+    if workers < 2:
+        raise ValueError(f"the pipeline needs at least 2 workers, got {workers}")
+    limit = max_in_flight if max_in_flight is not None else workers + 1
+    if limit < 1:
+        raise ValueError(f"max_in_flight must be at least 1, got {limit}")
+    _Pipeline(predictor, cases, phases_of, callbacks, liver_mask_of, liver_mask_values, workers, limit).run()
