@@ -92,26 +92,3 @@ def test_cli_reports_an_incompatible_bundle_in_one_line(tmp_path, capsys):
     code = main(["predict", "--model", str(path), "--out", str(tmp_path / "out"), "--pv", "x", "--art", "y"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("error:") and "format 7" in err and len(err.splitlines()) == 1
-
-
-def test_a_run_is_rebuilt_from_its_checkpoints_architecture_not_todays_defaults(tmp_path):
-    """A liver run whose config.yaml names no width, trained when liver_resunet defaulted to width 0.5:
-    with `model_config` in the checkpoint it rebuilds; without, the error says what to add."""
-    import yaml
-
-    from mpliver.experiments.packaging import _run_model
-    from mpliver.models import create_model
-    from mpliver.training.checkpoint import save_checkpoint
-    from mpliver.training.config import load_task_config
-
-    config = load_task_config("paper", "liver")
-    assert config.model.overrides == {}  # the saved config.yaml will carry no width
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config.to_dict()))
-    old = create_model("liver_resunet", width=0.5)
-    ckpt = tmp_path / config.train.checkpoint_dir / "last.pt"
-    save_checkpoint(ckpt, {"model": old.state_dict(), "model_config": old.config.to_dict(), "epoch": 3})
-    model, _, _ = _run_model(tmp_path, "last", "liver")
-    assert model.config.width == 0.5
-    save_checkpoint(ckpt, {"model": old.state_dict(), "epoch": 3})  # an older checkpoint
-    with pytest.raises(BundleError, match="width: 0.5"):
-        _run_model(tmp_path, "last", "liver")

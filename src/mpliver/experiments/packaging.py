@@ -5,6 +5,7 @@ This reads training run folders (config, checkpoint, run_info), so it sits above
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,6 @@ from typing import Any
 import yaml
 from torch import nn
 
-from mpliver.data.config import PreprocessConfig
 from mpliver.errors import ConfigError, InputError
 from mpliver.inference.bundle import BundleError, LiverStage, save_bundle
 from mpliver.io.atomic import check_writable
@@ -98,9 +98,10 @@ def bundle_from_runs(run_dir: str | Path, out: str | Path, liver_run: str | Path
         liver_model, liver_config, _ = _run_model(Path(liver_run), checkpoint, "liver")
         liver = LiverStage(liver_model, liver_config.data.preprocess.input_size)
         training["liver_run"] = str(Path(liver_run).resolve())
-    preprocess = PreprocessConfig(
-        input_size=config.data.preprocess.input_size, crop=config.data.preprocess.crop,
-        registration=registration,
+    # the run's own pre-processing (window, size, crop, margin, context), with what inference must change:
+    # a label-free registration and the liver mask from the liver model or a file instead of the label
+    preprocess = dataclasses.replace(
+        config.data.preprocess, registration=registration, keep_slices="liver", liver_mask_values=None,
         liver_mask_source="model" if liver is not None else "file",
         liver_mask_pattern=None if liver is not None else "(given to predict)")
     return save_bundle(out, model, phases, preprocess, training, liver)
