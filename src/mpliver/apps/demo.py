@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mpliver.experiments.sets import REFERENCE, ExperimentSet, Row
+from mpliver.io.labels import DEFAULT_PHASES, TUMOR
 
 DEMO_SET = ExperimentSet(
     "demo",
@@ -47,7 +48,7 @@ class DemoSettings:
     liver_overrides: tuple[str, ...] = ("optim.epochs=3", "data.slices_per_epoch=160")
     phantom_shape: tuple[int, int, int] | None = None
     phantom_spacing: tuple[float, float, float] | None = None
-    phases: tuple[str, ...] = ("PV", "ART")  # the protocol: the first is the primary phase
+    phases: tuple[str, ...] = DEFAULT_PHASES  # the protocol: the first is the primary phase
 
     @classmethod
     def quick(cls) -> DemoSettings:
@@ -187,4 +188,4 @@ def _tumor_dice(label_pred: Any, dataset: Any, case: str) -> float:
     from mpliver.io.nifti import read_nifti
 
     ref, _ = read_nifti(dataset.label_path(case))
-    return float(dice(ref == 2, np.asarray(label_pred) == 2))
+    return float(dice(ref == TUMOR, np.asarray(label_pred) == TUMOR))

@@ -22,6 +22,7 @@ from mpliver.data.registration import resample_to_grid
 from mpliver.data.slices import context_indices, crop_resize, full_box, uncrop, window
 from mpliver.errors import InputError
 from mpliver.io.checks import check_same_grid
+from mpliver.io.labels import LIVER
 from mpliver.io.layout import CaseVolumes
 from mpliver.io.nifti import read_nifti
 
@@ -66,7 +67,7 @@ class FromLabel:
         if case.label is None:
             raise InputError("liver mask source 'label' needs the case label (labelsTr/)",
                              self.origin(case.case_id))
-        return check_liver_mask(case.label >= 1, self.origin(case.case_id))
+        return check_liver_mask(case.label >= LIVER, self.origin(case.case_id))
 
 
 class FromFile:

@@ -26,6 +26,7 @@ import numpy as np
 from mpliver.errors import InputError
 from mpliver.io.checks import axial_slice_count
 from mpliver.io.geometry import Geometry, to_sitk
+from mpliver.io.labels import LIVER, TUMOR
 from mpliver.io.layout import CaseVolumes
 
 METHODS = ("tumor-center", "liver", "none")
@@ -106,7 +107,7 @@ def resample_to_grid(moving: np.ndarray, moving_geom: Geometry, ref_geom: Geomet
     return np.transpose(sitk.GetArrayFromImage(out), (2, 1, 0))
 
 
-def label_centroid(label: np.ndarray, geometry: Geometry, value: int = 2) -> np.ndarray | None:
+def label_centroid(label: np.ndarray, geometry: Geometry, value: int = TUMOR) -> np.ndarray | None:
     """World (RAS mm) centroid of the voxels equal to `value`, or None if there are none."""
     idx = np.argwhere(label == value)
     if len(idx) == 0:
@@ -282,8 +283,8 @@ def register_phase(method: str, pv: np.ndarray, pv_geom: Geometry, moving: np.nd
     check_overlap(pv_geom, moving_geom, moving_path)
     if method == "tumor-center" and pv_label is None:
         raise InputError("tumor-center registration needs the PV label", moving_path)
-    if (method == "tumor-center" and moving_label is not None and not np.any(pv_label == 2)
-            and not np.any(moving_label == 2) and liver_mask is not None and np.any(liver_mask)):
+    if (method == "tumor-center" and moving_label is not None and not np.any(pv_label == TUMOR)
+            and not np.any(moving_label == TUMOR) and liver_mask is not None and np.any(liver_mask)):
         method = "liver"  # a lesion-free case (both labels): no tumour centre to align, the liver aligns it
     if method == "none":
         transform = RigidTransform()
@@ -310,13 +311,13 @@ def liver_aligner(settings: LiverRegistrationSettings | None = None
     with the liver of the case's reference label (labels > 0) as the PV liver mask, as training prep does."""
 
     def align(vols: CaseVolumes, phase: str, moving_path: Path) -> tuple[np.ndarray, dict]:
-        if vols.label is None or not np.any(vols.label > 0):
+        if vols.label is None or not np.any(vols.label >= LIVER):
             raise InputError(f"--register needs the PV liver from the label, and case {vols.case_id} has "
                              "none (imagesTs cases cannot be registered this way)", moving_path)
         pv_name = next(iter(vols.phases))
         on_pv, transform = register_phase("liver", vols.phases[pv_name], vols.geometries[pv_name],
                                           vols.phases[phase], vols.geometries[phase],
-                                          liver_mask=vols.label > 0,
+                                          liver_mask=vols.label >= LIVER,
                                           moving_path=moving_path, settings=settings)
         return on_pv, transform.to_dict()
 

@@ -30,6 +30,7 @@ import numpy as np
 import yaml
 
 from mpliver.errors import ConfigError, DatasetError, InputError
+from mpliver.io.labels import LIVER, TUMOR
 from mpliver.training.config import Config, config_differences, describe_differences
 from mpliver.training.run_info import CONFIG_YAML, write_run_info
 
@@ -259,7 +260,7 @@ def predict_fold(
             )
         write_nifti(
             prediction_path(run_dir, case),
-            label_map(pred.tumor, label >= 1),
+            label_map(pred.tumor, label >= LIVER),
             geometry,
             description=_PREDICTION_NOTE,
         )
@@ -285,7 +286,7 @@ def _save_confidence(path: Path, cached, pred, choose) -> None:
             image=np.asarray(cached.images[0, s + halo], dtype=np.float32),
             confidence=pred.slices.confidence[s].astype(np.float32),
             probability=pred.slices.probability[s].astype(np.float32),
-            reference=(centre[s] == 2) if centre is not None else np.zeros_like(predicted[s]),
+            reference=(centre[s] == TUMOR) if centre is not None else np.zeros_like(predicted[s]),
             prediction=predicted[s],
             axial=np.int64(cached.mapping.centre_slices[s]),
         )
@@ -299,7 +300,7 @@ def evaluate_run(result: CrossvalResult, dataset, test_cases: Sequence[str],
     from mpliver.evaluation.evaluate import evaluate_folders, read_per_case_csv
     from mpliver.evaluation.tables import table1_csv, table1_markdown, table2_csv, table2_markdown
     from mpliver.io.atomic import write_json_atomic, write_text_atomic
-    from mpliver.io.layout import TUMOR_TYPES
+    from mpliver.io.labels import type_order
 
     run_dir = result.run_dir
     types = {c: t for c in test_cases if (t := dataset.tumor_type(c))}
@@ -314,8 +315,7 @@ def evaluate_run(result: CrossvalResult, dataset, test_cases: Sequence[str],
     result.summary = summarize(records)
     result.by_type = summarize_by_type(records)
     result.by_fold = {f"fold {f}": summarize([r for r in records if r["fold"] == f]) for f in result.folds}
-    order = [t for t in TUMOR_TYPES if t in result.by_type]
-    order += [t for t in result.by_type if t not in TUMOR_TYPES]
+    order = type_order(result.by_type)
     m = result.method
     write_text_atomic(run_dir / "table1.md", table1_markdown({m: result.summary}))
     write_text_atomic(run_dir / "table1.csv", table1_csv({m: result.summary}))

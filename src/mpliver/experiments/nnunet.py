@@ -40,6 +40,7 @@ from mpliver.experiments.sets import REFERENCE, ExperimentResult, ExperimentSet,
 from mpliver.extras import require_nnunet
 from mpliver.inference.slices import label_map
 from mpliver.io.atomic import write_json_atomic
+from mpliver.io.labels import LIVER, TUMOR
 from mpliver.io.layout import Dataset
 from mpliver.io.nifti import read_nifti, write_nifti
 from mpliver.io.nnunet import REGISTRATION_JSON, export_nnunet, nnunet_folder_name
@@ -205,7 +206,8 @@ def _write_prediction(dataset: Dataset, run_dir: Path, case: str, source: Path) 
     label, geometry = read_nifti(dataset.label_path(case))
     if pred.shape != label.shape:
         raise InputError(f"nnU-Net's prediction has shape {pred.shape}, the label {label.shape}", source)
-    write_nifti(prediction_path(run_dir, case), label_map(pred == 2, label >= 1), geometry, description=_NOTE)
+    write_nifti(prediction_path(run_dir, case), label_map(pred == TUMOR, label >= LIVER), geometry,
+                description=_NOTE)
 
 
 def find_peers(out_dir: Path, dataset: Dataset, folds: Sequence[int]) -> dict[str, CrossvalResult]:

@@ -77,7 +77,8 @@ def write_report(run_dir: str | Path, cases: Sequence[str] | None = None, num_ca
         training_curves_png,
         type_dpc_bars_png,
     )
-    from mpliver.io.layout import Dataset, type_order
+    from mpliver.io.labels import type_order
+    from mpliver.io.layout import Dataset
 
     info = json.loads((run_dir / CROSSVAL_JSON).read_text())
     dataset = Dataset(info["dataset"])
@@ -131,7 +132,7 @@ def write_report(run_dir: str | Path, cases: Sequence[str] | None = None, num_ca
 def _experiment_report(set_dir: Path) -> Path:
     from mpliver.evaluation.curves import learning_curve_png
     from mpliver.evaluation.figures import training_curves_png, type_dpc_bars_png
-    from mpliver.io.layout import type_order
+    from mpliver.io.labels import type_order
 
     info = json.loads((set_dir / "experiment.json").read_text())
     out = check_writable(set_dir / REPORT_DIR)
@@ -168,7 +169,7 @@ def _seeded_report(set_dir: Path) -> Path:
     """Learning curve over every (fold, seed) run of each row, per-type bars of the seed means, index."""
     from mpliver.evaluation.curves import learning_curve_png
     from mpliver.evaluation.figures import type_dpc_bars_png
-    from mpliver.io.layout import type_order
+    from mpliver.io.labels import type_order
 
     info = json.loads((set_dir / SEEDS_JSON).read_text())
     out = check_writable(set_dir / REPORT_DIR)

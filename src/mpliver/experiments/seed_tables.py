@@ -62,7 +62,7 @@ def _dpc_by_case(result: CrossvalResult) -> dict[str, float]:
 
 def build_tables(exp: ExperimentSet, runs: Runs) -> dict[str, tuple[str, str]]:
     """{stem: (Markdown, CSV)} of the tables over seeds, and `claims` (Markdown lines, CSV)."""
-    from mpliver.io.layout import type_order
+    from mpliver.io.labels import type_order
 
     names = _rows(exp, runs)
     seeds = sorted(runs)

@@ -289,7 +289,7 @@ def write_tables(result: ExperimentResult) -> None:
     )
     from mpliver.experiments.seed_tables import paper_side_by_side
     from mpliver.io.atomic import write_json_atomic, write_text_atomic
-    from mpliver.io.layout import type_order
+    from mpliver.io.labels import type_order
 
     out, res = result.out_dir, result.results
     names = [r.name for r in result.set.rows if r.name in res]

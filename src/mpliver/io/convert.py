@@ -23,6 +23,7 @@ from mpliver.io.checks import check_hu, check_label_liver, check_slices
 from mpliver.io.dicom import read_dicom_series
 from mpliver.io.dicom_study import check_not_single_file, is_dicom_source
 from mpliver.io.geometry import Geometry
+from mpliver.io.labels import DEFAULT_PHASES, PRIMARY_PHASE
 from mpliver.io.layout import (
     FILE_ENDING,
     Dataset,
@@ -34,7 +35,6 @@ from mpliver.io.layout import (
 from mpliver.io.nifti import read_nifti, write_nifti
 from mpliver.io.resample import reorient_to_grid, resample_to_grid, same_voxels
 
-PHASES = ("PV", "ART")
 _CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 _COLUMNS = "case,pv,art[,label][,tumor_type]"
@@ -168,7 +168,7 @@ def read_cases_csv(csv_path: str | Path, allow_other_types: bool = False) -> lis
             if not case:
                 raise InputError(f"line {n}: empty case id", csv_path)
             phases = {}
-            for name in PHASES:
+            for name in DEFAULT_PHASES:
                 cell = row.get(name.lower(), "")
                 if not cell:
                     raise InputError(f"line {n}: case {case} is missing phase {name}", csv_path)
@@ -212,14 +212,14 @@ def _write_case(stage: Path, source: CaseSource, resample_label: bool,
         check_hu(array, path)
         check_slices(geom, path, f"the {name} phase")
         vols[name] = (array, geom)
-    pv_array, pv_geom = vols["PV"]
+    pv_array, pv_geom = vols[PRIMARY_PHASE]
     split = "Tr" if source.label is not None else "Ts"
     for i, (_name, (array, geom)) in enumerate(vols.items()):
         path = stage / f"images{split}" / f"{source.case_id}_{i:04d}{FILE_ENDING}"
         write_nifti(path, compact_hu(array), geom)
     if source.label is not None:
-        label = read_label(source.label, source.phases["PV"], pv_geom, resample_label, label_map,
-                           source.series_uids.get("PV"), label_mismatch_ok)
+        label = read_label(source.label, source.phases[PRIMARY_PHASE], pv_geom, resample_label, label_map,
+                           source.series_uids.get(PRIMARY_PHASE), label_mismatch_ok)
         write_nifti(stage / "labelsTr" / f"{source.case_id}{FILE_ENDING}", label, pv_geom)
 
 
@@ -248,7 +248,7 @@ def convert_cases(
     for s in sources:
         if not _CASE_ID.match(s.case_id):
             raise InputError(f"invalid case id '{s.case_id}' (letters, digits, '_' and '-' only)", out)
-        if list(s.phases)[:2] != list(PHASES):
+        if list(s.phases)[:2] != list(DEFAULT_PHASES):
             raise InputError(f"case {s.case_id}: phases must be PV then ART, got {list(s.phases)}", out)
     dupes = sorted({c for c in ids if ids.count(c) > 1})
     if dupes:

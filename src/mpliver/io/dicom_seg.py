@@ -19,13 +19,14 @@ import numpy as np
 from mpliver.errors import InputError, InputWarning
 from mpliver.io.dicom import DicomSeries, as_series, check_dicom_seg_source, series_instance_uids
 from mpliver.io.geometry import Geometry
+from mpliver.io.labels import LIVER, TUMOR
 from mpliver.io.resample import reorient_to_grid
 
 # Segment names understood as our label values (lower case; matched against SegmentLabel and the coded type).
 LABEL_SYNONYMS: dict[str, int] = {
-    "liver": 1, "liver parenchyma": 1,
-    "tumor": 2, "tumour": 2, "tumors": 2, "tumours": 2, "lesion": 2, "lesions": 2, "liver tumor": 2,
-    "liver tumour": 2, "liver lesion": 2, "neoplasm": 2, "mass": 2,
+    "liver": LIVER, "liver parenchyma": LIVER,
+    **dict.fromkeys(("tumor", "tumour", "tumors", "tumours", "lesion", "lesions", "liver tumor",
+                     "liver tumour", "liver lesion", "neoplasm", "mass"), TUMOR),
 }
 
 
@@ -258,7 +259,7 @@ def write_dicom_seg(
 
     from mpliver.io.atomic import atomic_path
 
-    segments = dict(segments or {1: "liver", 2: "tumor"})
+    segments = dict(segments or {LIVER: "liver", TUMOR: "tumor"})
     series = check_dicom_seg_source(as_series(series_folder, series_uid))  # single-frame, with SOP UIDs
     label = np.asarray(label)
     if tuple(label.shape) != tuple(series.geometry.shape):

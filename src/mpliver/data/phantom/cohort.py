@@ -24,6 +24,7 @@ from mpliver.data.phantom.lesions import LESION_TYPES
 from mpliver.data.workers import end_with_parent
 from mpliver.errors import ConfigError, DatasetError, MpliverError
 from mpliver.io.atomic import write_json_atomic
+from mpliver.io.labels import DEFAULT_PHASES
 from mpliver.io.layout import FILE_ENDING, write_dataset_json
 from mpliver.io.nifti import write_nifti
 
@@ -128,7 +129,7 @@ def _finished_cases(root: Path, spec: dict[str, Any], previews: bool) -> dict[st
         except (OSError, ValueError):
             continue
         cid = record.get("case_id")
-        num_phases = len(spec["config"].get("phases") or ("PV", "ART"))
+        num_phases = len(spec["config"].get("phases") or DEFAULT_PHASES)
         names = [f"imagesTr/{cid}_{i:04d}" for i in range(num_phases)] + [f"labelsTr/{cid}"]
         names += [f"labelsTr_phases/{cid}_{i:04d}" for i in range(1, num_phases)]
         files = [root / f"{name}{FILE_ENDING}" for name in names]

@@ -18,6 +18,7 @@ from scipy import ndimage
 
 from mpliver.errors import DatasetError
 from mpliver.io.checks import check_hu, check_label_liver
+from mpliver.io.labels import LIVER, TUMOR
 from mpliver.io.layout import Dataset, check_label_values
 from mpliver.io.nifti import read_nifti
 
@@ -78,7 +79,7 @@ def phase_statistics(
 ) -> PhaseStats:
     """Medians over the tumour (label 2) and liver (label 1) voxels, the liver noise SD, and the medians over
     the aorta and portal-vein voxels of a structure map when given."""
-    tumour, liver = label == 2, label == 1
+    tumour, liver = label == TUMOR, label == LIVER
     lesion_hu = _median_where(image, tumour)
     liver_hu = _median_where(image, liver)
     noise = liver_noise_sd(image, liver | tumour) if liver.any() else math.nan
@@ -170,10 +171,9 @@ def _fmt(value: float | None, signed: bool = False) -> str:
 
 def type_order(summary: dict[str, dict]) -> list[str]:
     """The five SPEC types first, then any others, then "all"."""
-    from mpliver.io.layout import TUMOR_TYPES
+    from mpliver.io.labels import type_order as table_order
 
-    others = sorted(set(summary) - set(TUMOR_TYPES) - {"all"})
-    return [t for t in TUMOR_TYPES if t in summary] + others + (["all"] if "all" in summary else [])
+    return table_order(t for t in summary if t != "all") + (["all"] if "all" in summary else [])
 
 
 def cohort_table(summary: dict[str, dict], phases: list[str], title: str = ""):
