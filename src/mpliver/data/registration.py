@@ -25,12 +25,12 @@ import numpy as np
 
 from mpliver.errors import InputError
 from mpliver.io.checks import axial_slice_count
-from mpliver.io.geometry import Geometry, to_sitk
+from mpliver.io.geometry import Geometry, ras_to_lps, ras_to_lps_map, to_sitk
 from mpliver.io.labels import LIVER, TUMOR
 from mpliver.io.layout import CaseVolumes
+from mpliver.io.resample import resample_to_grid
 
 METHODS = ("tumor-center", "liver", "none")
-_FLIP = np.diag([-1.0, -1.0, 1.0])  # RAS <-> LPS
 FILL_HU = -1024.0
 
 
@@ -68,9 +68,7 @@ class RigidTransform:
 
 def world_bounds(geometry: Geometry) -> tuple[np.ndarray, np.ndarray]:
     """Axis-aligned RAS bounding box (mm) of the voxel centres of a grid."""
-    s = np.asarray(geometry.shape) - 1
-    corners = np.array([[i, j, k] for i in (0, s[0]) for j in (0, s[1]) for k in (0, s[2])], dtype=float)
-    pts = geometry.index_to_world(corners)
+    pts = geometry.index_to_world(geometry.corners())
     return pts.min(axis=0), pts.max(axis=0)
 
 
@@ -86,25 +84,6 @@ def check_overlap(ref: Geometry, other: Geometry, path: str | Path | None = None
             f"{np.round(lo2, 1).tolist()}..{np.round(hi2, 1).tolist()} mm vs PV "
             f"{np.round(lo1, 1).tolist()}..{np.round(hi1, 1).tolist()} mm): wrong file or broken header",
             path)
-
-
-def resample_to_grid(moving: np.ndarray, moving_geom: Geometry, ref_geom: Geometry,
-                     transform: RigidTransform | None = None, interpolation: str = "linear",
-                     fill: float = FILL_HU) -> np.ndarray:
-    """Resample `moving` onto `ref_geom` through `transform` (PV world -> moving world; None = identity)."""
-    import SimpleITK as sitk
-
-    transform = transform or RigidTransform()
-    tx = sitk.AffineTransform(3)
-    # LPS form of p_m = A p + b:  F p_m = (F A F)(F p) + F b
-    tx.SetMatrix([float(v) for v in (_FLIP @ transform.matrix @ _FLIP).ravel()])
-    tx.SetTranslation([float(v) for v in _FLIP @ transform.translation])
-    interp = {"linear": sitk.sitkLinear, "nearest": sitk.sitkNearestNeighbor}[interpolation]
-    dtype = np.float32 if interpolation == "linear" else moving.dtype
-    mov = to_sitk(np.asarray(moving, dtype=dtype), moving_geom)
-    ref = to_sitk(np.zeros(ref_geom.shape, dtype=np.uint8), ref_geom)
-    out = sitk.Resample(mov, ref, tx, interp, float(fill), mov.GetPixelID())
-    return np.transpose(sitk.GetArrayFromImage(out), (2, 1, 0))
 
 
 def label_centroid(label: np.ndarray, geometry: Geometry, value: int = TUMOR) -> np.ndarray | None:
@@ -246,13 +225,12 @@ def liver_transform(pv: np.ndarray, pv_geom: Geometry, moving: np.ndarray, movin
     offset = _lps_affine(translation)[1]
     final = translation
     if settings.rigid:
-        centre = _FLIP @ pv_geom.index_to_world(idx.mean(axis=0))
+        centre = ras_to_lps(pv_geom.index_to_world(idx.mean(axis=0)))
         euler = sitk.Euler3DTransform()
         euler.SetCenter([float(c) for c in centre])
         euler.SetTranslation([float(v) for v in offset])
         final, metric = _register(fixed, mov, mask, euler, settings, slice(len(settings.shrink) - 1, None))
-    m_lps, off_lps = _lps_affine(final)
-    return RigidTransform(_FLIP @ m_lps @ _FLIP, _FLIP @ off_lps, "liver", metric)
+    return RigidTransform(*ras_to_lps_map(*_lps_affine(final)), "liver", metric)
 
 
 def _lps_affine(tx) -> tuple[np.ndarray, np.ndarray]:
@@ -302,7 +280,7 @@ def register_phase(method: str, pv: np.ndarray, pv_geom: Geometry, moving: np.nd
             detail = lines[-1].split("): ", 1)[-1]  # drop ITK's "ITK ERROR: Filter(0x...)" prefix
             raise InputError(f"liver registration failed ({detail[:200]}); does this phase cover the liver?",
                              moving_path) from None
-    return resample_to_grid(moving, moving_geom, pv_geom, transform), transform
+    return resample_to_grid(moving, moving_geom, pv_geom, fill=FILL_HU, transform=transform), transform
 
 
 def liver_aligner(settings: LiverRegistrationSettings | None = None

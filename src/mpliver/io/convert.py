@@ -33,7 +33,7 @@ from mpliver.io.layout import (
     write_dataset_json,
 )
 from mpliver.io.nifti import read_nifti, write_nifti
-from mpliver.io.resample import reorient_to_grid, resample_to_grid, same_voxels
+from mpliver.io.resample import labels_to_grid, reorient_to_grid, same_voxels
 
 _CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
@@ -132,7 +132,7 @@ def read_label(path: str | Path, pv_path: Path, pv_geometry: Geometry, resample:
                 f"label is not on the PV grid (shape {geom.shape} vs {pv_geometry.shape}, spacing "
                 f"{np.round(geom.spacing, 3).tolist()} vs {np.round(pv_geometry.spacing, 3).tolist()}); "
                 "pass --resample-label to resample it (nearest neighbour)", path)
-        return placed if placed is not None else resample_to_grid(label, geom, pv_geometry, "nearest")
+        return labels_to_grid(label, geom, pv_geometry)
     seg = _find_seg(path)
     if seg is None:
         raise InputError("label is neither NIfTI nor a DICOM-SEG", path)

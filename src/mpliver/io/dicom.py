@@ -25,10 +25,9 @@ import numpy as np
 
 from mpliver.errors import InputError, InputWarning
 from mpliver.io.atomic import staged_folder
-from mpliver.io.checks import check_hu
+from mpliver.io.checks import MIN_SLICES, check_hu
 from mpliver.io.dicom_scan import SliceHeader
 from mpliver.io.dicom_stack import (
-    LPS,
     AcquisitionGroup,
     AmbiguousSeriesError,
     choose_stack,
@@ -44,11 +43,9 @@ from mpliver.io.dicom_study import (
     series_key,
     series_label,
 )
-from mpliver.io.geometry import Geometry
+from mpliver.io.geometry import Geometry, ras_to_lps
 
 _CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
-_LPS = LPS
-MIN_SLICES_AFTER_DROP = 3
 
 
 @dataclass
@@ -97,8 +94,8 @@ def scan_series(folder: str | Path, series_uid: str | None = None, spacing_tol: 
     groups = split_acquisitions(kept, normal)
     group = _choose_group(groups, selector.group, path, series_key(study, series) if len(study) > 1 else None,
                           series, normal)
-    if notice and len(group.slices) < MIN_SLICES_AFTER_DROP:
-        raise InputError(f"{notice}: fewer than {MIN_SLICES_AFTER_DROP} slices left, no regular stack", path)
+    if notice and len(group.slices) < MIN_SLICES:
+        raise InputError(f"{notice}: fewer than {MIN_SLICES} slices left, no regular stack", path)
     ordered, geometry = stack_geometry(group.slices, path, spacing_tol)
     if notice:
         warnings.warn(f"{path}: {notice}", InputWarning, stacklevel=2)
@@ -222,7 +219,7 @@ def write_dicom_series(
         raise ValueError(f"array shape {array.shape} does not match geometry {geometry.shape}")
     if folder.exists() and any(folder.iterdir()) and not overwrite:
         raise InputError("output folder is not empty (use overwrite to replace it)", folder)
-    lps = _LPS @ geometry.affine[:3, :]
+    lps = ras_to_lps(geometry.affine[:3, :])
     sp = geometry.spacing
     row_dir, col_dir = lps[:, 0] / sp[0], lps[:, 1] / sp[1]
     if abs(float(row_dir @ col_dir)) > 1e-4:
