@@ -55,9 +55,9 @@ from mpliver.io.checks import check_hu, check_slices
 from mpliver.io.dicom import DicomSeries
 from mpliver.io.geometry import Geometry
 from mpliver.io.layout import CaseVolumes
+from mpliver.models.urim import uncertainty_from_probability
 from mpliver.runtime import resolve_device
 
-S_MIN_FLOOR = 1e-6
 MIN_LIVER_COVERAGE = 0.5  # share of the PV liver a registered phase must cover
 PhaseInput = str | Path | np.ndarray | tuple[np.ndarray, Geometry]
 STAGES = ("io", "liver", "registration", "preprocess", "network", "postprocess")
@@ -96,15 +96,6 @@ def model_names(bundles: Sequence[Bundle]) -> list[str]:
     """How the reports name the bundles of a prediction: their absolute paths (the model name when a bundle
     was built in memory)."""
     return [str(Path(b.path).resolve()) if b.path is not None else b.model_config.name for b in bundles]
-
-
-def uncertainty_from_probability(p: np.ndarray) -> np.ndarray:
-    """u = exp(1 - S_max / S_min) of the two-class softmax (S = (1 - p, p)), S_min clamped at 1e-6."""
-    p = np.asarray(p, dtype=np.float32)
-    s_max = np.maximum(p, 1.0 - p)
-    s_min = np.maximum(np.minimum(p, 1.0 - p), np.float32(S_MIN_FLOOR))
-    with np.errstate(under="ignore", over="ignore"):
-        return np.exp(1.0 - s_max / s_min).astype(np.float32)
 
 
 def read_volume(source: PhaseInput, what: str) -> tuple[np.ndarray, Geometry, DicomSeries | None]:
