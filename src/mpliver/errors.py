@@ -1,10 +1,13 @@
-"""User-facing errors: each one becomes a single line on the command line, naming the file and the problem."""
+"""User-facing messages: errors that become a single line on the command line, naming the file and the
+problem, and the research notice that every output and the command line carry."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
 from pathlib import Path
+
+RESEARCH_NOTICE = "mpliver research software, not for clinical use"  # fits a NIfTI header's 80-byte descrip
 
 
 class MpliverError(Exception):

@@ -1,9 +1,15 @@
-"""The label values, tumour types and phase names have one home, and the writers follow it."""
+"""Facts with one home: label values, tumour types, phase names and the research notice."""
 
 from __future__ import annotations
 
 import json
 
+import nibabel as nib
+import numpy as np
+
+from mpliver.errors import RESEARCH_NOTICE
+from mpliver.evaluation.lesion_report import notices
+from mpliver.io.geometry import Geometry
 from mpliver.io.labels import (
     BACKGROUND,
     DEFAULT_PHASES,
@@ -15,6 +21,7 @@ from mpliver.io.labels import (
     type_order,
 )
 from mpliver.io.layout import write_dataset_json
+from mpliver.io.nifti import write_nifti
 
 
 def test_labels_and_dataset_json_agree(tmp_path):
@@ -28,3 +35,11 @@ def test_labels_and_dataset_json_agree(tmp_path):
 def test_type_order_puts_the_table_types_first():
     assert type_order(["zeta", "HCC", "alpha", "cyst"]) == ["cyst", "HCC", "alpha", "zeta"]
     assert type_order(TUMOR_TYPES) == list(TUMOR_TYPES)
+
+
+def test_one_research_notice_fits_a_nifti_header_and_reads_back(tmp_path):
+    assert "research" in RESEARCH_NOTICE and "not for clinical use" in RESEARCH_NOTICE
+    path = write_nifti(tmp_path / "a.nii.gz", np.zeros((2, 2, 2), np.uint8),
+                       Geometry.from_spacing((2, 2, 2), (1, 1, 1)), RESEARCH_NOTICE)
+    assert nib.load(path).header["descrip"].item().decode() == RESEARCH_NOTICE
+    assert notices(False)[0] == RESEARCH_NOTICE

@@ -14,11 +14,11 @@ import warnings
 
 import typer
 
-from mpliver.errors import InputWarning, MpliverError
+from mpliver.errors import RESEARCH_NOTICE, InputWarning, MpliverError
 
 app = typer.Typer(
     name="mpliver",
-    help="Multi-phase CT liver tumour segmentation (SAM + URIM). Research software, not for clinical use.",
+    help=f"Multi-phase CT liver tumour segmentation (SAM + URIM). {RESEARCH_NOTICE}.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -43,7 +43,7 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
                                  help="Print the version and exit."),
 ) -> None:
-    """Multi-phase CT liver tumour segmentation (SAM + URIM). Research software, not for clinical use."""
+    """The root command: `--version`; the help text is the app's, with the research notice."""
 
 
 def _register_commands() -> None:

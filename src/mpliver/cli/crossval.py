@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from mpliver.errors import RESEARCH_NOTICE
+
 
 def register(app: typer.Typer) -> None:
     @app.command("crossval")
@@ -44,4 +46,4 @@ def register(app: typer.Typer) -> None:
         typer.echo((out / "table2.md").read_text())
         console.print(f"trained folds {result.trained}, skipped (finished earlier) {result.skipped}; "
                       f"tables: {out / 'table1.md'}, {out / 'table2.md'} "
-                      "(research software, not for clinical use)")
+                      f"({RESEARCH_NOTICE})")

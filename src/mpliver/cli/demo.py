@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from mpliver.errors import RESEARCH_NOTICE
+
 
 def register(app: typer.Typer) -> None:
     @app.command("demo")
@@ -41,7 +43,7 @@ def register(app: typer.Typer) -> None:
         console.print(
             f"{settings.cases} synthetic cases, {settings.folds}-fold cross-validation "
             f"(reduced from the paper's 5 so that every case is tested within the time budget), "
-            f"preset {settings.preset}. Research software; synthetic data: not for clinical use."
+            f"preset {settings.preset}; synthetic data. {RESEARCH_NOTICE}."
         )
         started = time.perf_counter()
         result = run_demo(out, settings, say=console.print)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import typer
 
+from mpliver.errors import RESEARCH_NOTICE
+
 _FILE_ENDINGS = (".nii.gz", ".nii", ".zip")
 _SOURCE_HELP = (" A DICOM folder, study tree or .zip may end in ::series=UID|NUMBER|TEXT,group=N to pick one "
                 "series and acquisition (see `mpliver dicom ls`).")
@@ -167,8 +169,8 @@ def register(app: typer.Typer) -> None:
         for bundle in bundles:
             console.print(f"[bold]mpliver predict[/bold]: {bundle.describe()}")
         if any(b.synthetic for b in bundles):
-            console.print("[yellow]This model was trained on synthetic data only: research use, not for "
-                          "clinical use.[/yellow]")
+            console.print(f"[yellow]This model was trained on synthetic data only; "
+                          f"{RESEARCH_NOTICE}.[/yellow]")
         options = {"tta": tta, "batch_size": batch_size, "registration": registration, "strict": strict,
                    "probabilities": save_probabilities, "workers": workers, "max_in_flight": max_in_flight,
                    "precision": precision}

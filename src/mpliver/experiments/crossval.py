@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from mpliver.errors import ConfigError, DatasetError, InputError
+from mpliver.errors import RESEARCH_NOTICE, ConfigError, DatasetError, InputError
 from mpliver.io.labels import LIVER, TUMOR
 from mpliver.training.config import Config, config_differences, describe_differences
 from mpliver.training.run_info import CONFIG_YAML, write_run_info
@@ -39,7 +39,7 @@ DONE_JSON = "done.json"
 PREDICTIONS = "predictions"
 CONFIDENCE = "confidence"
 EVALUATION = "evaluation"
-_PREDICTION_NOTE = "mpliver cross-validation prediction; research software, not for clinical use"
+_PREDICTION_NOTE = f"cross-validation prediction; {RESEARCH_NOTICE}"
 
 TrainFn = Callable[..., Path]
 

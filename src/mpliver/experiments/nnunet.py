@@ -28,7 +28,7 @@ from pathlib import Path
 
 from mpliver.data.dataset import split_cases
 from mpliver.data.registration import liver_aligner
-from mpliver.errors import ConfigError, InputError
+from mpliver.errors import RESEARCH_NOTICE, ConfigError, InputError
 from mpliver.experiments.crossval import (
     CrossvalResult,
     evaluate_run,
@@ -50,7 +50,7 @@ ROW_DIR = "nnunet_2d"
 CONFIGURATION = "2d"
 TRAINER = "nnUNetTrainer_mpliverBudget"
 PEERS = ("single_phase", REFERENCE)
-_NOTE = "nnU-Net v2 cross-validation prediction (mpliver experiments nnunet); research software"
+_NOTE = f"nnU-Net v2 prediction; {RESEARCH_NOTICE}"
 
 
 @dataclass(frozen=True)

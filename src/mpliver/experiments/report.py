@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mpliver.errors import InputError
+from mpliver.errors import RESEARCH_NOTICE, InputError
 from mpliver.experiments.crossval import CONFIDENCE, CROSSVAL_JSON, EVALUATION, PREDICTIONS, prediction_path
 from mpliver.experiments.seed_tables import over_seeds
 from mpliver.experiments.seeds import SEEDS_JSON, seed_dir_name
@@ -29,8 +29,8 @@ from mpliver.io.atomic import check_writable
 
 REPORT_DIR = "report"
 LEARNING_CURVE = "Learning curve: validation Dice (slices pooled) per epoch, mean over runs ± SD"
-DISCLAIMER = ("Research software. Models trained on the synthetic cohort are not for clinical use, and no "
-              "figure here is a clinical result.")
+DISCLAIMER = (f"{RESEARCH_NOTICE}: models trained on the synthetic cohort are not, and no figure here is a "
+              "clinical result.")
 
 
 def choose_cases(records: Sequence[dict[str, Any]], count: int = 3) -> list[str]:

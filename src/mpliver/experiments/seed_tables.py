@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from mpliver.errors import RESEARCH_NOTICE
 from mpliver.evaluation.aggregate import mean_sd
 from mpliver.evaluation.claims import describe, judge
 from mpliver.evaluation.paper_numbers import (
@@ -198,7 +199,7 @@ def write_seed_tables(result: SeededResult) -> None:
         if csv:
             write_text_atomic(out / f"{stem}.csv", csv)
     doc = [f"# {result.set.title}: over training seeds", "",
-           "Research software; synthetic or in-house data: not for clinical use.", "",
+           f"{RESEARCH_NOTICE} (synthetic or in-house data).", "",
            paper_side_by_side(result.set, runs)]
     write_text_atomic(out / "seed_tables.md", "\n".join(doc))
     write_json_atomic(out / "seeds.json", {

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mpliver.errors import ConfigError
+from mpliver.errors import RESEARCH_NOTICE, ConfigError
 from mpliver.experiments.crossval import (
     CROSSVAL_JSON,
     CrossvalResult,
@@ -352,7 +352,7 @@ def write_tables(result: ExperimentResult) -> None:
         f"Rows: {', '.join(names)}; cases per row: {sorted(set(n_cases.values()))}; test folds pooled. "
         "Predictions are restricted to the reference liver mask (oracle liver, as in the paper's "
         "evaluation); `mpliver predict` uses the bundle's liver model instead.",
-        "Research software; synthetic or in-house data: not for clinical use.",
+        f"{RESEARCH_NOTICE} (synthetic or in-house data).",
         "",
         "## Metrics (mean ± SD over cases)",
         "",

@@ -36,7 +36,7 @@ from mpliver.data.liver_check import LiverCheck, check_liver
 from mpliver.data.prepare import prepare_case
 from mpliver.data.registration import FILL_HU, RigidTransform, register_phase
 from mpliver.data.slices import SliceMapping
-from mpliver.errors import ConfigError, InputError
+from mpliver.errors import RESEARCH_NOTICE, ConfigError, InputError
 from mpliver.evaluation.lesion_report import lesion_table, notice_path, write_lesion_report
 from mpliver.inference.bundle import Bundle
 from mpliver.inference.case_report import (  # noqa: F401 (re-exported)
@@ -490,7 +490,7 @@ def write_outputs(result: PredictionResult, out_dir: str | Path, dicom_seg: bool
         write_nifti(staged["label"], result.label.astype(np.uint8), result.geometry, note)
         if dicom_seg:
             write_dicom_seg(staged["dicom_seg"], result.label, result.pv_dicom, algorithm="mpliver",
-                            series_description="mpliver research segmentation (not for clinical use)")
+                            series_description=RESEARCH_NOTICE)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
