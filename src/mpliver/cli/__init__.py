@@ -14,7 +14,7 @@ import warnings
 
 import typer
 
-from mpliver.errors import RESEARCH_NOTICE, InputWarning, MpliverError
+from mpliver.errors import RESEARCH_NOTICE, InputWarning, MpliverError, describe_os_error
 
 app = typer.Typer(
     name="mpliver",
@@ -65,16 +65,6 @@ def _show_warning(message, category, filename, lineno, file=None, line=None, _de
         print(f"warning: {message}", file=sys.stderr)
     else:
         _default(message, category, filename, lineno, file, line)
-
-
-def describe_os_error(exc: OSError) -> str:
-    """'PATH: cause (ERRNO)' for an OSError, e.g. 'out/x.nii.gz: No space left on device (ENOSPC)'."""
-    import errno
-
-    code = errno.errorcode.get(exc.errno or 0)
-    cause = (exc.strerror or str(exc) or type(exc).__name__) + (f" ({code})" if code else "")
-    names = [str(n) for n in (exc.filename, exc.filename2) if n is not None]
-    return f"{' -> '.join(names)}: {cause}" if names else cause
 
 
 def main(argv: list[str] | None = None) -> int:
