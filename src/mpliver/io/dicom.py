@@ -70,11 +70,6 @@ class DicomSeries:
         return any(s.frame is not None for s in self.slices)
 
 
-def list_series(folder: str | Path) -> dict[str, list[Path]]:
-    """Image series under `folder` (a tree or .zip): SeriesInstanceUID -> files (DICOM-SEG etc. skipped)."""
-    return {uid: s.files for uid, s in scan_study(parse_source(folder)[0]).items()}
-
-
 def scan_series(folder: str | Path, series_uid: str | None = None, spacing_tol: float = 0.01) -> DicomSeries:
     """Read the headers of one volume, sort them and build the geometry.
 

@@ -10,7 +10,7 @@ caller allows it.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -317,7 +317,3 @@ def write_dicom_seg(
         seg.save_as(tmp)
     return path
 
-
-def segment_names(segments: Sequence[SegmentInfo]) -> list[str]:
-    """Human-readable names `number: label (type)` for messages and reports."""
-    return [f"{s.number}: {s.label} ({s.property_type})" for s in segments]
