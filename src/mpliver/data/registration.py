@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
 
 from mpliver.errors import InputError
 from mpliver.io.checks import axial_slice_count
@@ -140,8 +141,6 @@ class LiverRegistrationSettings:
 
 
 def _register(fixed, moving, mask, initial, settings: LiverRegistrationSettings, levels: slice):
-    import SimpleITK as sitk
-
     reg = sitk.ImageRegistrationMethod()
     reg.SetNumberOfThreads(settings.threads)
     reg.SetNumberOfWorkUnits(settings.threads)
@@ -174,8 +173,6 @@ def _sub_volume(array: np.ndarray, geometry: Geometry, lo: np.ndarray, hi: np.nd
 
 def _binned(array: np.ndarray, geometry: Geometry, spacing_mm: float, lo: float, hi: float):
     """HU-clipped SimpleITK image binned (block-averaged) to about `spacing_mm`."""
-    import SimpleITK as sitk
-
     factors = [max(1, int(round(spacing_mm / s))) for s in geometry.spacing]
     img = to_sitk(np.clip(array, lo, hi).astype(np.float32), geometry)
     return sitk.BinShrink(img, factors) if max(factors) > 1 else img
@@ -192,8 +189,6 @@ def liver_transform(pv: np.ndarray, pv_geom: Geometry, moving: np.ndarray, movin
                     liver_mask: np.ndarray,
                     settings: LiverRegistrationSettings | None = None) -> RigidTransform:
     """Label-free rigid registration of the liver region (translation stage, then Euler3D)."""
-    import SimpleITK as sitk
-
     settings = settings or LiverRegistrationSettings()
     lo_hu, hi_hu = settings.hu_window
     idx = np.argwhere(liver_mask)
@@ -235,8 +230,6 @@ def liver_transform(pv: np.ndarray, pv_geom: Geometry, moving: np.ndarray, movin
 
 def _lps_affine(tx) -> tuple[np.ndarray, np.ndarray]:
     """(M, off) of a registration result read as p_moving = M p + off (LPS)."""
-    import SimpleITK as sitk
-
     if isinstance(tx, sitk.CompositeTransform):
         tx = tx.GetBackTransform()
     if tx.GetName() == "TranslationTransform":

@@ -133,7 +133,7 @@ class IntensityAugmentation:
 
     def transforms(self) -> list:
         """The MONAI array transforms, in nnU-Net order: noise, blur, brightness, contrast, low-res."""
-        # Imported here: monai.transforms takes ~2 s to import and only training with this option needs it.
+        # lazy: monai.transforms is slow to import and only training with this option needs it
         from monai.transforms import (
             RandAdjustContrast,
             RandGaussianNoise,

@@ -104,7 +104,7 @@ def paired_comparison(
     is defined, else the t-test's. All differences zero gives p = 1 for both; a constant non-zero shift makes
     the t-test degenerate (None) while Wilcoxon still answers.
     """
-    from scipy import stats  # imported here: scipy.stats takes a second to import, and few callers need it
+    from scipy import stats  # lazy: scipy.stats is slow to import, and few callers need it
 
     by_case_a = {r["case"]: _value(r, key) for r in records_a}
     by_case_b = {r["case"]: _value(r, key) for r in records_b}

@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pydicom
 
 from mpliver.errors import DatasetError, InputError
 from mpliver.io.atomic import check_writable, make_staging, normal_permissions, swap_in, write_json_atomic
 from mpliver.io.checks import check_hu, check_label_liver, check_slices
 from mpliver.io.dicom import read_dicom_series
+from mpliver.io.dicom_seg import LABEL_SYNONYMS, read_dicom_seg
 from mpliver.io.dicom_study import check_not_single_file, is_dicom_source
 from mpliver.io.geometry import Geometry
 from mpliver.io.labels import DEFAULT_PHASES, PRIMARY_PHASE
@@ -74,8 +76,6 @@ def read_volume(path: str | Path, series_uid: str | None = None) -> tuple[np.nda
 
 def _find_seg(path: Path) -> Path | None:
     """`path` if it is a DICOM-SEG file, or the single DICOM-SEG inside a folder; None if there is none."""
-    import pydicom
-
     files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file()
                                                  and not p.name.startswith("."))
     found = []
@@ -111,7 +111,6 @@ def read_label(path: str | Path, pv_path: Path, pv_geometry: Geometry, resample:
     `label_map` first maps a NIfTI label's values (others become 0). A DICOM-SEG of another frame of
     reference, series or patient than the PV series is refused unless `label_mismatch_ok`.
     """
-    from mpliver.io.dicom_seg import LABEL_SYNONYMS, read_dicom_seg
 
     path = Path(path)
     if not path.exists():

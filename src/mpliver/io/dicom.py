@@ -22,6 +22,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from mpliver.errors import InputError, InputWarning
 from mpliver.io.atomic import staged_folder
@@ -115,8 +118,6 @@ def _choose_group(groups: list[AcquisitionGroup], wanted: str | None, path: Path
 
 
 def _pixels(s: SliceHeader, cache: dict) -> np.ndarray:
-    import pydicom
-
     try:
         if s.frame is None:
             return pydicom.dcmread(s.path).pixel_array
@@ -205,9 +206,6 @@ def write_dicom_series(
     along row × column; a geometry whose k axis points the other way (a left-handed affine) reads back with
     k reversed and the matching affine — the same voxels in the world.
     """
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
     folder = Path(folder)
     array = np.asarray(array)
     if array.ndim != 3 or tuple(array.shape) != tuple(geometry.shape):

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from mpliver.errors import InputError, InputWarning
+from mpliver.io.atomic import atomic_path
 from mpliver.io.dicom import DicomSeries, as_series, check_dicom_seg_source, series_instance_uids
 from mpliver.io.geometry import Geometry
 from mpliver.io.labels import LIVER, TUMOR
@@ -76,7 +77,7 @@ def read_dicom_seg(
     segments overlap, the larger value wins (a tumour inside the liver stays tumour). A SEG whose frame of
     reference, referenced series or patient differs from the series is refused unless `allow_mismatch`.
     """
-    import highdicom as hd
+    import highdicom as hd  # lazy: highdicom is slow to import and only DICOM-SEG files need it
 
     seg_path = Path(seg_path)
     if not seg_path.is_file():
@@ -254,10 +255,8 @@ def write_dicom_seg(
     `segments` names the values (default 1 liver, 2 tumour); `algorithm` (name) marks the segments as
     AUTOMATIC, otherwise MANUAL. The source series must carry real SOP/Series/Study UIDs.
     """
-    import highdicom as hd
-    from pydicom.sr.codedict import codes
-
-    from mpliver.io.atomic import atomic_path
+    import highdicom as hd  # lazy: highdicom is slow to import and only DICOM-SEG files need it
+    from pydicom.sr.codedict import codes  # lazy: builds the whole code dictionary on first import
 
     segments = dict(segments or {LIVER: "liver", TUMOR: "tumor"})
     series = check_dicom_seg_source(as_series(series_folder, series_uid))  # single-frame, with SOP UIDs

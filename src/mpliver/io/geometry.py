@@ -116,7 +116,7 @@ class Geometry:
 
 def to_sitk(array: np.ndarray, geometry: Geometry):
     """Convert an (i, j, k) array plus geometry to a SimpleITK image (LPS world frame)."""
-    import SimpleITK as sitk
+    import SimpleITK as sitk  # lazy: slow to import; io.geometry is imported by every command
 
     if tuple(array.shape) != tuple(geometry.shape):
         raise ValueError(f"array shape {array.shape} does not match geometry shape {geometry.shape}")
@@ -131,7 +131,7 @@ def to_sitk(array: np.ndarray, geometry: Geometry):
 
 def from_sitk(image) -> tuple[np.ndarray, Geometry]:
     """Convert a SimpleITK image to an (i, j, k) array and its RAS geometry."""
-    import SimpleITK as sitk
+    import SimpleITK as sitk  # lazy: slow to import; io.geometry is imported by every command
 
     array = np.transpose(sitk.GetArrayFromImage(image), (2, 1, 0))
     spacing = np.asarray(image.GetSpacing(), dtype=np.float64)
