@@ -49,8 +49,8 @@ def save_preview(
             interpolation="nearest",
         )
         lab = _display(label[:, :, k])
-        if (lab >= 1).any():
-            ax.contour(lab >= 1, levels=[0.5], colors="lime", linewidths=0.8)
+        if (lab >= LIVER).any():
+            ax.contour(lab >= LIVER, levels=[0.5], colors="lime", linewidths=0.8)
         if (lab == TUMOR).any():
             ax.contour(lab == TUMOR, levels=[0.5], colors="red", linewidths=0.8)
         ax.set_title(f"{phase}  (slice {k})", fontsize=9)
