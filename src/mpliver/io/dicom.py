@@ -184,6 +184,34 @@ def _ds_str(x: float) -> str:
     return s if len(s) <= 16 else f"{x:.6e}"
 
 
+def _slice_frame(geometry: Geometry) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(LPS affine rows (3, 4), row direction, column direction, slice normal) of a grid DICOM slices can
+    represent; ValueError for a grid they cannot (non-perpendicular axes)."""
+    lps = ras_to_lps(geometry.affine[:3, :])
+    sp = geometry.spacing
+    row_dir, col_dir = lps[:, 0] / sp[0], lps[:, 1] / sp[1]
+    if abs(float(row_dir @ col_dir)) > 1e-4:
+        raise ValueError("the i and j axes are not perpendicular; DICOM slices cannot represent this grid")
+    normal = np.cross(row_dir, col_dir)
+    if abs(abs(float(normal @ lps[:, 2])) / sp[2] - 1) > 1e-4:
+        raise ValueError("the k axis is not perpendicular to the slices; DICOM cannot represent this grid")
+    return lps, row_dir, col_dir, normal
+
+
+def _int16_rescale(array: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """(stored int16 values, rescale slope, intercept): 1 HU steps when the range fits int16."""
+    values = np.asarray(array, dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        raise ValueError("array holds NaN or infinite values")
+    lo, hi = float(values.min()), float(values.max())
+    if np.rint(lo) >= -32768 and np.rint(hi) <= 32767:
+        slope, intercept = 1.0, 0.0
+    else:
+        slope = (hi - lo) / 65535.0
+        intercept = lo + 32768 * slope
+    return np.clip(np.rint((values - intercept) / slope), -32768, 32767).astype("<i2"), slope, intercept
+
+
 def write_dicom_series(
     folder: str | Path,
     array: np.ndarray,
@@ -212,28 +240,10 @@ def write_dicom_series(
         raise ValueError(f"array shape {array.shape} does not match geometry {geometry.shape}")
     if folder.exists() and any(folder.iterdir()) and not overwrite:
         raise InputError("output folder is not empty (use overwrite to replace it)", folder)
-    lps = ras_to_lps(geometry.affine[:3, :])
+    lps, row_dir, col_dir, normal = _slice_frame(geometry)
     sp = geometry.spacing
-    row_dir, col_dir = lps[:, 0] / sp[0], lps[:, 1] / sp[1]
-    if abs(float(row_dir @ col_dir)) > 1e-4:
-        raise ValueError("the i and j axes are not perpendicular; DICOM slices cannot represent this grid")
-    normal = np.cross(row_dir, col_dir)
-    if abs(abs(float(normal @ lps[:, 2])) / sp[2] - 1) > 1e-4:
-        raise ValueError("the k axis is not perpendicular to the slices; DICOM cannot represent this grid")
-
-    values = np.asarray(array, dtype=np.float64)
-    if not np.all(np.isfinite(values)):
-        raise ValueError("array holds NaN or infinite values")
-    lo, hi = float(values.min()), float(values.max())
-    if np.rint(lo) >= -32768 and np.rint(hi) <= 32767:
-        slope, intercept = 1.0, 0.0
-    else:
-        slope = (hi - lo) / 65535.0
-        intercept = lo + 32768 * slope
-    stored = np.clip(np.rint((values - intercept) / slope), -32768, 32767).astype("<i2")
-
-    study_uid = study_uid or generate_uid()
-    series_uid = series_uid or generate_uid()
+    stored, slope, intercept = _int16_rescale(array)
+    study_uid, series_uid = study_uid or generate_uid(), series_uid or generate_uid()
     frame_uid = frame_of_reference_uid or generate_uid()
     now = datetime.datetime.now()
     date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
