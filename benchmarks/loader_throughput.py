@@ -1,5 +1,6 @@
 """Does data loading keep up with training? Slices/s delivered by the DataLoader (augmentation on) against the
-time of one training step of create_model('paper', width=0.25) at the default input size.
+time of one training step of create_model('paper', width=0.25) at the default input size. The loader is
+`data.sampling.make_loader` over an epoch's sampled indices: the one training builds each epoch.
 
     .venv/bin/python benchmarks/loader_throughput.py [--cases 6] [--workers 2] [--batch 8] [--work DIR]
 
@@ -20,6 +21,13 @@ from pathlib import Path
 
 import torch
 
+from mpliver.data.cache import preprocess_dataset
+from mpliver.data.config import PreprocessConfig
+from mpliver.data.dataset import SliceDataset
+from mpliver.data.phantom import write_cohort
+from mpliver.data.sampling import make_loader
+from mpliver.data.transforms import AffineAugmentation
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -31,13 +39,6 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=2, help="timed training steps")
     ap.add_argument("--work", help="folder for the cohort and the cache (default: a temporary folder)")
     args = ap.parse_args()
-
-    from mpliver.data.cache import preprocess_dataset
-    from mpliver.data.config import PreprocessConfig
-    from mpliver.data.dataset import SliceDataset
-    from mpliver.data.phantom import write_cohort
-    from mpliver.data.sampling import make_loader
-    from mpliver.data.transforms import AffineAugmentation
 
     tmp = tempfile.TemporaryDirectory() if args.work is None else None
     work = Path(args.work or tmp.name)
@@ -52,8 +53,8 @@ def main() -> None:
     print(f"{len(data)} slices, {len(data.tumor_items)} with tumour, input {tuple(data[0]['phases'].shape)}")
 
     def loader_rate(workers: int) -> tuple[float, float]:
-        sampler = data.sampler(num_samples=args.samples, tumor_share=0.5, seed=0)
-        loader = make_loader(data, args.batch, sampler, num_workers=workers, seed=0)
+        sampler = data.sampler(num_samples=args.samples, tumor_share=0.5, seed=0)  # as training_data() does
+        loader = make_loader(data, sampler.indices(), args.batch, num_workers=workers, seed=0)
         it = iter(loader)
         next(it)  # worker start-up is not part of the steady state
         n, w0, c0 = 0, time.perf_counter(), time.process_time()
@@ -71,13 +72,13 @@ def main() -> None:
           f"({cpu_per_slice * 1e3:.1f} ms CPU per slice)")
 
     try:
-        from mpliver.models import create_model, segmentation_loss
+        from mpliver.models import create_model, segmentation_loss  # lazy: the loader figures stand alone
         model = create_model("paper", width=0.25)
     except Exception as exc:  # the models package is someone else's; say so instead of failing
         print(f"create_model('paper', width=0.25) unavailable: {exc}")
         return
     opt = torch.optim.SGD(model.parameters(), lr=5e-4, momentum=0.9, weight_decay=1e-4)
-    batch = next(iter(make_loader(data, args.batch, data.sampler(num_samples=args.batch), num_workers=0)))
+    batch = next(iter(make_loader(data, data.sampler(num_samples=args.batch).indices(), args.batch)))
     phases = list(batch["phases"].unbind(1))
     model.train()
 

@@ -1,10 +1,14 @@
-"""User-facing errors: each one becomes a single line on the command line, naming the file and the problem."""
+"""User-facing messages: errors that become a single line on the command line, naming the file and the
+problem, and the research notice that every output and the command line carry."""
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 from collections.abc import Iterable
 from pathlib import Path
+
+RESEARCH_NOTICE = "mpliver research software, not for clinical use"  # fits a NIfTI header's 80-byte descrip
 
 
 class MpliverError(Exception):
@@ -40,3 +44,17 @@ def check_known_fields(cls: type, keys: Iterable[str], what: str) -> None:
     unknown = sorted(set(keys) - {f.name for f in dataclasses.fields(cls)})
     if unknown:
         raise ConfigError(f"unknown {what}: {', '.join(unknown)}")
+
+
+def os_error_cause(exc: OSError) -> tuple[str | None, str]:
+    """(errno name or None, cause text) of an OSError: what every one-line report of it names."""
+    return errno.errorcode.get(exc.errno or 0), exc.strerror or str(exc) or type(exc).__name__
+
+
+def describe_os_error(exc: OSError) -> str:
+    """'PATH: cause (ERRNO)' for an OSError the code did not wrap, e.g. 'out/x.nii.gz: No space left on
+    device (ENOSPC)'."""
+    code, cause = os_error_cause(exc)
+    cause += f" ({code})" if code else ""
+    names = [str(n) for n in (exc.filename, exc.filename2) if n is not None]
+    return f"{' -> '.join(names)}: {cause}" if names else cause

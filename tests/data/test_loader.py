@@ -79,7 +79,7 @@ def test_sampler_share_length_and_epochs():
 def _batches(data, workers: int, epoch: int):
     sampler = data.sampler(num_samples=12, tumor_share=0.5, seed=7)
     sampler.set_epoch(epoch)
-    loader = make_loader(data, batch_size=4, sampler=sampler, num_workers=workers, seed=7)
+    loader = make_loader(data, sampler.indices(), batch_size=4, num_workers=workers, seed=7)
     return [(b["phases"].clone(), b["label"].clone(), list(b["case"])) for b in loader]
 
 

@@ -8,13 +8,10 @@ import pytest
 from scipy import ndimage
 
 from helpers.prep_scene import make_case
-from mpliver.data.registration import (
-    RigidTransform,
-    register_phase,
-    resample_to_grid,
-)
+from mpliver.data.registration import RigidTransform, register_phase
 from mpliver.errors import InputError
 from mpliver.io.geometry import Geometry
+from mpliver.io.resample import resample_to_grid
 
 
 def _mean_error(transform: RigidTransform, geom: Geometry, liver: np.ndarray, motion) -> float:
@@ -28,7 +25,7 @@ def test_resample_translation_matches_scipy():
     src = Geometry.from_spacing(vol.shape, (2.0, 2.0, 3.0), origin=(5.0, -4.0, 10.0))
     ref = Geometry.from_spacing((16, 16, 8), (2.0, 2.0, 3.0), origin=(8.0, -2.0, 13.0))
     t = np.array([1.0, -3.0, 1.5])
-    out = resample_to_grid(vol, src, ref, RigidTransform(np.eye(3), t), fill=0.0)
+    out = resample_to_grid(vol, src, ref, fill=0.0, transform=RigidTransform(np.eye(3), t))
     # reference: voxel (i,j,k) of ref is read at source index (ref_origin + ijk*sp + t - src_origin) / sp
     idx = np.stack(np.meshgrid(*[np.arange(n) for n in ref.shape], indexing="ij"), 0).astype(float)
     sp = np.array([2.0, 2.0, 3.0])[:, None, None, None]
@@ -54,7 +51,8 @@ def test_tumor_center_recovers_the_translation_exactly():
     out, tx = register_phase("tumor-center", pv, g_pv, art, g_art, pv_label=label, moving_label=art_label)
     np.testing.assert_allclose(tx.translation, [5.0, -2.5, 8.0], atol=1e-6)
     # the resampled ART tumour sits on the PV tumour
-    art_tumor_on_pv = resample_to_grid((art_label == 2).astype(np.float32), g_art, g_pv, tx, fill=0) > 0.5
+    art_tumor = (art_label == 2).astype(np.float32)
+    art_tumor_on_pv = resample_to_grid(art_tumor, g_art, g_pv, fill=0, transform=tx) > 0.5
     dice = 2 * (art_tumor_on_pv & (label == 2)).sum() / (art_tumor_on_pv.sum() + (label == 2).sum())
     assert dice > 0.95
 

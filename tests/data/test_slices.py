@@ -14,7 +14,7 @@ from mpliver.data.slices import (
     crop_resize,
     full_box,
     liver_box,
-    stack_25d,
+    masked_stacks,
     uncrop,
     window,
 )
@@ -46,7 +46,7 @@ def test_context_indices_replicate_edges_and_stack():
     np.testing.assert_array_equal(context_indices(np.array([0, 1, 5]), 6, 1),
                                   [[0, 0, 1], [0, 1, 2], [4, 5, 5]])
     slices = np.arange(5)[:, None, None] * np.ones((1, 2, 2))
-    st = stack_25d(slices, 1)
+    st = masked_stacks(slices[None], np.ones(slices.shape), 1, masked=False)[:, 0]  # one phase
     assert st.shape == (3, 3, 2, 2)
     np.testing.assert_array_equal(st[:, :, 0, 0], [[0, 1, 2], [1, 2, 3], [2, 3, 4]])
 

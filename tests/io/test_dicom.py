@@ -9,7 +9,8 @@ import pydicom
 import pytest
 
 from mpliver.errors import InputError
-from mpliver.io.dicom import list_series, read_dicom_series, write_dicom_series
+from mpliver.io.dicom import read_dicom_series, write_dicom_series
+from mpliver.io.dicom_study import scan_study
 from mpliver.io.geometry import Geometry
 from mpliver.io.nifti import read_nifti
 from mpliver.io.resample import resample_to_grid
@@ -214,7 +215,7 @@ def test_several_series_listed_or_chosen(tmp_path, make_ct):
     shutil.copytree(tmp_path / "a", mixed)
     for p in (tmp_path / "b").iterdir():
         shutil.copy(p, mixed / f"b_{p.name}")
-    assert sorted(list_series(mixed)) == ["1.2.3.4", "1.2.3.5"]
+    assert sorted(scan_study(mixed)) == ["1.2.3.4", "1.2.3.5"]
     with pytest.raises(InputError, match=r"2 series found.*1\.2\.3\.4.*1\.2\.3\.5"):
         read_dicom_series(mixed)
     back, _ = read_dicom_series(mixed, series_uid="1.2.3.4")

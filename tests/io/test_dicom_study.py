@@ -11,14 +11,13 @@ from mpliver.cli import main
 from mpliver.errors import InputError
 from mpliver.io.dicom import (
     check_dicom_seg_source,
-    list_series,
     read_dicom_series,
     scan_series,
     series_instance_uids,
     study_rows,
 )
 from mpliver.io.dicom_scan import is_dicom_file
-from mpliver.io.dicom_study import Selector, parse_source
+from mpliver.io.dicom_study import Selector, parse_source, scan_study
 
 
 def assert_same_volume(a, b) -> None:
@@ -60,7 +59,8 @@ def test_study_with_two_series_refused_then_chosen_by_number_uid_or_text(phantom
     assert_same_volume(read_dicom_series(f"{source}::series=art"), art)  # description, any case
     assert_same_volume(read_dicom_series(source, series_uid="PV"), pv)  # convert's --pv-series
     art_slices = read_dicom_series(phantom_dicom["ART"])[0].shape[2]
-    assert sorted(len(v) for v in list_series(source).values()) == sorted([art_slices, 12])
+    study = scan_study(parse_source(source)[0])
+    assert sorted(len(s.files) for s in study.values()) == sorted([art_slices, 12])
     with pytest.raises(InputError, match="series 'liver' matches no series"):
         read_dicom_series(f"{source}::series=liver")
 

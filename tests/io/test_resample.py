@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 
-from mpliver.io.geometry import Geometry
+from mpliver.io.geometry import Geometry, lps_to_ras, ras_to_lps, ras_to_lps_map, to_sitk
 from mpliver.io.resample import grid_index_map, reorient_to_grid, resample_to_grid, same_voxels
 
 
@@ -53,3 +55,29 @@ def test_resample_linear_shifted_cube_and_fill():
     out_lab = resample_to_grid(lab, src, dst, "nearest")
     assert out_lab.dtype == np.uint8 and set(np.unique(out_lab)) == {0, 2}
     assert np.count_nonzero(out_lab) == 18 and np.all(out_lab[8:11, 4:7, 4:6] == 2)
+
+
+def test_transform_moves_the_sample_and_corners_are_the_grid_corners():
+    """A world transform shifts where the target samples the source; Geometry.corners names the 8 corners."""
+    g = Geometry.from_spacing((6, 5, 4), (1.0, 1.0, 1.0))
+    vol = np.zeros(g.shape, np.float32)
+    vol[3, 2, 1] = 1.0
+    shift = SimpleNamespace(matrix=np.eye(3), translation=np.array([1.0, 0.0, 0.0]))  # p_src = p + (1, 0, 0)
+    out = resample_to_grid(vol, g, g, "linear", fill=0.0, transform=shift)
+    assert out[2, 2, 1] == 1.0 and out.sum() == 1.0
+    np.testing.assert_array_equal(resample_to_grid(vol, g, g, "linear", fill=0.0), vol)
+    corners = g.corners()
+    assert corners.shape == (8, 3) and {tuple(c) for c in corners} == {
+        (i, j, k) for i in (0, 5) for j in (0, 4) for k in (0, 3)}
+
+
+def test_ras_lps_flip_is_its_own_inverse_and_matches_itk():
+    g = Geometry.from_spacing((3, 3, 3), (1.0, 2.0, 3.0), origin=(10.0, -20.0, 30.0))
+    assert to_sitk(np.zeros(g.shape, np.float32), g).GetOrigin() == tuple(ras_to_lps(g.origin))
+    a = np.arange(16.0).reshape(4, 4)
+    np.testing.assert_array_equal(lps_to_ras(ras_to_lps(a)), a)
+    m, t = np.arange(9.0).reshape(3, 3), np.array([1.0, 2.0, 3.0])
+    f = np.diag([-1.0, -1.0, 1.0])
+    mm, tt = ras_to_lps_map(m, t)
+    np.testing.assert_array_equal(mm, f @ m @ f)
+    np.testing.assert_array_equal(tt, f @ t)

@@ -32,6 +32,7 @@ from mpliver.experiments.packaging import bundle_from_runs
 from mpliver.experiments.report import write_report
 from mpliver.experiments.sets import REFERENCE, ExperimentSet, Row
 from mpliver.inference.predict import predict, write_outputs
+from mpliver.io.labels import DEFAULT_PHASES, TUMOR
 from mpliver.io.layout import Dataset
 from mpliver.io.nifti import read_nifti
 from mpliver.training.config import load_task_config
@@ -60,7 +61,7 @@ class DemoSettings:
     liver_overrides: tuple[str, ...] = ("optim.epochs=3", "data.slices_per_epoch=160")
     phantom_shape: tuple[int, int, int] | None = None
     phantom_spacing: tuple[float, float, float] | None = None
-    phases: tuple[str, ...] = ("PV", "ART")  # the protocol: the first is the primary phase
+    phases: tuple[str, ...] = DEFAULT_PHASES  # the protocol: the first is the primary phase
 
     @classmethod
     def quick(cls) -> DemoSettings:
@@ -186,4 +187,4 @@ def _cohort_matches(cohort: Path, settings: DemoSettings, config: Any) -> bool:
 
 def _tumor_dice(label_pred: Any, dataset: Any, case: str) -> float:
     ref, _ = read_nifti(dataset.label_path(case))
-    return float(dice(ref == 2, np.asarray(label_pred) == 2))
+    return float(dice(ref == TUMOR, np.asarray(label_pred) == TUMOR))

@@ -7,7 +7,6 @@ exit status 2.
 
 from __future__ import annotations
 
-import errno
 import importlib
 import pkgutil
 import sys
@@ -16,11 +15,11 @@ import warnings
 import typer
 
 import mpliver
-from mpliver.errors import InputWarning, MpliverError
+from mpliver.errors import RESEARCH_NOTICE, InputWarning, MpliverError, describe_os_error
 
 app = typer.Typer(
     name="mpliver",
-    help="Multi-phase CT liver tumour segmentation (SAM + URIM). Research software, not for clinical use.",
+    help=f"Multi-phase CT liver tumour segmentation (SAM + URIM). {RESEARCH_NOTICE}.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -43,7 +42,7 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
                                  help="Print the version and exit."),
 ) -> None:
-    """Multi-phase CT liver tumour segmentation (SAM + URIM). Research software, not for clinical use."""
+    """The root command: `--version`; the help text is the app's, with the research notice."""
 
 
 def _register_commands() -> None:
@@ -65,14 +64,6 @@ def _show_warning(message, category, filename, lineno, file=None, line=None, _de
         print(f"warning: {message}", file=sys.stderr)
     else:
         _default(message, category, filename, lineno, file, line)
-
-
-def describe_os_error(exc: OSError) -> str:
-    """'PATH: cause (ERRNO)' for an OSError, e.g. 'out/x.nii.gz: No space left on device (ENOSPC)'."""
-    code = errno.errorcode.get(exc.errno or 0)
-    cause = (exc.strerror or str(exc) or type(exc).__name__) + (f" ({code})" if code else "")
-    names = [str(n) for n in (exc.filename, exc.filename2) if n is not None]
-    return f"{' -> '.join(names)}: {cause}" if names else cause
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from mpliver.errors import ConfigError
+from mpliver.io.labels import LABELS
 
 _HELP = """Convert studies into the case layout, or a case-layout dataset into an nnU-Net v2 raw dataset.
 
@@ -123,7 +124,7 @@ def _parse_label_map(text: str | None) -> dict[int, int] | None:
             src, dst = (int(x) for x in item.split("="))
         except ValueError:
             raise ConfigError(f"--label-map: '{item}' is not SOURCE=TARGET (integers, e.g. 5=1)") from None
-        if dst not in (0, 1, 2):
+        if dst not in LABELS.values():
             raise ConfigError(f"--label-map: target {dst} must be 0, 1 or 2")
         out[src] = dst
     return out

@@ -8,6 +8,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from mpliver.errors import RESEARCH_NOTICE
+
 
 def register(app: typer.Typer) -> None:
     @app.command("crossval")
@@ -47,4 +49,4 @@ def register(app: typer.Typer) -> None:
         typer.echo((out / "table2.md").read_text())
         console.print(f"trained folds {result.trained}, skipped (finished earlier) {result.skipped}; "
                       f"tables: {out / 'table1.md'}, {out / 'table2.md'} "
-                      "(research software, not for clinical use)")
+                      f"({RESEARCH_NOTICE})")

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import typer
 
+from mpliver.errors import RESEARCH_NOTICE
+
 
 def register(app: typer.Typer) -> None:
     @app.command("demo")
@@ -46,7 +48,7 @@ def register(app: typer.Typer) -> None:
         console.print(
             f"{settings.cases} synthetic cases, {settings.folds}-fold cross-validation "
             f"(reduced from the paper's 5 so that every case is tested within the time budget), "
-            f"preset {settings.preset}. Research software; synthetic data: not for clinical use."
+            f"preset {settings.preset}; synthetic data. {RESEARCH_NOTICE}."
         )
         started = time.perf_counter()
         with count_bar("phantom") as progress, TrainProgress() as bar, use_callbacks(bar):

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from mpliver.cli._display import count_bar
-from mpliver.errors import ConfigError
+from mpliver.errors import RESEARCH_NOTICE, ConfigError
 
 
 def _triple(text: str | None, what: str, cast):
@@ -80,5 +80,5 @@ def register(app: typer.Typer) -> None:
         mix = ", ".join(f"{n} {t}" for t, n in cohort_composition(cases).items())
         Console().print(
             f"wrote {cases} synthetic cases ({mix}) to {root} in {took:.1f} s "
-            f"({took / cases:.2f} s per case, {max(1, workers)} worker(s)); research use only"
+            f"({took / cases:.2f} s per case, {max(1, workers)} worker(s)); {RESEARCH_NOTICE}"
         )

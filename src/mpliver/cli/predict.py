@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from mpliver.errors import ConfigError, InputWarning
+from mpliver.errors import RESEARCH_NOTICE, ConfigError, InputWarning
 
 _FILE_ENDINGS = (".nii.gz", ".nii", ".zip")
 _SOURCE_HELP = (" A DICOM folder, study tree or .zip may end in ::series=UID|NUMBER|TEXT,group=N to pick one "
@@ -191,8 +191,7 @@ def _load_bundles(out: Path, paths: list[Path]):
     for bundle in bundles:
         console.print(f"[bold]mpliver predict[/bold]: {bundle.describe()}")
     if any(b.synthetic for b in bundles):
-        console.print("[yellow]This model was trained on synthetic data only: research use, not for "
-                      "clinical use.[/yellow]")
+        console.print(f"[yellow]This model was trained on synthetic data only; {RESEARCH_NOTICE}.[/yellow]")
     return console, bundles
 
 

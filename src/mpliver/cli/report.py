@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from mpliver.errors import RESEARCH_NOTICE
+
 
 def register(app: typer.Typer) -> None:
     @app.command("report")
@@ -23,5 +25,5 @@ def register(app: typer.Typer) -> None:
 
         index = write_report(run_dir, cases=case or None, num_cases=num_cases)
         figures = sorted(p.name for p in index.parent.glob("*.png"))
-        Console(stderr=True).print(f"report: {index} ({len(figures)} figures; research software, "
-                                   "not for clinical use)")
+        Console(stderr=True).print(f"report: {index} ({len(figures)} figures; "
+                                   f"{RESEARCH_NOTICE})")

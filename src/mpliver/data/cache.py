@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import SimpleITK as sitk
+import torch
 
 import mpliver
 from mpliver.data.config import PreprocessConfig
@@ -154,9 +156,6 @@ def _process_case(root: str, case: str, config_dict: dict, out: str, key: str, s
                   single_thread: bool) -> tuple[str, dict]:
     """Worker: read, prepare and write one case."""
     if single_thread:
-        import SimpleITK as sitk
-        import torch
-
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
         torch.set_num_threads(1)
     config = PreprocessConfig.from_dict(config_dict)

@@ -20,6 +20,7 @@ from mpliver.data.cache import CachedCase
 from mpliver.data.sampling import EpochSampler
 from mpliver.data.transforms import AffineAugmentation, IntensityAugmentation, RandomAffine, RandomIntensity
 from mpliver.errors import DatasetError, InputError
+from mpliver.io.labels import LIVER, TUMOR
 from mpliver.io.layout import Dataset
 
 TASKS = ("tumor", "liver")
@@ -114,10 +115,10 @@ class SliceDataset(TorchDataset):
             if self.mask_jitter and seed is not None:
                 m = jitter_mask(m, np.random.default_rng([seed, 1]), self.mask_jitter)
             x = x * m.astype(np.float32)[None]
-            y = (centre == 2).astype(np.int64)
+            y = (centre == TUMOR).astype(np.int64)
         else:
             x = x[:1]
-            y = (centre >= 1).astype(np.int64)
+            y = (centre >= LIVER).astype(np.int64)
         sample = {"phases": torch.from_numpy(np.ascontiguousarray(x)), "label": torch.from_numpy(y)}
         if self.transform is not None and seed is not None:
             sample = self.transform(sample, np.random.default_rng(seed))

@@ -18,12 +18,14 @@ import torch
 from scipy import ndimage
 
 from mpliver.data.orientation import slice_orientation
-from mpliver.data.registration import resample_to_grid
 from mpliver.data.slices import context_indices, crop_resize, full_box, uncrop, window
 from mpliver.errors import InputError
 from mpliver.io.checks import check_same_grid
+from mpliver.io.geometry import Geometry
+from mpliver.io.labels import LIVER
 from mpliver.io.layout import CaseVolumes
 from mpliver.io.nifti import read_nifti
+from mpliver.io.resample import labels_to_grid
 
 
 @runtime_checkable
@@ -41,6 +43,19 @@ def check_liver_mask(mask: np.ndarray, origin: str | Path | None) -> np.ndarray:
     if not mask.any():
         raise InputError("the liver mask is empty (no liver voxel): cannot crop or mask the input", origin)
     return mask
+
+
+def liver_mask_to_grid(mask: np.ndarray, geom: Geometry, pv_geom: Geometry,
+                       origin: str | Path | None) -> np.ndarray:
+    """A liver mask on grid `geom` placed on the PV grid (exactly where the voxels coincide, else nearest
+    neighbour), as bool; refused when it lands outside the PV phase or is empty. The one placement of a
+    user-supplied liver mask, for pre-processing and `predict` alike."""
+    mask = np.asarray(mask).astype(np.uint8)
+    on_pv = labels_to_grid(mask, geom, pv_geom)
+    if not on_pv.any() and mask.any():
+        raise InputError("the liver mask does not overlap the PV phase (different study or broken header)",
+                         origin)
+    return check_liver_mask(on_pv, origin)
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
@@ -66,7 +81,7 @@ class FromLabel:
         if case.label is None:
             raise InputError("liver mask source 'label' needs the case label (labelsTr/)",
                              self.origin(case.case_id))
-        return check_liver_mask(case.label >= 1, self.origin(case.case_id))
+        return check_liver_mask(case.label >= LIVER, self.origin(case.case_id))
 
 
 class FromFile:
@@ -95,11 +110,9 @@ class FromFile:
         arr, geom = read_nifti(path)
         mask = np.isin(arr, self.values) if self.values is not None else arr != 0
         pv_geom = case.pv_geometry
-        if not pv_geom.same_grid(geom):
-            if pv_geom.shape == geom.shape:  # same size but shifted/rotated: almost surely the wrong file
-                check_same_grid(pv_geom, geom, path, what="liver mask")
-            mask = resample_to_grid(mask.astype(np.uint8), geom, pv_geom, interpolation="nearest", fill=0) > 0
-        return check_liver_mask(mask, path)
+        if pv_geom.shape == geom.shape and not pv_geom.same_grid(geom):
+            check_same_grid(pv_geom, geom, path, what="liver mask")  # shifted/rotated: almost surely wrong
+        return liver_mask_to_grid(mask, geom, pv_geom, path)
 
 
 class FromModel:

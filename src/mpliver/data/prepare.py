@@ -20,6 +20,7 @@ from mpliver.data.registration import RigidTransform, register_phase
 from mpliver.data.slices import SliceMapping, crop_resize, full_box, liver_box, masked_stacks, window
 from mpliver.errors import InputError
 from mpliver.io.checks import check_finite
+from mpliver.io.labels import TUMOR
 from mpliver.io.layout import CaseVolumes
 
 
@@ -61,7 +62,7 @@ class PreparedCase:
         lab = self.centre_label()
         if lab is None:
             return np.zeros(0, dtype=np.int64)
-        return np.flatnonzero((lab == 2).reshape(len(lab), -1).any(axis=1))
+        return np.flatnonzero((lab == TUMOR).reshape(len(lab), -1).any(axis=1))
 
 
 def prepare_case(case: CaseVolumes, config: PreprocessConfig, mask_source: LiverMaskSource | None = None,
@@ -90,7 +91,7 @@ def prepare_case(case: CaseVolumes, config: PreprocessConfig, mask_source: Liver
         on_pv[name], transforms[name] = register_phase(
             config.registration, pv, pv_geom, case.phases[name], geom, liver_mask=liver, pv_label=case.label,
             moving_label=case.phase_labels.get(name), moving_path=paths.get(name),
-            moving_label_path=paths.get(f"label:{name}"), fixed_path=paths.get("PV"))
+            moving_label_path=paths.get(f"label:{name}"), fixed_path=paths.get(names[0]))
 
     orient = slice_orientation(pv_geom, config.axial_axis)
     mask_s = orient.to_slices(liver)

@@ -22,14 +22,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
 
 from mpliver.errors import InputError
 from mpliver.io.checks import axial_slice_count
-from mpliver.io.geometry import Geometry, to_sitk
+from mpliver.io.geometry import Geometry, ras_to_lps, ras_to_lps_map, to_sitk
+from mpliver.io.labels import LIVER, TUMOR
 from mpliver.io.layout import CaseVolumes
+from mpliver.io.resample import resample_to_grid
 
 METHODS = ("tumor-center", "liver", "none")
-_FLIP = np.diag([-1.0, -1.0, 1.0])  # RAS <-> LPS
 FILL_HU = -1024.0
 
 
@@ -67,9 +69,7 @@ class RigidTransform:
 
 def world_bounds(geometry: Geometry) -> tuple[np.ndarray, np.ndarray]:
     """Axis-aligned RAS bounding box (mm) of the voxel centres of a grid."""
-    s = np.asarray(geometry.shape) - 1
-    corners = np.array([[i, j, k] for i in (0, s[0]) for j in (0, s[1]) for k in (0, s[2])], dtype=float)
-    pts = geometry.index_to_world(corners)
+    pts = geometry.index_to_world(geometry.corners())
     return pts.min(axis=0), pts.max(axis=0)
 
 
@@ -87,26 +87,7 @@ def check_overlap(ref: Geometry, other: Geometry, path: str | Path | None = None
             path)
 
 
-def resample_to_grid(moving: np.ndarray, moving_geom: Geometry, ref_geom: Geometry,
-                     transform: RigidTransform | None = None, interpolation: str = "linear",
-                     fill: float = FILL_HU) -> np.ndarray:
-    """Resample `moving` onto `ref_geom` through `transform` (PV world -> moving world; None = identity)."""
-    import SimpleITK as sitk
-
-    transform = transform or RigidTransform()
-    tx = sitk.AffineTransform(3)
-    # LPS form of p_m = A p + b:  F p_m = (F A F)(F p) + F b
-    tx.SetMatrix([float(v) for v in (_FLIP @ transform.matrix @ _FLIP).ravel()])
-    tx.SetTranslation([float(v) for v in _FLIP @ transform.translation])
-    interp = {"linear": sitk.sitkLinear, "nearest": sitk.sitkNearestNeighbor}[interpolation]
-    dtype = np.float32 if interpolation == "linear" else moving.dtype
-    mov = to_sitk(np.asarray(moving, dtype=dtype), moving_geom)
-    ref = to_sitk(np.zeros(ref_geom.shape, dtype=np.uint8), ref_geom)
-    out = sitk.Resample(mov, ref, tx, interp, float(fill), mov.GetPixelID())
-    return np.transpose(sitk.GetArrayFromImage(out), (2, 1, 0))
-
-
-def label_centroid(label: np.ndarray, geometry: Geometry, value: int = 2) -> np.ndarray | None:
+def label_centroid(label: np.ndarray, geometry: Geometry, value: int = TUMOR) -> np.ndarray | None:
     """World (RAS mm) centroid of the voxels equal to `value`, or None if there are none."""
     idx = np.argwhere(label == value)
     if len(idx) == 0:
@@ -160,8 +141,6 @@ class LiverRegistrationSettings:
 
 
 def _register(fixed, moving, mask, initial, settings: LiverRegistrationSettings, levels: slice):
-    import SimpleITK as sitk
-
     reg = sitk.ImageRegistrationMethod()
     reg.SetNumberOfThreads(settings.threads)
     reg.SetNumberOfWorkUnits(settings.threads)
@@ -194,8 +173,6 @@ def _sub_volume(array: np.ndarray, geometry: Geometry, lo: np.ndarray, hi: np.nd
 
 def _binned(array: np.ndarray, geometry: Geometry, spacing_mm: float, lo: float, hi: float):
     """HU-clipped SimpleITK image binned (block-averaged) to about `spacing_mm`."""
-    import SimpleITK as sitk
-
     factors = [max(1, int(round(spacing_mm / s))) for s in geometry.spacing]
     img = to_sitk(np.clip(array, lo, hi).astype(np.float32), geometry)
     return sitk.BinShrink(img, factors) if max(factors) > 1 else img
@@ -212,8 +189,6 @@ def liver_transform(pv: np.ndarray, pv_geom: Geometry, moving: np.ndarray, movin
                     liver_mask: np.ndarray,
                     settings: LiverRegistrationSettings | None = None) -> RigidTransform:
     """Label-free rigid registration of the liver region (translation stage, then Euler3D)."""
-    import SimpleITK as sitk
-
     settings = settings or LiverRegistrationSettings()
     lo_hu, hi_hu = settings.hu_window
     idx = np.argwhere(liver_mask)
@@ -245,19 +220,16 @@ def liver_transform(pv: np.ndarray, pv_geom: Geometry, moving: np.ndarray, movin
     offset = _lps_affine(translation)[1]
     final = translation
     if settings.rigid:
-        centre = _FLIP @ pv_geom.index_to_world(idx.mean(axis=0))
+        centre = ras_to_lps(pv_geom.index_to_world(idx.mean(axis=0)))
         euler = sitk.Euler3DTransform()
         euler.SetCenter([float(c) for c in centre])
         euler.SetTranslation([float(v) for v in offset])
         final, metric = _register(fixed, mov, mask, euler, settings, slice(len(settings.shrink) - 1, None))
-    m_lps, off_lps = _lps_affine(final)
-    return RigidTransform(_FLIP @ m_lps @ _FLIP, _FLIP @ off_lps, "liver", metric)
+    return RigidTransform(*ras_to_lps_map(*_lps_affine(final)), "liver", metric)
 
 
 def _lps_affine(tx) -> tuple[np.ndarray, np.ndarray]:
     """(M, off) of a registration result read as p_moving = M p + off (LPS)."""
-    import SimpleITK as sitk
-
     if isinstance(tx, sitk.CompositeTransform):
         tx = tx.GetBackTransform()
     if tx.GetName() == "TranslationTransform":
@@ -282,8 +254,8 @@ def register_phase(method: str, pv: np.ndarray, pv_geom: Geometry, moving: np.nd
     check_overlap(pv_geom, moving_geom, moving_path)
     if method == "tumor-center" and pv_label is None:
         raise InputError("tumor-center registration needs the PV label", moving_path)
-    if (method == "tumor-center" and moving_label is not None and not np.any(pv_label == 2)
-            and not np.any(moving_label == 2) and liver_mask is not None and np.any(liver_mask)):
+    if (method == "tumor-center" and moving_label is not None and not np.any(pv_label == TUMOR)
+            and not np.any(moving_label == TUMOR) and liver_mask is not None and np.any(liver_mask)):
         method = "liver"  # a lesion-free case (both labels): no tumour centre to align, the liver aligns it
     if method == "none":
         transform = RigidTransform()
@@ -301,7 +273,7 @@ def register_phase(method: str, pv: np.ndarray, pv_geom: Geometry, moving: np.nd
             detail = lines[-1].split("): ", 1)[-1]  # drop ITK's "ITK ERROR: Filter(0x...)" prefix
             raise InputError(f"liver registration failed ({detail[:200]}); does this phase cover the liver?",
                              moving_path) from None
-    return resample_to_grid(moving, moving_geom, pv_geom, transform), transform
+    return resample_to_grid(moving, moving_geom, pv_geom, fill=FILL_HU, transform=transform), transform
 
 
 def liver_aligner(settings: LiverRegistrationSettings | None = None
@@ -310,13 +282,13 @@ def liver_aligner(settings: LiverRegistrationSettings | None = None
     with the liver of the case's reference label (labels > 0) as the PV liver mask, as training prep does."""
 
     def align(vols: CaseVolumes, phase: str, moving_path: Path) -> tuple[np.ndarray, dict]:
-        if vols.label is None or not np.any(vols.label > 0):
+        if vols.label is None or not np.any(vols.label >= LIVER):
             raise InputError(f"--register needs the PV liver from the label, and case {vols.case_id} has "
                              "none (imagesTs cases cannot be registered this way)", moving_path)
         pv_name = next(iter(vols.phases))
         on_pv, transform = register_phase("liver", vols.phases[pv_name], vols.geometries[pv_name],
                                           vols.phases[phase], vols.geometries[phase],
-                                          liver_mask=vols.label > 0,
+                                          liver_mask=vols.label >= LIVER,
                                           moving_path=moving_path, settings=settings)
         return on_pv, transform.to_dict()
 

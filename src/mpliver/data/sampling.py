@@ -9,7 +9,7 @@ augmentation from its own seed, so batches are identical for any number of worke
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from functools import partial
+from typing import Any
 
 import numpy as np
 import torch
@@ -68,22 +68,13 @@ class EpochSampler(Sampler):
         return iter(self.indices())
 
 
-def seed_worker(worker_id: int, base_seed: int = 0, sampler: EpochSampler | None = None) -> None:
-    """DataLoader worker_init_fn: seed numpy, random and torch from (base seed, epoch, worker id)."""
-    import random
-
-    epoch = sampler.epoch if sampler is not None else 0
-    ss = np.random.SeedSequence((base_seed, epoch, worker_id))
-    seed = int(ss.generate_state(1, dtype=np.uint32)[0])
-    np.random.seed(seed)  # noqa: NPY002 - the legacy global state is what third-party code draws from
-    random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def make_loader(dataset, batch_size: int, sampler: Sampler | None = None, num_workers: int = 0, seed: int = 0,
-                pin_memory: bool = False, drop_last: bool = False) -> DataLoader:
-    """A DataLoader over `dataset`: an EpochSampler for training, None for every item in order."""
-    epoch_sampler = sampler if isinstance(sampler, EpochSampler) else None
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False, num_workers=num_workers,
-                      worker_init_fn=partial(seed_worker, base_seed=seed, sampler=epoch_sampler),
-                      pin_memory=pin_memory, drop_last=drop_last, persistent_workers=False)
+def make_loader(dataset: Any, indices: Sequence[Any], batch_size: int, num_workers: int = 0, seed: int = 0,
+                pin_memory: bool = False) -> DataLoader:
+    """The DataLoader training uses: `indices` (an epoch's (index, augmentation seed) pairs, sharded across
+    ranks, or plain indices for validation) in the given order and in batches; `seed` seeds the generator the
+    workers' base seeds come from. Batches do not depend on the number of workers: each item's augmentation
+    derives from its own seed."""
+    generator = torch.Generator()
+    generator.manual_seed(int(seed))
+    return DataLoader(dataset, batch_size=batch_size, sampler=list(indices), num_workers=num_workers,
+                      generator=generator, pin_memory=pin_memory, drop_last=False)

@@ -35,12 +35,6 @@ def context_indices(centres: np.ndarray, num_slices: int, halo: int) -> np.ndarr
     return np.clip(np.asarray(centres)[:, None] + offsets[None, :], 0, num_slices - 1)
 
 
-def stack_25d(slices: np.ndarray, halo: int) -> np.ndarray:
-    """(T, H, W) consecutive slices -> (T - 2*halo, 2*halo+1, H, W) stacks, one per centre slice (a view)."""
-    win = np.lib.stride_tricks.sliding_window_view(slices, 2 * halo + 1, axis=0)  # (S, H, W, C)
-    return np.moveaxis(win, -1, 1)
-
-
 def masked_stacks(images: np.ndarray, mask: np.ndarray, halo: int, masked: bool = True) -> np.ndarray:
     """(S, P, C, n, n) float32 network input from stored (P, T, n, n) images and the (T, n, n) liver mask.
 

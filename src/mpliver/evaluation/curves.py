@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mpliver.evaluation.aggregate import mean_sd
+from mpliver.evaluation.figures import _figure, _save
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,6 @@ def mean_curve(logs: Sequence[Sequence[Mapping[str, float]]], key: str = "val_di
 def learning_curve_png(path: str | Path, logs: Mapping[str, Sequence[Sequence[Mapping[str, float]]]],
                        title: str = "") -> Path:
     """One colour per row: each run thin, the mean over runs thick with a ± SD band."""
-    from mpliver.evaluation.figures import _figure, _save
-
     fig = _figure(6.5, 4.0)
     ax = fig.add_subplot(1, 1, 1)
     drawn = False

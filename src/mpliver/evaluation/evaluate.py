@@ -26,10 +26,10 @@ from mpliver.evaluation.metrics import case_metrics
 from mpliver.evaluation.tables import LESION_METRICS, SIX_METRICS, csv_text, table1_csv, table1_markdown
 from mpliver.io.atomic import check_writable, commit_set, make_staging, write_json_atomic, write_text_atomic
 from mpliver.io.checks import check_same_grid
+from mpliver.io.labels import TUMOR
 from mpliver.io.layout import FILE_ENDING, Dataset, check_label_values, normalize_tumor_type
 from mpliver.io.nifti import read_nifti
 
-TUMOR_LABEL = 2
 PER_CASE_COLUMNS: tuple[str, ...] = (
     "case", "tumor_type", "dice", "voe", "rvd", "assd", "rmsd",
     "lesion_recall", "lesion_precision", "lesion_f1",
@@ -105,7 +105,7 @@ def pair_cases(pred_dir: str | Path, label_dir: str | Path, missing_as_empty: bo
 
 
 def evaluate_case_files(label_path: str | Path, pred_path: str | Path | None,
-                        foreground: Sequence[int] = (TUMOR_LABEL,)) -> dict[str, Any]:
+                        foreground: Sequence[int] = (TUMOR,)) -> dict[str, Any]:
     """The per-case record of one (label, prediction) pair; `pred_path=None` scores an empty prediction.
 
     `foreground`: the label values that make the mask in both maps: (2,) for the tumour (default), (1, 2)
@@ -192,7 +192,7 @@ def evaluate_folders(
     dataset: str | Path | None = None,
     missing_as_empty: bool = False,
     cases: Sequence[str] | None = None,
-    foreground: Sequence[int] = (TUMOR_LABEL,),
+    foreground: Sequence[int] = (TUMOR,),
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Score every case of LABEL_DIR (or only `cases`) against PRED_DIR, write the tables to OUT_DIR, and

@@ -16,6 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from mpliver.data.orientation import slice_orientation
+from mpliver.io.atomic import atomic_path
+from mpliver.io.checks import check_hu, check_same_grid
+from mpliver.io.labels import TUMOR
+from mpliver.io.nifti import read_nifti
+
 REFERENCE_COLOR = "red"
 PREDICTION_COLOR = "blue"
 HU_WINDOW = (-70.0, 180.0)
@@ -27,6 +33,7 @@ def display(slice_hw: np.ndarray) -> np.ndarray:
 
 
 def _figure(width: float, height: float):
+    # lazy: matplotlib is slow to import and only the figure commands need it
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -36,8 +43,6 @@ def _figure(width: float, height: float):
 
 
 def _save(fig, path: str | Path) -> Path:
-    from mpliver.io.atomic import atomic_path
-
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", bbox_inches="tight")
@@ -45,7 +50,7 @@ def _save(fig, path: str | Path) -> Path:
 
 
 def _contours(ax, reference: np.ndarray | None, prediction: np.ndarray | None) -> None:
-    from matplotlib.lines import Line2D
+    from matplotlib.lines import Line2D  # lazy: matplotlib import cost, figure commands only
 
     handles = []
     for mask, color, name in ((reference, REFERENCE_COLOR, "reference"),
@@ -92,12 +97,8 @@ def tumor_slice_index(reference: np.ndarray, prediction: np.ndarray | None = Non
 
 
 def case_overlay_png(path: str | Path, image_path: str | Path, label_path: str | Path,
-                     prediction_path: str | Path, title: str = "", tumor_label: int = 2) -> Path:
+                     prediction_path: str | Path, title: str = "", tumor_label: int = TUMOR) -> Path:
     """Overlay of one case on its axial PV slice with the most reference tumour (NIfTI files in, PNG out)."""
-    from mpliver.data.orientation import slice_orientation
-    from mpliver.io.checks import check_hu, check_same_grid
-    from mpliver.io.nifti import read_nifti
-
     image, geometry = read_nifti(image_path, dtype=np.float32)
     check_hu(image, image_path)
     label, label_geometry = read_nifti(label_path)
@@ -134,7 +135,7 @@ def confidence_png(path: str | Path, image: np.ndarray, confidence: np.ndarray,
     ax1.set_ylim(image.shape[1], 0)
     shown = [None if m is None else display(np.asarray(m, dtype=float)) for m in (reference, prediction)]
     if any(m is not None for m in shown):
-        from matplotlib.lines import Line2D
+        from matplotlib.lines import Line2D  # lazy: matplotlib import cost, figure commands only
 
         handles = []
         for m, color, name in zip(shown, (REFERENCE_COLOR, PREDICTION_COLOR), ("reference", "prediction"),

@@ -28,10 +28,11 @@ from scipy.spatial import ConvexHull, QhullError
 from scipy.spatial.distance import pdist
 
 from mpliver.data.orientation import slice_orientation
+from mpliver.errors import RESEARCH_NOTICE
 from mpliver.io.atomic import write_json_atomic, write_text_atomic
 from mpliver.io.geometry import Geometry
+from mpliver.io.labels import TUMOR
 
-RESEARCH_NOTICE = "mpliver research software: not for clinical use."
 SYNTHETIC_NOTICE = ("The model was trained on mpliver's synthetic phantom cohort only: its output says "
                     "nothing reliable about real patients.")
 COLUMNS = ("lesion", "volume_ml", "longest_axial_diameter_mm", "centroid_i", "centroid_j", "centroid_k",
@@ -39,7 +40,6 @@ COLUMNS = ("lesion", "volume_ml", "longest_axial_diameter_mm", "centroid_i", "ce
            "voxels", "incomplete")
 DICOM_COLUMNS = ("first_instance_number", "first_sop_instance_uid", "last_instance_number",
                  "last_sop_instance_uid")
-TUMOR = 2
 
 
 def _feret_mm(points_ij: np.ndarray, plane_affine: np.ndarray) -> float:

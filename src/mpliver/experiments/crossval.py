@@ -31,13 +31,14 @@ import yaml
 
 from mpliver.data.cache import CachedCase
 from mpliver.data.dataset import split_cases
-from mpliver.errors import ConfigError, DatasetError, InputError
+from mpliver.errors import RESEARCH_NOTICE, ConfigError, DatasetError, InputError
 from mpliver.evaluation.aggregate import summarize, summarize_by_type
 from mpliver.evaluation.evaluate import evaluate_folders, read_per_case_csv
 from mpliver.evaluation.tables import table1_csv, table1_markdown, table2_csv, table2_markdown
 from mpliver.inference.slices import label_map, most_tumor_slice, predict_cached_case
 from mpliver.io.atomic import atomic_path, write_json_atomic, write_text_atomic
-from mpliver.io.layout import TUMOR_TYPES, Dataset
+from mpliver.io.labels import LIVER, TUMOR, type_order
+from mpliver.io.layout import Dataset
 from mpliver.io.nifti import read_nifti, write_nifti
 from mpliver.models.inference_copy import inference_model
 from mpliver.runtime import DistInfo, resolve_device
@@ -52,7 +53,7 @@ DONE_JSON = "done.json"
 PREDICTIONS = "predictions"
 CONFIDENCE = "confidence"
 EVALUATION = "evaluation"
-_PREDICTION_NOTE = "mpliver cross-validation prediction; research software, not for clinical use"
+_PREDICTION_NOTE = f"cross-validation prediction; {RESEARCH_NOTICE}"
 
 TrainFn = Callable[..., Path]
 
@@ -247,7 +248,7 @@ def predict_fold(
             )
         write_nifti(
             prediction_path(run_dir, case),
-            label_map(pred.tumor, label >= 1),
+            label_map(pred.tumor, label >= LIVER),
             geometry,
             description=_PREDICTION_NOTE,
         )
@@ -272,7 +273,7 @@ def _save_confidence(path: Path, cached, pred, choose) -> None:
             image=np.asarray(cached.images[0, s + halo], dtype=np.float32),
             confidence=pred.slices.confidence[s].astype(np.float32),
             probability=pred.slices.probability[s].astype(np.float32),
-            reference=(centre[s] == 2) if centre is not None else np.zeros_like(predicted[s]),
+            reference=(centre[s] == TUMOR) if centre is not None else np.zeros_like(predicted[s]),
             prediction=predicted[s],
             axial=np.int64(cached.mapping.centre_slices[s]),
         )
@@ -296,8 +297,7 @@ def evaluate_run(result: CrossvalResult, dataset, test_cases: Sequence[str],
     result.summary = summarize(records)
     result.by_type = summarize_by_type(records)
     result.by_fold = {f"fold {f}": summarize([r for r in records if r["fold"] == f]) for f in result.folds}
-    order = [t for t in TUMOR_TYPES if t in result.by_type]
-    order += [t for t in result.by_type if t not in TUMOR_TYPES]
+    order = type_order(result.by_type)
     m = result.method
     write_text_atomic(run_dir / "table1.md", table1_markdown({m: result.summary}))
     write_text_atomic(run_dir / "table1.csv", table1_csv({m: result.summary}))

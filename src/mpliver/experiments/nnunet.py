@@ -28,7 +28,7 @@ from pathlib import Path
 
 from mpliver.data.dataset import split_cases
 from mpliver.data.registration import liver_aligner
-from mpliver.errors import ConfigError, InputError
+from mpliver.errors import RESEARCH_NOTICE, ConfigError, InputError
 from mpliver.experiments.crossval import (
     CrossvalResult,
     evaluate_run,
@@ -40,6 +40,7 @@ from mpliver.experiments.sets import REFERENCE, ExperimentResult, ExperimentSet,
 from mpliver.extras import require_nnunet
 from mpliver.inference.slices import label_map
 from mpliver.io.atomic import write_json_atomic
+from mpliver.io.labels import LIVER, TUMOR
 from mpliver.io.layout import Dataset
 from mpliver.io.nifti import read_nifti, write_nifti
 from mpliver.io.nnunet import REGISTRATION_JSON, export_nnunet, nnunet_folder_name
@@ -49,7 +50,7 @@ ROW_DIR = "nnunet_2d"
 CONFIGURATION = "2d"
 TRAINER = "nnUNetTrainer_mpliverBudget"
 PEERS = ("single_phase", REFERENCE)
-_NOTE = "nnU-Net v2 cross-validation prediction (mpliver experiments nnunet); research software"
+_NOTE = f"nnU-Net v2 prediction; {RESEARCH_NOTICE}"
 
 
 @dataclass(frozen=True)
@@ -205,7 +206,8 @@ def _write_prediction(dataset: Dataset, run_dir: Path, case: str, source: Path) 
     label, geometry = read_nifti(dataset.label_path(case))
     if pred.shape != label.shape:
         raise InputError(f"nnU-Net's prediction has shape {pred.shape}, the label {label.shape}", source)
-    write_nifti(prediction_path(run_dir, case), label_map(pred == 2, label >= 1), geometry, description=_NOTE)
+    write_nifti(prediction_path(run_dir, case), label_map(pred == TUMOR, label >= LIVER), geometry,
+                description=_NOTE)
 
 
 def find_peers(out_dir: Path, dataset: Dataset, folds: Sequence[int]) -> dict[str, CrossvalResult]:

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from mpliver.errors import InputError
+from mpliver.errors import RESEARCH_NOTICE, InputError
 from mpliver.evaluation.curves import learning_curve_png
 from mpliver.evaluation.evaluate import read_per_case_csv
 from mpliver.evaluation.figures import (
@@ -37,12 +37,13 @@ from mpliver.experiments.crossval import CONFIDENCE, CROSSVAL_JSON, EVALUATION, 
 from mpliver.experiments.seed_tables import over_seeds
 from mpliver.experiments.seeds import SEEDS_JSON, seed_dir_name
 from mpliver.io.atomic import check_writable, write_text_atomic
-from mpliver.io.layout import Dataset, type_order
+from mpliver.io.labels import type_order
+from mpliver.io.layout import Dataset
 
 REPORT_DIR = "report"
 LEARNING_CURVE = "Learning curve: validation Dice (slices pooled) per epoch, mean over runs ± SD"
-DISCLAIMER = ("Research software. Models trained on the synthetic cohort are not for clinical use, and no "
-              "figure here is a clinical result.")
+DISCLAIMER = (f"{RESEARCH_NOTICE}: models trained on the synthetic cohort are not, and no figure here is a "
+              "clinical result.")
 
 
 def choose_cases(records: Sequence[dict[str, Any]], count: int = 3) -> list[str]:

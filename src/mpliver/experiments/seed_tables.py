@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from mpliver.errors import RESEARCH_NOTICE
 from mpliver.evaluation.aggregate import mean_sd
 from mpliver.evaluation.claims import describe, judge
 from mpliver.evaluation.paper_numbers import (
@@ -23,7 +24,7 @@ from mpliver.evaluation.paper_numbers import (
 )
 from mpliver.evaluation.tables import SIX_METRICS, csv_text, format_number, markdown_table
 from mpliver.io.atomic import write_json_atomic, write_text_atomic
-from mpliver.io.layout import type_order
+from mpliver.io.labels import type_order
 
 if TYPE_CHECKING:
     from mpliver.experiments.crossval import CrossvalResult
@@ -198,7 +199,7 @@ def write_seed_tables(result: SeededResult) -> None:
         if csv:
             write_text_atomic(out / f"{stem}.csv", csv)
     doc = [f"# {result.set.title}: over training seeds", "",
-           "Research software; synthetic or in-house data: not for clinical use.", "",
+           f"{RESEARCH_NOTICE} (synthetic or in-house data).", "",
            paper_side_by_side(result.set, runs)]
     write_text_atomic(out / "seed_tables.md", "\n".join(doc))
     write_json_atomic(out / "seeds.json", {

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mpliver.errors import ConfigError
+from mpliver.errors import RESEARCH_NOTICE, ConfigError
 from mpliver.evaluation.aggregate import mean_sd, paired_comparison
 from mpliver.evaluation.tables import (
     comparison_csv,
@@ -46,7 +46,8 @@ from mpliver.experiments.crossval import (
 )
 from mpliver.experiments.seed_tables import paper_side_by_side
 from mpliver.io.atomic import write_json_atomic, write_text_atomic
-from mpliver.io.layout import Dataset, type_order
+from mpliver.io.labels import type_order
+from mpliver.io.layout import Dataset
 from mpliver.models import resolve_config
 from mpliver.runtime import resolve_device
 from mpliver.training.config import load_config
@@ -337,7 +338,7 @@ def _tables_md(result: ExperimentResult, names: list[str], summaries: dict[str, 
         f"Rows: {', '.join(names)}; cases per row: {sorted(set(n_cases.values()))}; test folds pooled. "
         "Predictions are restricted to the reference liver mask (oracle liver, as in the paper's "
         "evaluation); `mpliver predict` uses the bundle's liver model instead.",
-        "Research software; synthetic or in-house data: not for clinical use.",
+        f"{RESEARCH_NOTICE} (synthetic or in-house data).",
         "",
         "## Metrics (mean ± SD over cases)",
         "",

@@ -18,10 +18,11 @@ from scipy import ndimage
 
 from mpliver.data.liver_check import LiverCheck
 from mpliver.data.registration import RigidTransform
+from mpliver.errors import RESEARCH_NOTICE
 from mpliver.io.dicom import DicomSeries, series_instance_uids
 from mpliver.io.geometry import Geometry
 
-NIFTI_NOTE = "mpliver research software, not for clinical use"
+NIFTI_NOTE = RESEARCH_NOTICE
 SYNTHETIC_NOTE = "; synthetic-trained model"
 SHORT_NOTE = "mpliver research, not clinical"
 NIFTI_DESCRIP_MAX = 79  # the header field holds 80 bytes, NUL-terminated

@@ -14,7 +14,7 @@ import numpy as np
 
 from mpliver.data.liver_check import LiverCheck
 from mpliver.data.registration import RigidTransform
-from mpliver.errors import InputError
+from mpliver.errors import RESEARCH_NOTICE, InputError
 from mpliver.evaluation.lesion_report import notice_path, write_lesion_report
 from mpliver.inference.case_report import (
     PROBABILITY_RULE,
@@ -98,7 +98,7 @@ def write_outputs(result: PredictionResult, out_dir: str | Path, dicom_seg: bool
         nifti.write_nifti(staged["label"], result.label.astype(np.uint8), result.geometry, note)
         if dicom_seg:
             write_dicom_seg(staged["dicom_seg"], result.label, result.pv_dicom, algorithm="mpliver",
-                            series_description="mpliver research segmentation (not for clinical use)")
+                            series_description=RESEARCH_NOTICE)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise

@@ -58,19 +58,10 @@ from mpliver.inference.study import (  # noqa: F401 (re-exported)
     read_volume,
 )
 from mpliver.io.layout import CaseVolumes
+from mpliver.models.urim import uncertainty_from_probability  # noqa: F401 (re-exported)
 from mpliver.runtime import resolve_device
 
-S_MIN_FLOOR = 1e-6
 MIN_LIVER_COVERAGE = 0.5  # share of the PV liver a registered phase must cover
-
-
-def uncertainty_from_probability(p: np.ndarray) -> np.ndarray:
-    """u = exp(1 - S_max / S_min) of the two-class softmax (S = (1 - p, p)), S_min clamped at 1e-6."""
-    p = np.asarray(p, dtype=np.float32)
-    s_max = np.maximum(p, 1.0 - p)
-    s_min = np.maximum(np.minimum(p, 1.0 - p), np.float32(S_MIN_FLOOR))
-    with np.errstate(under="ignore", over="ignore"):
-        return np.exp(1.0 - s_max / s_min).astype(np.float32)
 
 
 class _GivenMask:

@@ -16,9 +16,7 @@ import torch
 from torch import nn
 
 from mpliver.data.slices import SliceMapping, masked_stacks
-
-TUMOR = 2
-LIVER = 1
+from mpliver.io.labels import LIVER, TUMOR
 
 
 @dataclass

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from mpliver.data.liver_check import LiverCheck
-from mpliver.data.liver_mask import check_liver_mask
+from mpliver.data.liver_mask import liver_mask_to_grid
 from mpliver.data.registration import RigidTransform
 from mpliver.data.slices import SliceMapping
 from mpliver.errors import InputError
@@ -21,7 +21,6 @@ from mpliver.io.dicom import DicomSeries, read_dicom_series, scan_series
 from mpliver.io.dicom_study import check_not_single_file, is_dicom_source
 from mpliver.io.geometry import Geometry
 from mpliver.io.nifti import read_nifti
-from mpliver.io.resample import reorient_to_grid, resample_to_grid
 
 PhaseInput = str | Path | np.ndarray | tuple[np.ndarray, Geometry]
 
@@ -100,15 +99,8 @@ def liver_mask_on_grid(source: PhaseInput, pv_geom: Geometry, values: tuple[int,
     """A user-supplied liver mask (any grid; `values` select the liver labels, None = non-zero) on the PV
     grid: placed exactly when its voxels are PV voxels (e.g. another axis order), else resampled (nearest)."""
     array, geom, _ = read_volume(source, what)
-    mask = (np.isin(np.rint(array), values) if values else array != 0).astype(np.uint8)
-    on_pv = reorient_to_grid(mask, geom, pv_geom)
-    if on_pv is None:
-        on_pv = resample_to_grid(mask, geom, pv_geom, interpolation="nearest", fill=0)
-    origin = source if isinstance(source, str | Path) else what
-    if not on_pv.any() and mask.any():
-        raise InputError("the liver mask does not overlap the PV phase (different study or broken header)",
-                         origin)
-    return check_liver_mask(on_pv > 0, origin)
+    mask = np.isin(np.rint(array), values) if values else array != 0
+    return liver_mask_to_grid(mask, geom, pv_geom, source if isinstance(source, str | Path) else what)
 
 
 def check_phase_names(given: Sequence[str], expected: Sequence[str], case_id: str) -> None:

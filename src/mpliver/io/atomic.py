@@ -11,7 +11,6 @@ An `OSError` while writing becomes an `OutputError` naming the target and the ca
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import os
@@ -24,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from mpliver.errors import OutputError
+from mpliver.errors import OutputError, os_error_cause
 
 TEMP_NAME = re.compile(
     r"^\.(?P<name>.+)\.(?P<kind>tmp|staging|old)-(?P<pid>\d+)-(?P<host>[0-9a-f]{6})-[0-9a-f]{8}(?:\..*)?$")
@@ -97,8 +96,7 @@ def _clean_once(folder: Path) -> None:
 
 def output_error(target: str | Path, exc: OSError) -> OutputError:
     """`OutputError` for `target` naming the cause, e.g. 'cannot write (ENOSPC: No space left on device)'."""
-    code = errno.errorcode.get(exc.errno or 0)
-    cause = exc.strerror or str(exc) or type(exc).__name__
+    code, cause = os_error_cause(exc)
     return OutputError(f"cannot write ({code + ': ' if code else ''}{cause})", target)
 
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from mpliver.errors import InputError
 from mpliver.io.geometry import Geometry
+from mpliver.io.labels import LIVER, TUMOR
 
 
 def check_finite(array: np.ndarray, path: str | Path | None = None) -> None:
@@ -82,8 +83,8 @@ def _hu_problem(v: np.ndarray) -> str | None:
 def check_label_liver(label: np.ndarray, path: str | Path | None = None) -> None:
     """Refuse a label with tumour (2) but no liver (1) voxel: the liver class, which gives the liver mask,
     must surround the tumours (a tumour-only label would mask the network's input down to the tumours)."""
-    tumour = int(np.count_nonzero(label == 2))
-    if tumour and not np.any(label == 1):
+    tumour = int(np.count_nonzero(label == TUMOR))
+    if tumour and not np.any(label == LIVER):
         raise InputError(f"label has {tumour} tumour voxel(s) (2) but no liver voxel (1): a tumour-only "
                          "label; mark the liver as 1 around the tumours", path)
 

@@ -16,13 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pydicom
 
 from mpliver.errors import DatasetError, InputError
 from mpliver.io.atomic import check_writable, make_staging, normal_permissions, swap_in, write_json_atomic
 from mpliver.io.checks import check_hu, check_label_liver, check_slices
 from mpliver.io.dicom import read_dicom_series
+from mpliver.io.dicom_seg import LABEL_SYNONYMS, read_dicom_seg
 from mpliver.io.dicom_study import check_not_single_file, is_dicom_source
 from mpliver.io.geometry import Geometry
+from mpliver.io.labels import DEFAULT_PHASES, PRIMARY_PHASE
 from mpliver.io.layout import (
     FILE_ENDING,
     Dataset,
@@ -32,9 +35,8 @@ from mpliver.io.layout import (
     write_dataset_json,
 )
 from mpliver.io.nifti import read_nifti, write_nifti
-from mpliver.io.resample import reorient_to_grid, resample_to_grid, same_voxels
+from mpliver.io.resample import labels_to_grid, reorient_to_grid, same_voxels
 
-PHASES = ("PV", "ART")
 _CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 _COLUMNS = "case,pv,art[,label][,tumor_type]"
@@ -74,8 +76,6 @@ def read_volume(path: str | Path, series_uid: str | None = None) -> tuple[np.nda
 
 def _find_seg(path: Path) -> Path | None:
     """`path` if it is a DICOM-SEG file, or the single DICOM-SEG inside a folder; None if there is none."""
-    import pydicom
-
     files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file()
                                                  and not p.name.startswith("."))
     found = []
@@ -111,7 +111,6 @@ def read_label(path: str | Path, pv_path: Path, pv_geometry: Geometry, resample:
     `label_map` first maps a NIfTI label's values (others become 0). A DICOM-SEG of another frame of
     reference, series or patient than the PV series is refused unless `label_mismatch_ok`.
     """
-    from mpliver.io.dicom_seg import LABEL_SYNONYMS, read_dicom_seg
 
     path = Path(path)
     if not path.exists():
@@ -132,7 +131,7 @@ def read_label(path: str | Path, pv_path: Path, pv_geometry: Geometry, resample:
                 f"label is not on the PV grid (shape {geom.shape} vs {pv_geometry.shape}, spacing "
                 f"{np.round(geom.spacing, 3).tolist()} vs {np.round(pv_geometry.spacing, 3).tolist()}); "
                 "pass --resample-label to resample it (nearest neighbour)", path)
-        return placed if placed is not None else resample_to_grid(label, geom, pv_geometry, "nearest")
+        return labels_to_grid(label, geom, pv_geometry)
     seg = _find_seg(path)
     if seg is None:
         raise InputError("label is neither NIfTI nor a DICOM-SEG", path)
@@ -168,7 +167,7 @@ def read_cases_csv(csv_path: str | Path, allow_other_types: bool = False) -> lis
             if not case:
                 raise InputError(f"line {n}: empty case id", csv_path)
             phases = {}
-            for name in PHASES:
+            for name in DEFAULT_PHASES:
                 cell = row.get(name.lower(), "")
                 if not cell:
                     raise InputError(f"line {n}: case {case} is missing phase {name}", csv_path)
@@ -212,14 +211,14 @@ def _write_case(stage: Path, source: CaseSource, resample_label: bool,
         check_hu(array, path)
         check_slices(geom, path, f"the {name} phase")
         vols[name] = (array, geom)
-    pv_array, pv_geom = vols["PV"]
+    pv_array, pv_geom = vols[PRIMARY_PHASE]
     split = "Tr" if source.label is not None else "Ts"
     for i, (_name, (array, geom)) in enumerate(vols.items()):
         path = stage / f"images{split}" / f"{source.case_id}_{i:04d}{FILE_ENDING}"
         write_nifti(path, compact_hu(array), geom)
     if source.label is not None:
-        label = read_label(source.label, source.phases["PV"], pv_geom, resample_label, label_map,
-                           source.series_uids.get("PV"), label_mismatch_ok)
+        label = read_label(source.label, source.phases[PRIMARY_PHASE], pv_geom, resample_label, label_map,
+                           source.series_uids.get(PRIMARY_PHASE), label_mismatch_ok)
         write_nifti(stage / "labelsTr" / f"{source.case_id}{FILE_ENDING}", label, pv_geom)
 
 
@@ -248,7 +247,7 @@ def convert_cases(
     for s in sources:
         if not _CASE_ID.match(s.case_id):
             raise InputError(f"invalid case id '{s.case_id}' (letters, digits, '_' and '-' only)", out)
-        if list(s.phases)[:2] != list(PHASES):
+        if list(s.phases)[:2] != list(DEFAULT_PHASES):
             raise InputError(f"case {s.case_id}: phases must be PV then ART, got {list(s.phases)}", out)
     dupes = sorted({c for c in ids if ids.count(c) > 1})
     if dupes:

@@ -22,13 +22,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from mpliver.errors import InputError, InputWarning
 from mpliver.io.atomic import staged_folder
-from mpliver.io.checks import check_hu
+from mpliver.io.checks import MIN_SLICES, check_hu
 from mpliver.io.dicom_scan import SliceHeader
 from mpliver.io.dicom_stack import (
-    LPS,
     AcquisitionGroup,
     AmbiguousSeriesError,
     choose_stack,
@@ -44,11 +46,9 @@ from mpliver.io.dicom_study import (
     series_key,
     series_label,
 )
-from mpliver.io.geometry import Geometry
+from mpliver.io.geometry import Geometry, ras_to_lps
 
 _CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
-_LPS = LPS
-MIN_SLICES_AFTER_DROP = 3
 
 
 @dataclass
@@ -73,11 +73,6 @@ class DicomSeries:
         return any(s.frame is not None for s in self.slices)
 
 
-def list_series(folder: str | Path) -> dict[str, list[Path]]:
-    """Image series under `folder` (a tree or .zip): SeriesInstanceUID -> files (DICOM-SEG etc. skipped)."""
-    return {uid: s.files for uid, s in scan_study(parse_source(folder)[0]).items()}
-
-
 def scan_series(folder: str | Path, series_uid: str | None = None, spacing_tol: float = 0.01) -> DicomSeries:
     """Read the headers of one volume, sort them and build the geometry.
 
@@ -97,8 +92,8 @@ def scan_series(folder: str | Path, series_uid: str | None = None, spacing_tol: 
     groups = split_acquisitions(kept, normal)
     group = _choose_group(groups, selector.group, path, series_key(study, series) if len(study) > 1 else None,
                           series, normal)
-    if notice and len(group.slices) < MIN_SLICES_AFTER_DROP:
-        raise InputError(f"{notice}: fewer than {MIN_SLICES_AFTER_DROP} slices left, no regular stack", path)
+    if notice and len(group.slices) < MIN_SLICES:
+        raise InputError(f"{notice}: fewer than {MIN_SLICES} slices left, no regular stack", path)
     ordered, geometry = stack_geometry(group.slices, path, spacing_tol)
     if notice:
         warnings.warn(f"{path}: {notice}", InputWarning, stacklevel=2)
@@ -123,8 +118,6 @@ def _choose_group(groups: list[AcquisitionGroup], wanted: str | None, path: Path
 
 
 def _pixels(s: SliceHeader, cache: dict) -> np.ndarray:
-    import pydicom
-
     try:
         if s.frame is None:
             return pydicom.dcmread(s.path).pixel_array
@@ -191,6 +184,34 @@ def _ds_str(x: float) -> str:
     return s if len(s) <= 16 else f"{x:.6e}"
 
 
+def _slice_frame(geometry: Geometry) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(LPS affine rows (3, 4), row direction, column direction, slice normal) of a grid DICOM slices can
+    represent; ValueError for a grid they cannot (non-perpendicular axes)."""
+    lps = ras_to_lps(geometry.affine[:3, :])
+    sp = geometry.spacing
+    row_dir, col_dir = lps[:, 0] / sp[0], lps[:, 1] / sp[1]
+    if abs(float(row_dir @ col_dir)) > 1e-4:
+        raise ValueError("the i and j axes are not perpendicular; DICOM slices cannot represent this grid")
+    normal = np.cross(row_dir, col_dir)
+    if abs(abs(float(normal @ lps[:, 2])) / sp[2] - 1) > 1e-4:
+        raise ValueError("the k axis is not perpendicular to the slices; DICOM cannot represent this grid")
+    return lps, row_dir, col_dir, normal
+
+
+def _int16_rescale(array: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """(stored int16 values, rescale slope, intercept): 1 HU steps when the range fits int16."""
+    values = np.asarray(array, dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        raise ValueError("array holds NaN or infinite values")
+    lo, hi = float(values.min()), float(values.max())
+    if np.rint(lo) >= -32768 and np.rint(hi) <= 32767:
+        slope, intercept = 1.0, 0.0
+    else:
+        slope = (hi - lo) / 65535.0
+        intercept = lo + 32768 * slope
+    return np.clip(np.rint((values - intercept) / slope), -32768, 32767).astype("<i2"), slope, intercept
+
+
 def write_dicom_series(
     folder: str | Path,
     array: np.ndarray,
@@ -213,37 +234,16 @@ def write_dicom_series(
     along row × column; a geometry whose k axis points the other way (a left-handed affine) reads back with
     k reversed and the matching affine — the same voxels in the world.
     """
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
     folder = Path(folder)
     array = np.asarray(array)
     if array.ndim != 3 or tuple(array.shape) != tuple(geometry.shape):
         raise ValueError(f"array shape {array.shape} does not match geometry {geometry.shape}")
     if folder.exists() and any(folder.iterdir()) and not overwrite:
         raise InputError("output folder is not empty (use overwrite to replace it)", folder)
-    lps = _LPS @ geometry.affine[:3, :]
+    lps, row_dir, col_dir, normal = _slice_frame(geometry)
     sp = geometry.spacing
-    row_dir, col_dir = lps[:, 0] / sp[0], lps[:, 1] / sp[1]
-    if abs(float(row_dir @ col_dir)) > 1e-4:
-        raise ValueError("the i and j axes are not perpendicular; DICOM slices cannot represent this grid")
-    normal = np.cross(row_dir, col_dir)
-    if abs(abs(float(normal @ lps[:, 2])) / sp[2] - 1) > 1e-4:
-        raise ValueError("the k axis is not perpendicular to the slices; DICOM cannot represent this grid")
-
-    values = np.asarray(array, dtype=np.float64)
-    if not np.all(np.isfinite(values)):
-        raise ValueError("array holds NaN or infinite values")
-    lo, hi = float(values.min()), float(values.max())
-    if np.rint(lo) >= -32768 and np.rint(hi) <= 32767:
-        slope, intercept = 1.0, 0.0
-    else:
-        slope = (hi - lo) / 65535.0
-        intercept = lo + 32768 * slope
-    stored = np.clip(np.rint((values - intercept) / slope), -32768, 32767).astype("<i2")
-
-    study_uid = study_uid or generate_uid()
-    series_uid = series_uid or generate_uid()
+    stored, slope, intercept = _int16_rescale(array)
+    study_uid, series_uid = study_uid or generate_uid(), series_uid or generate_uid()
     frame_uid = frame_of_reference_uid or generate_uid()
     now = datetime.datetime.now()
     date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S")

@@ -10,22 +10,24 @@ caller allows it.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from mpliver.errors import InputError, InputWarning
+from mpliver.io.atomic import atomic_path
 from mpliver.io.dicom import DicomSeries, as_series, check_dicom_seg_source, series_instance_uids
 from mpliver.io.geometry import Geometry
+from mpliver.io.labels import LIVER, TUMOR
 from mpliver.io.resample import reorient_to_grid
 
 # Segment names understood as our label values (lower case; matched against SegmentLabel and the coded type).
 LABEL_SYNONYMS: dict[str, int] = {
-    "liver": 1, "liver parenchyma": 1,
-    "tumor": 2, "tumour": 2, "tumors": 2, "tumours": 2, "lesion": 2, "lesions": 2, "liver tumor": 2,
-    "liver tumour": 2, "liver lesion": 2, "neoplasm": 2, "mass": 2,
+    "liver": LIVER, "liver parenchyma": LIVER,
+    **dict.fromkeys(("tumor", "tumour", "tumors", "tumours", "lesion", "lesions", "liver tumor",
+                     "liver tumour", "liver lesion", "neoplasm", "mass"), TUMOR),
 }
 
 
@@ -75,7 +77,7 @@ def read_dicom_seg(
     segments overlap, the larger value wins (a tumour inside the liver stays tumour). A SEG whose frame of
     reference, referenced series or patient differs from the series is refused unless `allow_mismatch`.
     """
-    import highdicom as hd
+    import highdicom as hd  # lazy: highdicom is slow to import and only DICOM-SEG files need it
 
     seg_path = Path(seg_path)
     if not seg_path.is_file():
@@ -253,12 +255,10 @@ def write_dicom_seg(
     `segments` names the values (default 1 liver, 2 tumour); `algorithm` (name) marks the segments as
     AUTOMATIC, otherwise MANUAL. The source series must carry real SOP/Series/Study UIDs.
     """
-    import highdicom as hd
-    from pydicom.sr.codedict import codes
+    import highdicom as hd  # lazy: highdicom is slow to import and only DICOM-SEG files need it
+    from pydicom.sr.codedict import codes  # lazy: builds the whole code dictionary on first import
 
-    from mpliver.io.atomic import atomic_path
-
-    segments = dict(segments or {1: "liver", 2: "tumor"})
+    segments = dict(segments or {LIVER: "liver", TUMOR: "tumor"})
     series = check_dicom_seg_source(as_series(series_folder, series_uid))  # single-frame, with SOP UIDs
     label = np.asarray(label)
     if tuple(label.shape) != tuple(series.geometry.shape):
@@ -316,7 +316,3 @@ def write_dicom_seg(
         seg.save_as(tmp)
     return path
 
-
-def segment_names(segments: Sequence[SegmentInfo]) -> list[str]:
-    """Human-readable names `number: label (type)` for messages and reports."""
-    return [f"{s.number}: {s.label} ({s.property_type})" for s in segments]

@@ -19,12 +19,11 @@ import pydicom
 
 from mpliver.errors import InputError
 from mpliver.io.dicom_scan import SliceHeader, clock
-from mpliver.io.geometry import Geometry
+from mpliver.io.geometry import Geometry, lps_to_ras
 
 CT_IMAGE_CLASSES = {"1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.2.1", "1.2.840.10008.5.1.4.1.1.2.2"}
 TIME_GAP_S = 5.0  # phases are >= ~20 s apart; slices of one helical acquisition < 1 s
 _TOL = 1e-4
-LPS = np.diag([-1.0, -1.0, 1.0])  # RAS <-> LPS for 3-vectors
 
 
 class AmbiguousSeriesError(InputError):
@@ -252,6 +251,4 @@ def stack_geometry(slices: list[SliceHeader], where, spacing_tol: float = 0.01
     lps[:3, 1] = col_dir * spacing[0]  # j (row index) moves along the column direction
     lps[:3, 2] = normal * step
     lps[:3, 3] = positions[0]
-    affine = np.eye(4)
-    affine[:3, :] = LPS @ lps[:3, :]
-    return slices, Geometry(affine, (first.cols, first.rows, len(slices)))
+    return slices, Geometry(lps_to_ras(lps), (first.cols, first.rows, len(slices)))

@@ -11,8 +11,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# RAS <-> LPS: negate the first two world axes.
-_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+def ras_to_lps(world: np.ndarray) -> np.ndarray:
+    """RAS -> LPS (nibabel's frame -> DICOM's and ITK's): negate the first two world coordinates.
+
+    `world` holds world coordinates along its first axis: a point (3,), direction columns (3, 3) or the rows
+    of an affine (3, 4) / (4, 4). Returns a new float64 array.
+    """
+    out = np.array(world, dtype=np.float64, copy=True)
+    out[:2] *= -1.0
+    return out
+
+
+def lps_to_ras(world: np.ndarray) -> np.ndarray:
+    """LPS -> RAS, the inverse of `ras_to_lps` (the same flip: it is its own inverse)."""
+    return ras_to_lps(world)
+
+
+def ras_to_lps_map(matrix: np.ndarray, translation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The world map p' = matrix @ p + translation in the other frame, (F M F, F t): RAS <-> LPS."""
+    return lps_to_ras(ras_to_lps(matrix).T).T, ras_to_lps(translation)
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,11 +83,13 @@ class Geometry:
         """True when both grids have the same shape and their voxel centres agree within `tol_mm`."""
         if tuple(self.shape) != tuple(other.shape):
             return False
-        corners = np.array(
-            [[i, j, k, 1.0] for i in (0, self.shape[0] - 1) for j in (0, self.shape[1] - 1)
-             for k in (0, self.shape[2] - 1)]
-        ).T
-        return bool(np.max(np.abs(self.affine @ corners - other.affine @ corners)) <= tol_mm)
+        corners = self.corners()
+        return bool(np.max(np.abs(self.index_to_world(corners) - other.index_to_world(corners))) <= tol_mm)
+
+    def corners(self) -> np.ndarray:
+        """(8, 3) int voxel indices of the grid's corner voxels (i, j, k each 0 or its last index)."""
+        last = np.asarray(self.shape) - 1
+        return np.array([[i, j, k] for i in (0, last[0]) for j in (0, last[1]) for k in (0, last[2])])
 
     def index_to_world(self, ijk: np.ndarray) -> np.ndarray:
         """Map voxel indices (..., 3) to RAS mm (..., 3)."""
@@ -96,12 +116,12 @@ class Geometry:
 
 def to_sitk(array: np.ndarray, geometry: Geometry):
     """Convert an (i, j, k) array plus geometry to a SimpleITK image (LPS world frame)."""
-    import SimpleITK as sitk
+    import SimpleITK as sitk  # lazy: slow to import; io.geometry is imported by every command
 
     if tuple(array.shape) != tuple(geometry.shape):
         raise ValueError(f"array shape {array.shape} does not match geometry shape {geometry.shape}")
     img = sitk.GetImageFromArray(np.ascontiguousarray(np.transpose(array, (2, 1, 0))))
-    lps = _RAS_TO_LPS @ geometry.affine
+    lps = ras_to_lps(geometry.affine)
     spacing = np.linalg.norm(lps[:3, :3], axis=0)
     img.SetSpacing([float(s) for s in spacing])
     img.SetOrigin([float(o) for o in lps[:3, 3]])
@@ -111,7 +131,7 @@ def to_sitk(array: np.ndarray, geometry: Geometry):
 
 def from_sitk(image) -> tuple[np.ndarray, Geometry]:
     """Convert a SimpleITK image to an (i, j, k) array and its RAS geometry."""
-    import SimpleITK as sitk
+    import SimpleITK as sitk  # lazy: slow to import; io.geometry is imported by every command
 
     array = np.transpose(sitk.GetArrayFromImage(image), (2, 1, 0))
     spacing = np.asarray(image.GetSpacing(), dtype=np.float64)
@@ -119,4 +139,4 @@ def from_sitk(image) -> tuple[np.ndarray, Geometry]:
     lps = np.eye(4)
     lps[:3, :3] = direction * spacing
     lps[:3, 3] = image.GetOrigin()
-    return array, Geometry(_RAS_TO_LPS @ lps, array.shape)
+    return array, Geometry(lps_to_ras(lps), array.shape)

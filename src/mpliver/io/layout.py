@@ -21,17 +21,10 @@ from mpliver.errors import DatasetError, InputWarning
 from mpliver.io.atomic import write_json_atomic
 from mpliver.io.checks import check_hu, check_label_liver, check_same_grid, check_slices
 from mpliver.io.geometry import Geometry
+from mpliver.io.labels import BACKGROUND, LABELS, TUMOR, TUMOR_TYPES
 from mpliver.io.nifti import read_geometry, read_nifti
 
-TUMOR_TYPES = ("cyst", "FNH", "HEM", "HCC", "METS")
-LABELS = {"background": 0, "liver": 1, "tumor": 2}
 FILE_ENDING = ".nii.gz"
-
-
-def type_order(seen) -> list[str]:
-    """Tumour types in table order: the five of the table first, then any others alphabetically."""
-    seen = set(seen)
-    return [t for t in TUMOR_TYPES if t in seen] + sorted(t for t in seen if t not in TUMOR_TYPES)
 _TYPE_ALIASES = {"cysts": "cyst", "hemangioma": "HEM", "haemangioma": "HEM", "hem": "HEM", "fnh": "FNH",
                  "hcc": "HCC", "mets": "METS", "met": "METS", "metastasis": "METS", "metastases": "METS"}
 
@@ -100,7 +93,7 @@ class Dataset:
         if len(set(names)) != len(names):
             raise DatasetError(f"duplicate phase names in channel_names: {names}", meta_path)
         labels = m["labels"]
-        if labels.get("background") != 0 or labels.get("tumor") != 2:
+        if labels.get("background") != BACKGROUND or labels.get("tumor") != TUMOR:
             raise DatasetError("labels must contain background=0 and tumor=2 (liver=1)", meta_path)
         if m["file_ending"] != FILE_ENDING:
             raise DatasetError(f"file_ending must be '{FILE_ENDING}', got '{m['file_ending']}'", meta_path)
@@ -279,7 +272,7 @@ def check_label_values(label: np.ndarray, path: str | Path | None = None) -> np.
         if not np.all(np.isfinite(label)) or not np.all(label == np.round(label)):
             raise DatasetError("label map holds non-integer values", path)
     vals = np.unique(label)
-    bad = [v for v in vals.tolist() if v not in (0, 1, 2)]
+    bad = [v for v in vals.tolist() if v not in LABELS.values()]
     if bad:
         raise DatasetError(f"label values must be 0/1/2, found {bad[:5]}", path)
     return label.astype(np.uint8, copy=False)

@@ -12,8 +12,6 @@ from mpliver.errors import InputError
 from mpliver.io.atomic import atomic_path
 from mpliver.io.geometry import Geometry
 
-RESEARCH_NOTICE = "mpliver research software - not for clinical use"
-
 
 def read_nifti(path: str | Path, dtype: np.dtype | None = None) -> tuple[np.ndarray, Geometry]:
     """Read a 3-D NIfTI file into an (i, j, k) array and its geometry.

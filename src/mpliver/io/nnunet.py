@@ -20,7 +20,8 @@ import numpy as np
 from mpliver.errors import DatasetError
 from mpliver.io.atomic import staged_folder, write_json_atomic
 from mpliver.io.convert import compact_hu
-from mpliver.io.layout import FILE_ENDING, LABELS, CaseVolumes, Dataset
+from mpliver.io.labels import LABELS
+from mpliver.io.layout import FILE_ENDING, CaseVolumes, Dataset
 from mpliver.io.nifti import write_nifti
 from mpliver.io.resample import resample_to_grid
 

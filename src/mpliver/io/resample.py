@@ -3,14 +3,25 @@
 Two paths: `reorient_to_grid` is exact (no interpolation) when the source voxels are voxels of the target
 grid, up to an axis permutation, flips and an integer offset — the usual case for a label exported by
 another tool on the same scan; `resample_to_grid` interpolates with SimpleITK (nearest neighbour for
-labels, linear for images) for grids that truly differ, e.g. ART onto the PV grid.
+labels, linear for images) for grids that truly differ, e.g. ART onto the PV grid, optionally through a
+registration's world transform. `labels_to_grid` is the one placement of a label or mask onto a grid: exact
+where the voxels coincide, nearest neighbour otherwise.
 """
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 
-from mpliver.io.geometry import Geometry, from_sitk, to_sitk
+from mpliver.io.geometry import Geometry, from_sitk, ras_to_lps_map, to_sitk
+
+
+class WorldMap(Protocol):
+    """A world-space affine map p_moving = matrix @ p_target + translation (RAS mm), e.g. a registration."""
+
+    matrix: np.ndarray
+    translation: np.ndarray
 
 
 def grid_index_map(src: Geometry, dst: Geometry,
@@ -37,9 +48,7 @@ def same_voxels(src: Geometry, dst: Geometry) -> bool:
     if mapping is None:
         return False
     perm, off = mapping
-    corners = np.array([[i, j, k] for i in (0, src.shape[0] - 1) for j in (0, src.shape[1] - 1)
-                        for k in (0, src.shape[2] - 1)])
-    mapped = corners @ perm.T + off
+    mapped = src.corners() @ perm.T + off
     return bool(np.all(mapped.min(axis=0) == 0) and np.all(mapped.max(axis=0) == np.asarray(dst.shape) - 1))
 
 
@@ -77,13 +86,14 @@ def reorient_to_grid(array: np.ndarray, src: Geometry, dst: Geometry, fill: floa
 
 
 def resample_to_grid(array: np.ndarray, src: Geometry, dst: Geometry, interpolation: str = "linear",
-                     fill: float = 0.0) -> np.ndarray:
-    """Resample `array` from grid `src` onto grid `dst` with SimpleITK (identity transform in world space).
+                     fill: float = 0.0, transform: WorldMap | None = None) -> np.ndarray:
+    """Resample `array` from grid `src` onto grid `dst` with SimpleITK.
 
     `interpolation` is "nearest" (labels; keeps the dtype) or "linear" (images; returns float32). Target
-    voxels outside the source get `fill` (e.g. -1024 HU, air, for CT).
+    voxels outside the source get `fill` (e.g. -1024 HU, air, for CT). `transform` maps target world points
+    to source world points (a registration's result); None is the identity (the headers' geometry only).
     """
-    import SimpleITK as sitk
+    import SimpleITK as sitk  # lazy: SimpleITK is slow to import and only resampling paths need it
 
     if interpolation not in ("nearest", "linear"):
         raise ValueError(f"interpolation must be 'nearest' or 'linear', got {interpolation!r}")
@@ -93,7 +103,21 @@ def resample_to_grid(array: np.ndarray, src: Geometry, dst: Geometry, interpolat
     else:
         image = to_sitk(np.asarray(array), src)
         interp, out_type = sitk.sitkNearestNeighbor, image.GetPixelID()
+    tx = sitk.Transform()
+    if transform is not None:  # ITK works in LPS: F p_m = (F A F)(F p) + F b
+        matrix, translation = ras_to_lps_map(transform.matrix, transform.translation)
+        tx = sitk.AffineTransform(3)
+        tx.SetMatrix([float(v) for v in matrix.ravel()])
+        tx.SetTranslation([float(v) for v in translation])
     reference = to_sitk(np.zeros(dst.shape, dtype=np.uint8), dst)
-    out = sitk.Resample(image, reference, sitk.Transform(), interp, float(fill), out_type)
+    out = sitk.Resample(image, reference, tx, interp, float(fill), out_type)
     result, _ = from_sitk(out)
     return result
+
+
+def labels_to_grid(array: np.ndarray, src: Geometry, dst: Geometry) -> np.ndarray:
+    """Put a label or mask from grid `src` onto grid `dst`, keeping its dtype: exactly (no interpolation)
+    when the source voxels are target voxels (axis order, flips, an integer offset), else nearest
+    neighbour."""
+    placed = reorient_to_grid(array, src, dst)
+    return placed if placed is not None else resample_to_grid(array, src, dst, "nearest", fill=0)

@@ -7,6 +7,7 @@ convolution over X * M divided by a box filter of M (no unfolding).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,6 +31,16 @@ def confidence_map(logits: torch.Tensor) -> torch.Tensor:
 def uncertainty_map(logits: torch.Tensor) -> torch.Tensor:
     """u = exp(1 - S_max / S_min) = 1 - M in [0, 1]: the uncertainty map users see (docs/method.md §3)."""
     return 1.0 - confidence_map(logits)
+
+
+def uncertainty_from_probability(p: np.ndarray) -> np.ndarray:
+    """The numpy twin of `uncertainty_map` for two classes, from the tumour probability p (S = (1 - p, p)):
+    u = exp(1 - S_max / S_min), S_min floored as in `confidence_map`; float32, what `predict` writes."""
+    p = np.asarray(p, dtype=np.float32)
+    s_max = np.maximum(p, 1.0 - p)
+    s_min = np.maximum(np.minimum(p, 1.0 - p), np.float32(S_MIN_FLOOR))
+    with np.errstate(under="ignore", over="ignore"):
+        return np.exp(1.0 - s_max / s_min).astype(np.float32)
 
 
 def box_sum(m: torch.Tensor, kernel_size: int = 3) -> torch.Tensor:

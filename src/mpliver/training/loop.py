@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from mpliver.errors import MpliverError
+from mpliver.io.labels import LIVER, TUMOR
 from mpliver.runtime import DistInfo, all_reduce_sum, any_rank
 
 LossFn = Callable[[Mapping[str, torch.Tensor], torch.Tensor], torch.Tensor]
@@ -64,12 +65,12 @@ class ValStats:
 
 def tumor_target(label: torch.Tensor) -> torch.Tensor:
     """Binary tumour target (label 2)."""
-    return (label == 2).long()
+    return (label == TUMOR).long()
 
 
 def liver_target(label: torch.Tensor) -> torch.Tensor:
     """Binary liver target: liver and tumour (label >= 1), the stage-1 model's foreground."""
-    return (label >= 1).long()
+    return (label >= LIVER).long()
 
 
 TARGETS: dict[str, TargetFn] = {"tumor": tumor_target, "liver": liver_target}

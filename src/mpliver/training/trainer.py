@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
+from mpliver.data.sampling import make_loader
 from mpliver.errors import MpliverError
 from mpliver.runtime import (
     DistInfo,
@@ -321,17 +322,8 @@ def _loader(
     epoch: int,
     device: torch.device,
 ) -> DataLoader:
-    generator = torch.Generator()
-    generator.manual_seed(epoch_seed(seed, epoch, 1_000_003))
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=list(indices),
-        num_workers=workers,
-        generator=generator,
-        pin_memory=device.type == "cuda",
-        drop_last=False,
-    )
+    return make_loader(dataset, indices, batch_size, workers, epoch_seed(seed, epoch, 1_000_003),
+                       pin_memory=device.type == "cuda")
 
 
 def _model_config(model: torch.nn.Module) -> dict[str, Any] | None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from mpliver.data.phantom.kinetics import parse_phases
 from mpliver.errors import ConfigError, check_known_fields
+from mpliver.io.labels import DEFAULT_PHASES
 
 GENERATOR_VERSION = "mpliver-phantom-2"  # 2: contrast kinetics, any phase set, domain randomisation
 
@@ -32,7 +33,7 @@ class PhantomConfig:
     art_slice_jitter: int = 2  # the ART scan covers up to this many slices more or fewer than PV
     art_origin_jitter_mm: float = 6.0  # the ART grid's slice origin moves by up to this (mm)
     lesion_scale: float = 1.0  # multiplies all lesion diameters
-    phases: tuple[str, ...] = ("PV", "ART")  # time points written, the first is the primary (kinetics.py)
+    phases: tuple[str, ...] = DEFAULT_PHASES  # time points written, the first is the primary (kinetics.py)
     # Domain randomisation (docs/phantom.md), drawn per case; the defaults keep the paper-like cohort.
     hu_offset: Pair = (0.0, 0.0)  # global HU offset per phase
     hu_scale: Pair = (1.0, 1.0)  # global HU scale per phase (about 0 HU)

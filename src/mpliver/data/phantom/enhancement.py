@@ -22,8 +22,8 @@ from mpliver.data.phantom.kinetics import (
     sample_circulation,
     sample_phase_times,
 )
+from mpliver.io.labels import DEFAULT_PHASES
 
-DEFAULT_PHASES = ("PV", "ART")
 C = CurveRange  # unenhanced, delay, rise, peak, plateau, washout (s of circulation time after arrival)
 
 # Blood-pool curves scale with dose / sqrt(cardiac output); parenchyma with the dose only.

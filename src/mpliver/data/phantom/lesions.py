@@ -17,8 +17,8 @@ from scipy import ndimage
 from mpliver.data.phantom.enhancement import Kinetics, sample_lesion_hu
 from mpliver.data.phantom.shapes import PointGrid, SmoothField, ramp
 from mpliver.io.geometry import Geometry
+from mpliver.io.labels import TUMOR_TYPES as LESION_TYPES
 
-LESION_TYPES = ("cyst", "FNH", "HEM", "HCC", "METS")
 # Diameter range (mm) drawn log-uniformly, scaled from docs/method.md §6 to a field of view of ~30 cm.
 DIAMETER_MM = {
     "cyst": (12.0, 60.0),

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from mpliver.io.atomic import atomic_path
+from mpliver.io.labels import LIVER, TUMOR
 
 WINDOW_HU = (-160.0, 240.0)  # abdominal window (W 400, L 40)
 
@@ -18,10 +19,10 @@ def _display(slice_ij: np.ndarray) -> np.ndarray:
 
 
 def _tumour_slice(label: np.ndarray) -> int:
-    counts = np.count_nonzero(label == 2, axis=(0, 1))
+    counts = np.count_nonzero(label == TUMOR, axis=(0, 1))
     if counts.max() > 0:
         return int(np.argmax(counts))
-    liver = np.count_nonzero(label >= 1, axis=(0, 1))
+    liver = np.count_nonzero(label >= LIVER, axis=(0, 1))
     return int(np.argmax(liver)) if liver.max() > 0 else label.shape[2] // 2
 
 
@@ -48,10 +49,10 @@ def save_preview(
             interpolation="nearest",
         )
         lab = _display(label[:, :, k])
-        if (lab >= 1).any():
-            ax.contour(lab >= 1, levels=[0.5], colors="lime", linewidths=0.8)
-        if (lab == 2).any():
-            ax.contour(lab == 2, levels=[0.5], colors="red", linewidths=0.8)
+        if (lab >= LIVER).any():
+            ax.contour(lab >= LIVER, levels=[0.5], colors="lime", linewidths=0.8)
+        if (lab == TUMOR).any():
+            ax.contour(lab == TUMOR, levels=[0.5], colors="red", linewidths=0.8)
         ax.set_title(f"{phase}  (slice {k})", fontsize=9)
         ax.axis("off")
     if title:

@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from mpliver.data.phantom.reference import NOISE_RANGE, lesion_range, structure_range
-from mpliver.io.layout import TUMOR_TYPES
+from mpliver.io.labels import TUMOR_TYPES
 
 ROWS = (("aorta", "aorta_hu"), ("portal vein", "portal_vein_hu"), ("liver", "liver_hu"))
 

@@ -16,8 +16,10 @@ import numpy as np
 from scipy import ndimage
 
 from mpliver.errors import DatasetError
+from mpliver.io import labels
 from mpliver.io.checks import check_hu, check_label_liver
-from mpliver.io.layout import TUMOR_TYPES, Dataset, check_label_values
+from mpliver.io.labels import LIVER, TUMOR
+from mpliver.io.layout import Dataset, check_label_values
 from mpliver.io.nifti import read_nifti
 
 _HIGHPASS_SIGMA = (2.0, 2.0, 0.0)  # voxels, in-plane only (slices are thick)
@@ -77,7 +79,7 @@ def phase_statistics(
 ) -> PhaseStats:
     """Medians over the tumour (label 2) and liver (label 1) voxels, the liver noise SD, and the medians over
     the aorta and portal-vein voxels of a structure map when given."""
-    tumour, liver = label == 2, label == 1
+    tumour, liver = label == TUMOR, label == LIVER
     lesion_hu = _median_where(image, tumour)
     liver_hu = _median_where(image, liver)
     noise = liver_noise_sd(image, liver | tumour) if liver.any() else math.nan
@@ -168,9 +170,8 @@ def _fmt(value: float | None, signed: bool = False) -> str:
 
 
 def type_order(summary: dict[str, dict]) -> list[str]:
-    """The five SPEC types first, then any others, then "all"."""
-    others = sorted(set(summary) - set(TUMOR_TYPES) - {"all"})
-    return [t for t in TUMOR_TYPES if t in summary] + others + (["all"] if "all" in summary else [])
+    """The five known types first, then any others, then "all"."""
+    return labels.type_order(t for t in summary if t != "all") + (["all"] if "all" in summary else [])
 
 
 COHORT_COLUMNS = (("Δ", "delta_hu", True), ("lesion", "lesion_hu", False), ("liver", "liver_hu", False),
