@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from mpliver.inference.pipeline import PipelineCallbacks, failure_line, predict_
 from mpliver.inference.predict import Predictor
 from mpliver.inference.settings import check_precision, predict_settings
 from mpliver.io.layout import Dataset
-from mpliver.runtime import resolve_device
+from mpliver.runtime import env_dist_info, resolve_device
 
 
 @dataclass
@@ -51,16 +50,6 @@ class BatchSummary:
     @property
     def ok(self) -> bool:
         return not self.failed
-
-
-def rank_and_world() -> tuple[int, int, int | None]:
-    """(rank, world size, local rank or None) from torchrun's environment; (0, 1, None) otherwise."""
-    rank = int(os.environ.get("RANK", "0"))
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local = os.environ.get("LOCAL_RANK")
-    if world < 1 or not 0 <= rank < world:
-        raise InputError(f"invalid torchrun environment: RANK={rank} WORLD_SIZE={world}")
-    return rank, world, None if local is None else int(local)
 
 
 def _made_by_other_models(report: Path, bundles: Sequence[Bundle]) -> str | None:
@@ -251,9 +240,11 @@ def predict_dataset(
     bundles = load_ensemble(bundle)
     ds, split, cases = dataset_cases(dataset_dir, split, cases)
     _check_batch(bundles, ds, liver_mask_dir, workers, max_in_flight)
-    rank, world, local = rank_and_world()
+    dist = env_dist_info()  # torchrun's RANK / WORLD_SIZE / LOCAL_RANK; one process when unset
     predictor = Predictor(predict_settings(bundles, registration, strict), bundles,
-                          resolve_device(device, local), tta=tta, batch_size=batch_size, precision=precision)
+                          resolve_device(device, dist.local_rank if dist.distributed else None), tta=tta,
+                          batch_size=batch_size, precision=precision)
+    rank, world = dist.rank, dist.world_size
     mine = cases[rank::world]
     if on_plan is not None:
         on_plan(mine)
