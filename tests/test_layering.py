@@ -2,8 +2,8 @@
 
     io -> data -> models -> evaluation -> {training, inference} -> experiments -> apps -> cli
 
-A module may import its own package, any package below it, and the base modules (`errors`, `extras`,
-`runtime` and the root package for `__version__`). training and inference are siblings: neither imports the
+A module may import its own package, any package below it, and the base modules (`_version`, `errors`,
+`extras`, `runtime`). The root package sits on top, with the CLI: no library module imports it. training and inference are siblings: neither imports the
 other. Function-local and TYPE_CHECKING imports count as well: a lazy import still is a dependency. The one
 named exception is the root package's `mpliver.predict` shortcut, which imports the predictor lazily.
 """
@@ -17,7 +17,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 ORDER = ["io", "data", "models", "evaluation", "training|inference", "experiments", "apps", "cli"]
-BASE = {"mpliver", "mpliver.errors", "mpliver.extras", "mpliver.runtime"}
+BASE = {"mpliver._version", "mpliver.errors", "mpliver.extras", "mpliver.runtime"}
 ALLOWED = {("mpliver", "mpliver.inference.predict")}  # the `mpliver.predict` shortcut (lazy, named)
 
 
@@ -26,7 +26,7 @@ def rank(module: str) -> tuple[int, str] | None:
     parts = module.split(".")
     if module in BASE:
         return None
-    if parts[1] == "__main__":
+    if len(parts) == 1 or parts[1] == "__main__":  # the root package and `python -m mpliver`
         return len(ORDER), "__main__"
     for i, layer in enumerate(ORDER):
         if parts[1] in layer.split("|"):

@@ -1,4 +1,8 @@
-__version__ = "0.1.0"
+"""mpliver: liver tumour segmentation in multi-phase CT (research software, not for clinical use)."""
+
+from mpliver._version import __version__
+
+__all__ = ["__version__", "predict"]
 
 
 def predict(*args, **kwargs):
@@ -6,6 +10,6 @@ def predict(*args, **kwargs):
 
     Imported lazily so that `import mpliver` stays light (no torch until a prediction is asked for).
     """
-    from mpliver.inference.predict import predict as _predict
+    from mpliver.inference.predict import predict as _predict  # lazy: `import mpliver` stays light
 
     return _predict(*args, **kwargs)

@@ -14,7 +14,7 @@ import warnings
 
 import typer
 
-import mpliver
+from mpliver._version import __version__
 from mpliver.errors import RESEARCH_NOTICE, InputWarning, MpliverError, describe_os_error
 
 app = typer.Typer(
@@ -33,7 +33,7 @@ app = typer.Typer(
 
 def _print_version(value: bool) -> None:
     if value:
-        print(f"mpliver {mpliver.__version__}")
+        print(f"mpliver {__version__}")
         raise typer.Exit()
 
 

@@ -62,56 +62,91 @@ def register(app: typer.Typer) -> None:
                                              help="--to nnunet: align ART to PV with mpliver's liver "
                                                   "registration (needs labels)."),
     ) -> None:
-        from rich.console import Console
+        from rich.console import Console  # lazy: keeps `mpliver --help` fast
 
         console = Console(stderr=True)
         if to == "nnunet":
-            if source is None:
-                raise ConfigError("--to nnunet needs the case-layout DATASET as argument")
-            case_options = (pv, art, label, from_csv, case_id, pv_series, art_series, label_map)
-            if any(x is not None for x in case_options):
-                raise ConfigError("--to nnunet takes a DATASET, not --pv/--art/--label/--from-csv/--case-id")
-            from mpliver.io.nnunet import export_nnunet
-
-            align, align_name = None, "registered"
-            if register_phases:
-                from mpliver.data.registration import liver_aligner
-
-                align, align_name = liver_aligner(), "registered by mpliver's label-free liver registration"
-            with _progress(console, "nnU-Net export") as step:
-                target = export_nnunet(source, out, dataset_id=dataset_id, name=name, overwrite=overwrite,
-                                       progress=step, align=align, align_name=align_name)
-            typer.echo(f"wrote {target}")
+            _check_nnunet_args(source, (pv, art, label, from_csv, case_id, pv_series, art_series, label_map))
+            _to_nnunet(console, source, out, dataset_id, name, overwrite, register_phases)
             return
-        if register_phases:
-            raise ConfigError("--register goes only with --to nnunet (the case layout keeps each phase's "
-                              "grid)")
-        if to != "layout":
-            raise ConfigError(f"--to must be 'layout' or 'nnunet', got '{to}'")
-        if source is not None:
-            raise ConfigError("a DATASET argument goes only with --to nnunet; use --pv/--art or --from-csv")
-
-        from mpliver.io.convert import CaseSource, convert_cases, next_case_id, read_cases_csv
-        from mpliver.io.layout import normalize_tumor_type
-
+        _check_layout_args(to, source, register_phases)
         if from_csv is not None:
             if any(x is not None for x in (pv, art, label, case_id, tumor_type, pv_series, art_series)):
                 raise ConfigError("--from-csv excludes --pv/--art/--label/--case-id/--tumor-type/--*-series")
-            sources = read_cases_csv(from_csv, allow_other_types)
+            sources = _csv_sources(from_csv, allow_other_types)
         else:
-            if pv is None and art is None:
-                raise ConfigError("give the phases with --pv and --art (or many cases with --from-csv)")
-            if pv is None or art is None:
-                raise ConfigError(f"missing phase {'PV' if pv is None else 'ART'}: pass both --pv and --art")
-            ttype = normalize_tumor_type(tumor_type, allow_other_types) if tumor_type else None
-            series = {k: v for k, v in (("PV", pv_series), ("ART", art_series)) if v}
-            sources = [CaseSource(case_id or next_case_id(out), {"PV": pv, "ART": art}, label, ttype, series)]
-        with _progress(console, "converting") as step:
-            ids = convert_cases(sources, out, overwrite=overwrite, resample_label=resample_label,
-                                label_map=_parse_label_map(label_map), progress=step,
-                                label_mismatch_ok=label_mismatch_ok)
-        more = " ..." if len(ids) > 10 else ""
-        typer.echo(f"wrote {len(ids)} case(s) to {out}: {', '.join(ids[:10])}{more}")
+            sources = [_one_source(out, pv, art, label, case_id, tumor_type, allow_other_types,
+                                   {k: v for k, v in (("PV", pv_series), ("ART", art_series)) if v})]
+        _to_layout(console, sources, out, overwrite, resample_label, _parse_label_map(label_map),
+                   label_mismatch_ok)
+
+
+def _check_nnunet_args(source: Path | None, case_options: tuple) -> None:
+    """`--to nnunet` takes a case-layout DATASET and none of the options that describe one case."""
+    if source is None:
+        raise ConfigError("--to nnunet needs the case-layout DATASET as argument")
+    if any(x is not None for x in case_options):
+        raise ConfigError("--to nnunet takes a DATASET, not --pv/--art/--label/--from-csv/--case-id")
+
+
+def _check_layout_args(to: str, source: Path | None, register_phases: bool) -> None:
+    """Conversion into the case layout takes studies (--pv/--art or --from-csv), not a DATASET."""
+    if register_phases:
+        raise ConfigError("--register goes only with --to nnunet (the case layout keeps each phase's grid)")
+    if to != "layout":
+        raise ConfigError(f"--to must be 'layout' or 'nnunet', got '{to}'")
+    if source is not None:
+        raise ConfigError("a DATASET argument goes only with --to nnunet; use --pv/--art or --from-csv")
+
+
+def _to_nnunet(console, source: Path, out: Path, dataset_id: int, name: str, overwrite: bool,
+               register_phases: bool) -> None:
+    """`--to nnunet`: export a case-layout dataset (ART registered to PV with `--register`)."""
+    # lazy: keeps `mpliver --help` fast (the command's modules load when it runs)
+    from mpliver.data.registration import liver_aligner
+    from mpliver.io.nnunet import export_nnunet
+
+    align, align_name = None, "registered"
+    if register_phases:
+        align, align_name = liver_aligner(), "registered by mpliver's label-free liver registration"
+    with _progress(console, "nnU-Net export") as step:
+        target = export_nnunet(source, out, dataset_id=dataset_id, name=name, overwrite=overwrite,
+                               progress=step, align=align, align_name=align_name)
+    typer.echo(f"wrote {target}")
+
+
+def _csv_sources(from_csv: Path, allow_other_types: bool) -> list:
+    """The cases of a `--from-csv` table."""
+    from mpliver.io.convert import read_cases_csv  # lazy: keeps `mpliver --help` fast
+
+    return read_cases_csv(from_csv, allow_other_types)
+
+
+def _one_source(out: Path, pv: Path | None, art: Path | None, label: Path | None, case_id: str | None,
+                tumor_type: str | None, allow_other_types: bool, series: dict[str, str]):
+    """The one case given by --pv/--art/--label (its id: the next free case_NNN unless given)."""
+    # lazy: keeps `mpliver --help` fast (the command's modules load when it runs)
+    from mpliver.io.convert import CaseSource, next_case_id
+    from mpliver.io.layout import normalize_tumor_type
+
+    if pv is None and art is None:
+        raise ConfigError("give the phases with --pv and --art (or many cases with --from-csv)")
+    if pv is None or art is None:
+        raise ConfigError(f"missing phase {'PV' if pv is None else 'ART'}: pass both --pv and --art")
+    ttype = normalize_tumor_type(tumor_type, allow_other_types) if tumor_type else None
+    return CaseSource(case_id or next_case_id(out), {"PV": pv, "ART": art}, label, ttype, series)
+
+
+def _to_layout(console, sources: list, out: Path, overwrite: bool, resample_label: bool,
+               label_map: dict[int, int] | None, label_mismatch_ok: bool) -> None:
+    """Convert `sources` into the case layout at `out` and say which cases were written."""
+    from mpliver.io.convert import convert_cases  # lazy: keeps `mpliver --help` fast
+
+    with _progress(console, "converting") as step:
+        ids = convert_cases(sources, out, overwrite=overwrite, resample_label=resample_label,
+                            label_map=label_map, progress=step, label_mismatch_ok=label_mismatch_ok)
+    more = " ..." if len(ids) > 10 else ""
+    typer.echo(f"wrote {len(ids)} case(s) to {out}: {', '.join(ids[:10])}{more}")
 
 
 def _parse_label_map(text: str | None) -> dict[int, int] | None:
@@ -135,6 +170,7 @@ class _progress:
     a callback taking the finished case id."""
 
     def __init__(self, console, what: str):
+        # lazy: keeps `mpliver --help` fast (the command's modules load when it runs)
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         self._p = None

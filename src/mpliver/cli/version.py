@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-import mpliver
+from mpliver._version import __version__
 
 
 def register(app: typer.Typer) -> None:
@@ -16,4 +16,4 @@ def register(app: typer.Typer) -> None:
         import torch
 
 
-        typer.echo(f"mpliver {mpliver.__version__} (torch {torch.__version__}, numpy {numpy.__version__})")
+        typer.echo(f"mpliver {__version__} (torch {torch.__version__}, numpy {numpy.__version__})")

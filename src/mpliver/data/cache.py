@@ -32,7 +32,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-import mpliver
+from mpliver._version import __version__
 from mpliver.data.config import PreprocessConfig
 from mpliver.data.liver_mask import mask_source_from_config
 from mpliver.data.prepare import prepare_case
@@ -72,7 +72,7 @@ def case_source_files(dataset: Dataset, case: str, config: PreprocessConfig) -> 
 
 def case_key(config: PreprocessConfig, phases: list[str], hashes: dict[str, str]) -> str:
     """The identity of a cached case: format, mpliver version, config, phases and source hashes."""
-    blob = json.dumps({"format": CACHE_FORMAT, "mpliver": mpliver.__version__, "config": config.to_dict(),
+    blob = json.dumps({"format": CACHE_FORMAT, "mpliver": __version__, "config": config.to_dict(),
                        "phases": phases, "sources": dict(sorted(hashes.items()))}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -250,7 +250,7 @@ def _preprocess_locked(root: str | Path, dataset: Dataset, out: Path, config: Pr
 
     def save_manifest() -> None:
         write_json_atomic(out / "manifest.json", {
-            "format": CACHE_FORMAT, "mpliver": mpliver.__version__, "dataset": str(Path(root).absolute()),
+            "format": CACHE_FORMAT, "mpliver": __version__, "dataset": str(Path(root).absolute()),
             "phases": dataset.phases, "config": config.to_dict(),
             "cases": {c: entries[c] for c in sorted(entries)}})
 

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-import mpliver
+from mpliver._version import __version__
 from mpliver.data.config import PreprocessConfig
 from mpliver.errors import ConfigError, MpliverError
 from mpliver.io.atomic import atomic_path
@@ -59,7 +59,7 @@ class Bundle:
     preprocess: PreprocessConfig
     liver: LiverStage | None = None
     training: dict[str, Any] = field(default_factory=dict)
-    mpliver_version: str = mpliver.__version__
+    mpliver_version: str = __version__
     format_version: int = FORMAT_VERSION
     path: Path | None = None
     _fast: dict[tuple[str, str, int], nn.Module] = field(default_factory=dict, init=False, repr=False,
@@ -117,7 +117,7 @@ def save_bundle(path: str | Path, tumor_model: nn.Module, phases: list[str], pre
     content = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "mpliver_version": mpliver.__version__,
+        "mpliver_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "phases": phases,
         "tumor": _model_entry(tumor_model),
@@ -163,11 +163,11 @@ def load_bundle(path: str | Path) -> Bundle:
     written_by = str(content.get("mpliver_version", "unknown"))
     if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
         raise BundleError(f"bundle format {version} (written by mpliver {written_by}) is not supported by "
-                          f"mpliver {mpliver.__version__}, which reads format {FORMAT_VERSION}; "
+                          f"mpliver {__version__}, which reads format {FORMAT_VERSION}; "
                           "use a matching mpliver version or rebuild the bundle", path)
-    if _major(written_by) != _major(mpliver.__version__):
+    if _major(written_by) != _major(__version__):
         raise BundleError(f"bundle written by mpliver {written_by} is incompatible with mpliver "
-                          f"{mpliver.__version__} (different major version); rebuild the bundle", path)
+                          f"{__version__} (different major version); rebuild the bundle", path)
     try:
         phases = [str(p) for p in content["phases"]]
         preprocess = PreprocessConfig.from_dict(content["preprocess"])

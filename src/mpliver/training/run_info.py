@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-import mpliver
+from mpliver._version import __version__
 from mpliver.io.atomic import write_json_atomic
 
 RUN_INFO = "run_info.json"
@@ -29,7 +29,7 @@ def git_revision(folder: str | Path | None = None) -> dict[str, Any]:
     The default folder is mpliver's own source, so the revision is that of the code that ran, not of the
     current directory. Outside a git checkout (an installed wheel) the commit is "unknown".
     """
-    cwd = Path(folder) if folder is not None else Path(mpliver.__file__).resolve().parent
+    cwd = Path(folder) if folder is not None else Path(__file__).resolve().parent
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
@@ -54,7 +54,7 @@ def environment(device: torch.device | str | None = None) -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": np.__version__,
-        "mpliver": mpliver.__version__,
+        "mpliver": __version__,
         "platform": platform.platform(),
         "cpu": _cpu_name(),
         "cpu_threads": torch.get_num_threads(),
