@@ -3,9 +3,10 @@
     io -> data -> models -> evaluation -> {training, inference} -> experiments -> apps -> cli
 
 A module may import its own package, any package below it, and the base modules (`_version`, `errors`,
-`extras`, `runtime`). The root package sits on top, with the CLI: no library module imports it. training and inference are siblings: neither imports the
-other. Function-local and TYPE_CHECKING imports count as well: a lazy import still is a dependency. The one
-named exception is the root package's `mpliver.predict` shortcut, which imports the predictor lazily.
+`extras`, `runtime`). The root package sits on top, with the CLI: no library module imports it. training
+and inference are siblings: neither imports the other. Function-local and TYPE_CHECKING imports count as
+well: a lazy import still is a dependency. The one named exception is the root package's `mpliver.predict`
+shortcut, which imports the predictor lazily.
 """
 
 from __future__ import annotations
