@@ -118,7 +118,7 @@ def build_tables(exp: ExperimentSet, runs: Runs) -> dict[str, tuple[str, str]]:
     )
 
     claims = {(c.lower, c.higher): c.label for c in CLAIMS if c.set == exp.name}
-    pairs = exp.pairs  # every claim of the set is one of its pairs (tests/engine/test_seeds.py)
+    pairs = exp.pairs  # every claim of the set is one of its pairs (tests/experiments/test_seeds.py)
     header_c = ["A", "B"] + [f"seed {s}" for s in seeds]
     header_c += ["mean diff B − A", "SD over seeds", "SD over cases", "cases", "p", "signs agree", "counts",
                  "paper diff"]
