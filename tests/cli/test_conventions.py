@@ -3,6 +3,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -85,3 +90,13 @@ def test_results_on_stdout_progress_on_stderr(tmp_path, capsys):
     assert main(["evaluate", str(labels), str(labels), "--out", str(tmp_path / "ev")]) == 0
     captured = capsys.readouterr()
     assert "DPC" in captured.out and "evaluating" not in captured.out
+
+
+def test_the_cli_starts_without_the_heavy_libraries():
+    """`mpliver --help` imports every command module: none may pull in torch, numpy or the readers at import
+    (their imports are lazy, inside the commands)."""
+    heavy = "('torch', 'numpy', 'scipy', 'pydicom', 'nibabel', 'SimpleITK', 'monai', 'matplotlib')"
+    code = f"import sys, mpliver.cli; print(sorted(m for m in {heavy} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(Path(mpliver.__file__).parents[1])})
+    assert out.stdout.strip() == "[]"

@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from mpliver.errors import ConfigError
-from mpliver.io.labels import LABELS
 
 _HELP = """Convert studies into the case layout, or a case-layout dataset into an nnU-Net v2 raw dataset.
 
@@ -151,6 +150,8 @@ def _to_layout(console, sources: list, out: Path, overwrite: bool, resample_labe
 
 def _parse_label_map(text: str | None) -> dict[int, int] | None:
     """'5=1,6=2' -> {5: 1, 6: 2}; targets must be 0, 1 or 2."""
+    from mpliver.io.labels import LABELS  # lazy: keeps `mpliver --help` fast (mpliver.io loads pydicom)
+
     if not text:
         return None
     out = {}
