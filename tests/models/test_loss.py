@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mpliver.models import create_model, loss_terms, segmentation_loss
 
@@ -47,3 +48,41 @@ def test_loss_on_model_outputs(name):
 def test_bad_target_is_refused():
     with pytest.raises(ValueError, match="integer class map"):
         segmentation_loss({"logits": torch.randn(1, 2, 4, 4)}, torch.rand(1, 4, 4))
+
+
+def _soft_dice_loss_f64(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - soft Dice of the foreground class pooled over the batch, in float64 (MONAI's smoothing 1e-5)."""
+    p1 = torch.softmax(logits.double(), dim=1)[:, 1]
+    t1 = (target == 1).double()
+    return 1 - (2 * (p1 * t1).sum() + 1e-5) / (p1.sum() + t1.sum() + 1e-5)
+
+
+def test_dice_ce_is_ce_plus_batch_soft_dice_on_every_term():
+    from mpliver.models.loss import dice_ce_loss
+
+    g = torch.Generator().manual_seed(0)
+    logits, initial = torch.randn(2, 2, 6, 5, generator=g), torch.randn(2, 2, 6, 5, generator=g)
+    target = (torch.rand(2, 6, 5, generator=g) > 0.7).long()
+    weight = torch.tensor([1.0, 5.0])
+    expected = sum(F.cross_entropy(x.double(), target, weight=weight.double())
+                   + _soft_dice_loss_f64(x, target) for x in (logits, initial))
+    got = dice_ce_loss(weight)({"logits": logits, "initial": initial}, target)
+    assert torch.allclose(got.double(), expected, atol=1e-5)
+    plain = dice_ce_loss()({"logits": logits}, target)  # no URIM: one term
+    assert torch.allclose(plain.double(), F.cross_entropy(logits.double(), target)
+                          + _soft_dice_loss_f64(logits, target), atol=1e-5)
+
+
+def test_the_config_chooses_the_loss():
+    from mpliver.errors import ConfigError
+    from mpliver.training.config import load_config
+    from mpliver.training.data import build_loss
+
+    g = torch.Generator().manual_seed(1)
+    out, target = {"logits": torch.randn(1, 2, 4, 4, generator=g)}, torch.zeros(1, 4, 4, dtype=torch.long)
+    ce = build_loss(load_config("paper"))(out, target)
+    dice_ce = build_loss(load_config("paper", ["train.loss=dice_ce"]))(out, target)
+    expected = ce.double() + _soft_dice_loss_f64(out["logits"], target)
+    assert torch.allclose(dice_ce.double(), expected, atol=1e-5)
+    with pytest.raises(ConfigError, match="loss must be one of ce, dice_ce"):
+        load_config("paper", ["train.loss=dice"])

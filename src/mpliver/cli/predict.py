@@ -84,6 +84,12 @@ _EPILOG = (
 )
 
 
+_PRECISION_HELP = (
+    "Network arithmetic: auto (bf16 autocast on GPU, fp32 on the CPU), fp32, or bf16 (autocast on the CPU "
+    "too: faster on CPUs with bf16 instructions, AVX512-BF16 or AMX, but the logits differ from fp32 by more "
+    "than the 1e-4 parity tolerance; see benchmarks/RESULTS.md).")
+
+
 def register(app: typer.Typer) -> None:
     @app.command("predict", epilog=_EPILOG)
     def predict(
@@ -133,20 +139,26 @@ def register(app: typer.Typer) -> None:
         max_in_flight: int | None = typer.Option(
             None, "--max-in-flight", help="With --input --workers N: at most this many studies in memory at "
             "once (default N + 1)."),
-        precision: str = typer.Option(
-            "auto", "--precision", help="Network arithmetic: auto (bf16 autocast on GPU, fp32 on the CPU), "
-            "fp32, or bf16 (autocast on the CPU too: faster on CPUs with bf16 instructions, AVX512-BF16 or "
-            "AMX, but the logits differ from fp32 by more than the 1e-4 parity tolerance; see "
-            "benchmarks/RESULTS.md)."),
+        precision: str = typer.Option("auto", "--precision", help=_PRECISION_HELP),
+        threshold: float = typer.Option(
+            0.5, "--threshold", help="Tumour where the probability exceeds this (the paper's 0.5)."),
+        hysteresis: float | None = typer.Option(
+            None, "--hysteresis", help="Keep a tumour component only if it holds a voxel with probability "
+            ">= this (e.g. 0.8; default off)."),
+        min_lesion_ml: float = typer.Option(
+            0.0, "--min-lesion-ml", help="Drop tumour components smaller than this many mL (0: off)."),
         timings: bool = typer.Option(False, "--timings", help="Print the time of each stage."),
     ) -> None:
         """Segment liver tumours in new studies: label map, uncertainty map and lesion report."""
+        from mpliver.inference.postprocess import Postprocess  # lazy: start-up time (scipy)
+
         phases = parse_phases(pv, art, phase or [])
         _check_arguments(phases, input_dir, split, cases, overwrite, workers, max_in_flight, more_models)
         values = parse_values(liver_mask_values)
         options = {"tta": tta, "batch_size": batch_size, "registration": registration, "strict": strict,
                    "probabilities": save_probabilities, "workers": workers, "max_in_flight": max_in_flight,
-                   "precision": precision}
+                   "precision": precision,
+                   "postprocess": Postprocess(threshold, hysteresis, min_lesion_ml)}
         console, bundles = _load_bundles(out, [*model, *(more_models or [])])
         if input_dir is not None:
             only = [c.strip() for c in cases.split(",") if c.strip()] if cases else None
@@ -241,7 +253,7 @@ def _single(console, bundles, phases, out, liver_mask, values, case_id, device, 
         result = predict(bundles, phases, liver_mask=liver_mask, liver_mask_values=values, case_id=case,
                          device=device, tta=options["tta"], batch_size=options["batch_size"],
                          registration=options["registration"], on_stage=on_stage, strict=options["strict"],
-                         precision=options["precision"])
+                         precision=options["precision"], postprocess=options["postprocess"])
         if result.liver_check is not None and not result.liver_check.ok:
             line = escape(result.liver_check.message(case, result.liver_origin))
             console.print(f"[yellow]warning:[/yellow] {line}", highlight=False, soft_wrap=True)
@@ -308,7 +320,8 @@ def _batch(console, bundles, input_dir, out, liver_mask, values, device, dicom_s
                                   on_plan=on_plan, split=split, cases=only, overwrite=overwrite,
                                   strict=options["strict"], probabilities=options["probabilities"],
                                   on_warning=on_warning, workers=options["workers"],
-                                  max_in_flight=options["max_in_flight"], precision=options["precision"])
+                                  max_in_flight=options["max_in_flight"], precision=options["precision"],
+                                  postprocess=options["postprocess"])
     shard = f" (rank {summary.rank} of {summary.world_size})" if summary.world_size > 1 else ""
     warned = f", {len(summary.warnings)} with an implausible liver mask" if summary.warnings else ""
     Console().print(f"images{summary.split}{shard}: {len(summary.done)} predicted, {len(summary.skipped)} "

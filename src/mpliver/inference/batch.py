@@ -26,6 +26,7 @@ from mpliver.inference.clock import STAGES
 from mpliver.inference.ensemble import liver_bundle, load_ensemble, model_names
 from mpliver.inference.outputs import PredictionResult, output_paths
 from mpliver.inference.pipeline import PipelineCallbacks, failure_line, predict_pipelined
+from mpliver.inference.postprocess import Postprocess
 from mpliver.inference.predict import Predictor
 from mpliver.inference.settings import check_precision, predict_settings
 from mpliver.io.layout import Dataset
@@ -223,6 +224,7 @@ def predict_dataset(
     workers: int = 1,
     max_in_flight: int | None = None,
     precision: str = "auto",
+    postprocess: Postprocess | None = None,
 ) -> BatchSummary:
     """Predict every case of this rank's share of `dataset_dir` into `out_dir` (see the module notes).
 
@@ -233,7 +235,8 @@ def predict_dataset(
     `on_stage(name)` at each stage of a study; `on_warning(case, line)` for an implausible liver mask.
     `workers` >= 2 runs the pipeline of `inference.pipeline` (that many processes on this rank, this one
     holding the model; at most `max_in_flight` studies at once, default workers + 1) with the same outputs;
-    1 runs every stage here, one study after another. `precision` of the network: see `predict`.
+    1 runs every stage here, one study after another. `precision` of the network and `postprocess` (how
+    the probability becomes the tumour mask): see `predict`.
     """
     start = time.perf_counter()
     check_precision(precision)
@@ -241,7 +244,7 @@ def predict_dataset(
     ds, split, cases = dataset_cases(dataset_dir, split, cases)
     _check_batch(bundles, ds, liver_mask_dir, workers, max_in_flight)
     dist = env_dist_info()  # torchrun's RANK / WORLD_SIZE / LOCAL_RANK; one process when unset
-    predictor = Predictor(predict_settings(bundles, registration, strict), bundles,
+    predictor = Predictor(predict_settings(bundles, registration, strict, postprocess), bundles,
                           resolve_device(device, dist.local_rank if dist.distributed else None), tta=tta,
                           batch_size=batch_size, precision=precision)
     rank, world = dist.rank, dist.world_size

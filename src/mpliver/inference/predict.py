@@ -41,6 +41,7 @@ from mpliver.inference.case_report import dicom_slice_refs
 from mpliver.inference.clock import STAGES, StageClock  # noqa: F401 (STAGES re-exported)
 from mpliver.inference.ensemble import liver_bundle, load_ensemble, model_names
 from mpliver.inference.outputs import PredictionResult, output_paths, write_outputs  # noqa: F401 (re-exported)
+from mpliver.inference.postprocess import Postprocess, tumor_mask
 from mpliver.inference.settings import (  # noqa: F401 (re-exported)
     PRECISIONS,
     PredictSettings,
@@ -115,14 +116,15 @@ class Predictor:
     def from_bundle(cls, model: Bundle | str | Path | Sequence[Bundle | str | Path], *,
                     device: str | torch.device = "auto", tta: bool = False, batch_size: int = 16,
                     registration: str | None = None, strict: bool = False,
-                    precision: str = "auto") -> Predictor:
+                    precision: str = "auto", postprocess: Postprocess | None = None) -> Predictor:
         """Load and check the bundle(s) (several: a fold ensemble) and resolve the device. `registration`
         ('liver' or 'none') overrides the bundle's; `strict` refuses an implausible liver mask;
-        `precision`: 'auto' (bf16 autocast on GPU, fp32 on the CPU), 'fp32' or 'bf16'."""
+        `precision`: 'auto' (bf16 autocast on GPU, fp32 on the CPU), 'fp32' or 'bf16'; `postprocess`: how
+        the probability becomes the tumour mask (default: the paper's p > 0.5)."""
         check_precision(precision)
         bundles = load_ensemble(model)
         dev = device if isinstance(device, torch.device) else resolve_device(str(device))
-        return cls(predict_settings(bundles, registration, strict), bundles, dev, tta=tta,
+        return cls(predict_settings(bundles, registration, strict, postprocess), bundles, dev, tta=tta,
                    batch_size=batch_size, precision=precision)
 
     # ---- the stages --------------------------------------------------------------------------------------
@@ -246,7 +248,8 @@ class Predictor:
         probability = study.mapping.paste_back(prob_slices, mode="linear", fill=0.0).astype(np.float32)
         probability[~liver] = 0.0  # the network saw only the liver (its input is masked): nothing outside
         uncertainty = uncertainty_from_probability(probability)
-        label = label_map(probability > 0.5, liver)
+        label = label_map(tumor_mask(probability, liver, study.geometry.spacing, self.settings.postprocess),
+                          liver)
         refs = dicom_slice_refs(study.pv_dicom) if study.pv_dicom is not None else None
         lesions = lesion_table(label, uncertainty, study.geometry, axial_axis=study.axial_axis,
                                dicom_slices=refs)
@@ -288,11 +291,13 @@ def predict(
     on_stage: Callable[[str], None] | None = None,
     strict: bool = False,
     precision: str = "auto",
+    postprocess: Postprocess | None = None,
 ) -> PredictionResult:
     """Segment one study with a bundle, or a fold ensemble of several: `Predictor.from_bundle(...)` then its
     `predict` (see both). For many studies build the `Predictor` once instead. Returns a
     `PredictionResult` on the PV grid."""
     predictor = Predictor.from_bundle(model, device=device, tta=tta, batch_size=batch_size,
-                                      registration=registration, strict=strict, precision=precision)
+                                      registration=registration, strict=strict, precision=precision,
+                                      postprocess=postprocess)
     return predictor.predict(phases, liver_mask=liver_mask, liver_mask_values=liver_mask_values,
                              case_id=case_id, on_stage=on_stage)

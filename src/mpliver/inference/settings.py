@@ -10,6 +10,7 @@ from pathlib import Path
 from mpliver.data.config import PreprocessConfig
 from mpliver.errors import ConfigError
 from mpliver.inference.bundle import Bundle
+from mpliver.inference.postprocess import Postprocess
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -32,14 +33,16 @@ class PredictSettings:
     registration: str
     strict: bool = False
     bundle_path: Path | None = None
+    postprocess: Postprocess = Postprocess()
 
 
 def predict_settings(bundles: Sequence[Bundle], registration: str | None = None,
-                     strict: bool = False) -> PredictSettings:
+                     strict: bool = False, postprocess: Postprocess | None = None) -> PredictSettings:
     """The settings of a prediction with `bundles` (checked by `load_ensemble`); a ConfigError for an
-    unknown registration method."""
+    unknown registration method. `postprocess` turns the probability into the mask (default: p > 0.5)."""
     bundle = bundles[0]
     method = registration or bundle.preprocess.registration
     if method not in ("liver", "none"):
         raise ConfigError(f"registration at inference must be 'liver' or 'none', got '{method}'")
-    return PredictSettings(tuple(bundle.phases), bundle.preprocess, method, strict, bundle.path)
+    return PredictSettings(tuple(bundle.phases), bundle.preprocess, method, strict, bundle.path,
+                           postprocess or Postprocess())

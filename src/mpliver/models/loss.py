@@ -1,11 +1,12 @@
 """The training loss (paper §2.3): L = CE(initial, y) + CE(final, y), equal weights.
 
-Models without URIM: L = CE(logits, y).
+Models without URIM: L = CE(logits, y). `dice_ce_loss` adds a soft Dice term to every CE term, as nnU-Net
+trains (MONAI's DiceLoss: the foreground class, Dice over the whole batch).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -33,3 +34,26 @@ def segmentation_loss(outputs: Mapping[str, torch.Tensor], target: torch.Tensor,
                       weight: torch.Tensor | None = None, ignore_index: int = -100) -> torch.Tensor:
     """L_init + L_final for models with URIM, CE(logits, y) for every other model."""
     return sum(loss_terms(outputs, target, weight, ignore_index).values())
+
+
+def dice_ce_loss(weight: torch.Tensor | None = None) -> Callable[[Mapping[str, torch.Tensor], torch.Tensor],
+                                                                 torch.Tensor]:
+    """L = sum over terms of CE(term, y) + soft Dice(term, y): nnU-Net's loss, in place of the paper's CE.
+
+    The Dice is MONAI's `DiceLoss` on the softmax, foreground classes only, pooled over the batch (a batch
+    without tumour pixels still has a defined Dice through the smoothing terms). `weight` weights the CE.
+    """
+    from monai.losses import DiceLoss  # lazy: monai is slow to import and only this loss needs it
+
+    dice = DiceLoss(include_background=False, to_onehot_y=True, softmax=True, batch=True)
+
+    def loss(outputs: Mapping[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+        w = None if weight is None else weight.to(outputs["logits"].device)
+        total = segmentation_loss(outputs, target, weight=w)
+        labels = target.long().unsqueeze(1)
+        for key in ("logits", "initial"):
+            if key in outputs:
+                total = total + dice(outputs[key].float(), labels)
+        return total
+
+    return loss

@@ -50,6 +50,7 @@ from mpliver.training.overrides import (
 
 TASKS = ("tumor", "liver")
 OPTIMIZERS = ("sgd", "adamw")
+LOSSES = ("ce", "dice_ce")  # the paper's cross-entropy; nnU-Net's CE + soft Dice
 DEVICES = ("auto", "cpu", "cuda", "gpu")  # gpu: a synonym for cuda
 BEST_METRICS = ("val_dice", "val_loss")
 SECTIONS = ("model", "optim", "data", "train")
@@ -149,6 +150,7 @@ class TrainConfig:
     find_unused_parameters: bool = False
     threads: int | None = None  # CPU threads of torch (None = torch's default: one per core)
     fg_weight: float = 1.0  # weight of the foreground class in both CE terms; 1.0 = the paper's plain CE
+    loss: str = "ce"  # ce: the paper's; dice_ce: CE + soft Dice on every term, as nnU-Net trains
 
     def __post_init__(self) -> None:
         require(self.task in TASKS, "task", f"must be one of {', '.join(TASKS)}", self.task)
@@ -157,6 +159,7 @@ class TrainConfig:
                 self.best_metric)
         require(self.val_every >= 1, "val_every", "must be >= 1", self.val_every)
         require(self.fg_weight > 0, "fg_weight", "must be > 0", self.fg_weight)
+        require(self.loss in LOSSES, "loss", f"must be one of {', '.join(LOSSES)}", self.loss)
         require(self.threads is None or self.threads >= 1, "threads", "must be >= 1 (or null)", self.threads)
 
 

@@ -31,6 +31,7 @@ from mpliver.data.transforms import AffineAugmentation, IntensityAugmentation
 from mpliver.errors import ConfigError, InputError
 from mpliver.io.layout import Dataset, check_case_table
 from mpliver.models import create_model, segmentation_loss
+from mpliver.models.loss import dice_ce_loss
 from mpliver.runtime import DistInfo, barrier
 from mpliver.training.config import Config
 from mpliver.training.loop import LossFn
@@ -191,14 +192,17 @@ def build_model(config: Config) -> nn.Module:
 
 
 def build_loss(config: Config) -> LossFn:
-    """The paper's loss: L_init + L_final (cross-entropy on both) for URIM models, CE otherwise.
+    """The paper's loss: L_init + L_final (cross-entropy on both) for URIM models, CE otherwise; with
+    `train.loss=dice_ce`, a soft Dice term beside every CE term (nnU-Net's loss).
 
     `train.fg_weight` != 1 weights the foreground class in every CE term (a deviation from the paper, for
     short CPU runs where the tiny tumour share keeps an unweighted model predicting background for long).
     """
-    if config.train.fg_weight == 1.0:
+    weight = None if config.train.fg_weight == 1.0 else torch.tensor([1.0, float(config.train.fg_weight)])
+    if config.train.loss == "dice_ce":
+        return dice_ce_loss(weight)
+    if weight is None:
         return segmentation_loss
-    weight = torch.tensor([1.0, float(config.train.fg_weight)])
 
     def weighted_loss(outputs, target):
         return segmentation_loss(outputs, target, weight=weight.to(outputs["logits"].device))
