@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mpliver.training.trainer import train as engine_train
+from mpliver.training.trainer import train as train_run
 
 TINY_OVERRIDES = [
     "model.width=0.25", "model.blocks=[1,1,1,1]", "model.decoder_channels=16", "data.input_size=32",
@@ -51,11 +51,11 @@ def dataset_folds(root: Path) -> dict[int, list[str]]:
 
 
 class CountingTrain:
-    """The engine's real `train`, recording the fold of each call (proves that finished folds are skipped)."""
+    """The real `train`, recording the fold of each call (proves that finished folds are skipped)."""
 
     def __init__(self) -> None:
         self.folds: list[int | None] = []
 
     def __call__(self, config, data_dir, fold, out_dir, resume=False, on_epoch=None):
         self.folds.append(fold)
-        return engine_train(config, data_dir, fold, out_dir, resume=resume, on_epoch=on_epoch)
+        return train_run(config, data_dir, fold, out_dir, resume=resume, on_epoch=on_epoch)

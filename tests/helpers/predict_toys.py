@@ -2,7 +2,7 @@
 
 The unit tests check geometry, plumbing and errors, which do not depend on what the weights learned, so the
 bundle holds a freshly initialised width-0.25 network with one block per stage (fast on a 2-core CPU). The
-end-to-end test in test_predict.py trains its model with the engine instead.
+end-to-end test in test_predict.py trains its model with `mpliver.training` instead.
 """
 
 from __future__ import annotations

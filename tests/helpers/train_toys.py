@@ -1,6 +1,6 @@
-"""Tiny stand-ins for the engine tests: a conv net with BatchNorm and a synthetic slice dataset.
+"""Tiny stand-ins for the training tests: a conv net with BatchNorm and a synthetic slice dataset.
 
-They follow the interfaces the engine expects of the real ones (a model taking a list of phase tensors and
+They follow the interfaces training expects of the real ones (a model taking a list of phase tensors and
 returning {'logits'}; dataset items {'phases': (P, 3, H, W), 'label': (H, W)}), so the loop, checkpoints,
 resume and DDP are tested without the real networks and pre-processing.
 """

@@ -33,7 +33,7 @@ def test_default_is_the_threshold_inside_the_liver():
     liver[1:5, 1:5, 1:3] = False  # half of A lies outside the liver
     got = tumor_mask(p, liver, SPACING)
     np.testing.assert_array_equal(got, (p > 0.5) & liver)
-    assert Postprocess().describe() == "p > 0.5" and not Postprocess().prunes
+    assert Postprocess().describe() == "probability > 0.5" and not Postprocess().prunes
 
 
 def test_hysteresis_drops_components_never_seen_with_confidence():
@@ -51,7 +51,7 @@ def test_minimum_volume_drops_small_components():
     assert _blobs(tumor_mask(p, liver, SPACING, Postprocess(min_volume_ml=0.13))) == (False, False, False)
     both = Postprocess(high=0.8, min_volume_ml=0.01)
     assert _blobs(tumor_mask(p, liver, SPACING, both)) == (True, False, False)
-    assert both.describe() == "p > 0.5, hysteresis 0.8, lesions >= 0.01 mL"
+    assert both.describe() == "probability > 0.5, hysteresis 0.8, lesions >= 0.01 mL"
 
 
 def test_components_touching_at_a_corner_are_one_lesion():
@@ -85,6 +85,9 @@ def test_predict_applies_the_postprocess(tmp_path):
     assert (low.label == 2).sum() >= (plain.label == 2).sum() and not (none.label == 2).any()
     np.testing.assert_array_equal(none.label == 1, (plain.label >= 1))  # the liver stays
     assert none.lesions == []
+    rule = none.report_meta()["probability_rule"]
+    assert rule.endswith("label tumour = probability > 0.5, lesions >= 1e+06 mL")
+    assert plain.report_meta()["probability_rule"].endswith("; label tumour = probability > 0.5")
 
 
 def test_cli_refuses_a_hysteresis_below_the_threshold(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""End to end: train a tiny model with the engine, bundle it, predict a held-out case from NIfTI and from
+"""End to end: train a tiny model (mpliver.training), bundle it, predict a held-out case from NIfTI and from
 DICOM, and compare with `evaluate`; the batch mode; the real portal-venous DICOM series."""
 
 from __future__ import annotations

@@ -87,6 +87,8 @@ def test_a_predictor_without_bundles_runs_the_cpu_stages_only(bundle_path, files
     assert np.array_equal(prepared.stacks, expected.stacks)
     with pytest.raises(InputError, match="no liver model"):
         cpu.liver_mask(cpu.read_study(_phases(f), "c0"))
+    with pytest.raises(ConfigError, match="the network stage needs a model"):
+        cpu.infer(prepared)
 
 
 def test_from_bundle_checks_its_options_first(bundle_path):

@@ -42,4 +42,4 @@ def test_one_research_notice_fits_a_nifti_header_and_reads_back(tmp_path):
     path = write_nifti(tmp_path / "a.nii.gz", np.zeros((2, 2, 2), np.uint8),
                        Geometry.from_spacing((2, 2, 2), (1, 1, 1)), RESEARCH_NOTICE)
     assert nib.load(path).header["descrip"].item().decode() == RESEARCH_NOTICE
-    assert notices(False)[0] == RESEARCH_NOTICE
+    assert notices(False)[0] == f"{RESEARCH_NOTICE}."  # a sentence in the reports

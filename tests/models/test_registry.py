@@ -116,7 +116,17 @@ def test_a_new_baseline_is_one_file(tiny_module, tmp_path):
         torch.testing.assert_close(bundle.tumor_model([pv])["logits"], model([pv])["logits"])
 
 
-def test_the_new_baseline_is_gone_with_its_test():
+def test_a_scratch_registration_is_gone_after_its_test(tmp_path):
+    """What the fixtures promise, checked in one test (not by test order): registrations made under the
+    scratch tables are gone once they are restored."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(registry, "_MODELS", dict(registry._MODELS))
+        mp.setattr(registry, "_ARCHS", dict(registry._ARCHS))
+        (tmp_path / "tiny_gone_module.py").write_text(textwrap.dedent(TINY_BASELINE))
+        mp.syspath_prepend(str(tmp_path))
+        importlib.import_module("tiny_gone_module")
+        assert "tiny_baseline" in list_models() and "tiny_conv" in list_archs()
+    sys.modules.pop("tiny_gone_module", None)
     assert "tiny_baseline" not in list_models() and "tiny_conv" not in list_archs()
     with pytest.raises(ConfigError, match="unknown arch 'tiny_conv'"):
         build_model(ModelConfig(name="t", arch="tiny_conv", fusion="single", num_phases=1, urim=False))

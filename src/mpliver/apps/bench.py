@@ -229,7 +229,6 @@ def peak_memory_mib(case: _Case, device: torch.device, dtype: str, mode: str) ->
 
 def run_bench(cfg: BenchConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Measure every model of `cfg` in interleaved rounds; returns the JSON-ready result."""
-
     device = resolve_device(cfg.device, what="bench: --device")
     say = progress or (lambda _msg: None)
     torch.manual_seed(cfg.seed)

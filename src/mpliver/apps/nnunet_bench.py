@@ -28,6 +28,7 @@ from mpliver.experiments.nnunet import nnunet_env, run_step
 from mpliver.extras import require_nnunet
 from mpliver.inference.bundle import save_bundle
 from mpliver.inference.predict import predict, write_outputs
+from mpliver.io.labels import DEFAULT_PHASES
 from mpliver.io.layout import write_dataset_json
 from mpliver.io.nifti import write_nifti
 from mpliver.io.nnunet import export_nnunet
@@ -63,7 +64,7 @@ def untrained_bundle(path: Path, preset: str) -> Path:
     pre = PreprocessConfig(input_size=cfg.data.preprocess.input_size, crop=cfg.data.preprocess.crop,
                            registration="liver",
                            liver_mask_source="file", liver_mask_pattern="(given to predict)")
-    return save_bundle(path, model, ["PV", "ART"], pre, {"synthetic": True}, None)
+    return save_bundle(path, model, list(DEFAULT_PHASES), pre, {"synthetic": True}, None)
 
 
 def run_peer_bench(work: str | Path, preset: str = "default", threads: int = 2,
@@ -94,7 +95,7 @@ def run_peer_bench(work: str | Path, preset: str = "default", threads: int = 2,
         shutil.copyfile(files[phase], layout / "imagesTr" / f"STUDY_{i:04d}.nii.gz")
     (layout / "labelsTr").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(files["label"], layout / "labelsTr" / "STUDY.nii.gz")
-    write_dataset_json(layout, ["PV", "ART"], 1)
+    write_dataset_json(layout, list(DEFAULT_PHASES), 1)
     export_nnunet(layout, exp / "nnUNet_raw", dataset_id=DATASET_ID, name="Bench")
     env = {**nnunet_env(exp, threads), "nnUNet_n_proc_DA": str(threads)}
     out_json = exp / "out" / "nnunet_times.json"

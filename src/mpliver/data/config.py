@@ -13,6 +13,7 @@ from typing import Any
 from mpliver.errors import ConfigError, check_known_fields
 
 REGISTRATIONS = ("tumor-center", "liver", "none")
+INFERENCE_REGISTRATIONS = ("liver", "none")  # label-free: what a new study can be registered with
 LIVER_MASK_SOURCES = ("label", "file", "model")
 KEEP_SLICES = ("liver", "all")
 CACHE_DTYPES = ("float16", "float32")

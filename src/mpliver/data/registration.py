@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from mpliver.data.config import REGISTRATIONS
 from mpliver.errors import InputError
 from mpliver.io.checks import axial_slice_count
 from mpliver.io.geometry import Geometry, ras_to_lps, ras_to_lps_map, to_sitk
@@ -31,7 +32,7 @@ from mpliver.io.labels import LIVER, TUMOR
 from mpliver.io.layout import CaseVolumes
 from mpliver.io.resample import resample_to_grid
 
-METHODS = ("tumor-center", "liver", "none")
+METHODS = REGISTRATIONS
 FILL_HU = -1024.0
 
 

@@ -1,8 +1,8 @@
 """Learning curves: validation Dice against epochs, per row of an experiment set, over its runs (folds and
 training seeds), to show where training flattens and so whether an epoch budget is enough.
 
-The value is the engine's `val_dice` (log.csv): tumour Dice pooled over the validation slices of each epoch,
-in %. It tracks the per-case DPC of the test folds but is not the same number.
+The value is the training loop's `val_dice` (log.csv): tumour Dice pooled over the validation slices of each
+epoch, in %. It tracks the per-case DPC of the test folds but is not the same number.
 """
 
 from __future__ import annotations

@@ -159,7 +159,7 @@ def confidence_png(path: str | Path, image: np.ndarray, confidence: np.ndarray,
 
 
 def read_log_csv(path: str | Path) -> list[dict[str, float]]:
-    """The engine's log.csv as a list of rows of floats (empty cells as nan)."""
+    """A training run's log.csv as a list of rows of floats (empty cells as nan)."""
     rows = []
     with Path(path).open(newline="") as handle:
         for row in csv.DictReader(handle):

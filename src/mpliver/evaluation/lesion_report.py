@@ -134,7 +134,7 @@ def lesion_table(label: np.ndarray, uncertainty: np.ndarray | None, geometry: Ge
 
 def notices(synthetic: bool) -> list[str]:
     """The notices every report carries."""
-    return [RESEARCH_NOTICE] + ([SYNTHETIC_NOTICE] if synthetic else [])
+    return [f"{RESEARCH_NOTICE}."] + ([SYNTHETIC_NOTICE] if synthetic else [])  # sentences, joined by spaces
 
 
 def _cell(value: Any) -> str:

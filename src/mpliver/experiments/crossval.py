@@ -2,7 +2,7 @@
 
 Run folder:
     RUN/config.yaml, RUN/run_info.json        the resolved config, environment, git revision and seed
-    RUN/fold_F/                               the engine's training run of fold F (its own config, log,
+    RUN/fold_F/                               the training run of fold F (its own config, log,
                                               checkpoints) and `done.json` once its predictions are written
     RUN/predictions/CASE.nii.gz               0/1/2 label map on the PV grid (liver from the label, as the
                                               input mask; tumour = the model's), one per test case
@@ -46,7 +46,7 @@ from mpliver.training.checkpoint import load_checkpoint
 from mpliver.training.config import Config, config_differences, describe_differences
 from mpliver.training.data import build_model, resolve_cache
 from mpliver.training.run_info import CONFIG_YAML, write_run_info
-from mpliver.training.trainer import train as engine_train
+from mpliver.training.trainer import train as train_run
 
 CROSSVAL_JSON = "crossval.json"
 DONE_JSON = "done.json"
@@ -154,7 +154,7 @@ def crossval(
         raise ConfigError(f"crossval evaluates the tumour task; got train.task={config.train.task!r}")
     if checkpoint not in ("best", "last"):
         raise ConfigError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
-    train_fn = train_fn or engine_train
+    train_fn = train_fn or train_run
     say = on_event or (lambda _msg: None)
     dataset_dir, run_dir = Path(dataset_dir), Path(out_dir)
     dataset = _cv_dataset(dataset_dir)
@@ -202,9 +202,10 @@ def _cv_dataset(dataset_dir: Path) -> Dataset:
     if not (dataset_dir / "dataset.json").is_file():
         raise InputError("not a dataset folder (no dataset.json)", dataset_dir)
     dataset = Dataset(dataset_dir)
-    if len(dataset.folds()) < 2:
+    n_folds = len(dataset.folds())
+    if n_folds < 2:
         raise DatasetError(
-            f"cross-validation needs at least 2 folds, dataset.json has {len(dataset.folds())}; "
+            f"cross-validation needs at least 2 folds, dataset.json has {n_folds}; "
             f"run `mpliver plan {dataset_dir}`",
             dataset_dir / "dataset.json",
         )
@@ -222,7 +223,6 @@ def predict_fold(
     device,
 ) -> None:
     """Predict the test `cases` of `fold` with its trained model; write label maps (and confidence slices)."""
-
     ckpt_path = fold_dir(run_dir, fold) / config.train.checkpoint_dir / f"{checkpoint}.pt"
     if not ckpt_path.exists():  # a run without validation keeps last.pt only until it completes
         ckpt_path = ckpt_path.with_name("last.pt")
@@ -260,7 +260,6 @@ def predict_fold(
 
 def _save_confidence(path: Path, cached, pred, choose) -> None:
     """The URIM confidence M of the slice with the most reference tumour, with its input and masks."""
-
     halo = cached.halo
     label = cached.label
     centre = None if label is None else np.asarray(label[halo : len(label) - halo])
@@ -283,7 +282,6 @@ def evaluate_run(result: CrossvalResult, dataset, test_cases: Sequence[str],
                  started: float | None = None) -> None:
     """Evaluate the pooled predictions and write Tables 1 and 2, the per-fold table and crossval.json
     (with the wall time since `started`)."""
-
     run_dir = result.run_dir
     types = {c: t for c in test_cases if (t := dataset.tumor_type(c))}
     evaluate_folders(
@@ -327,7 +325,6 @@ def evaluate_run(result: CrossvalResult, dataset, test_cases: Sequence[str],
 
 def load_result(run_dir: str | Path) -> CrossvalResult:
     """A finished run's result from its crossval.json and evaluation/per_case.csv (no recomputation)."""
-
     run_dir = Path(run_dir)
     path = run_dir / CROSSVAL_JSON
     if not path.is_file():

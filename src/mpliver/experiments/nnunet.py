@@ -50,7 +50,7 @@ ROW_DIR = "nnunet_2d"
 CONFIGURATION = "2d"
 TRAINER = "nnUNetTrainer_mpliverBudget"
 PEERS = ("single_phase", REFERENCE)
-_NOTE = f"nnU-Net v2 prediction; {RESEARCH_NOTICE}"
+_NOTE = f"nnU-Net v2 CV prediction; {RESEARCH_NOTICE}"  # within the 79 bytes of a NIfTI header
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,11 @@ from typing import Any
 import yaml
 from torch import nn
 
+from mpliver.data.config import INFERENCE_REGISTRATIONS
 from mpliver.errors import ConfigError, InputError
 from mpliver.inference.bundle import BundleError, LiverStage, save_bundle
 from mpliver.io.atomic import check_writable
+from mpliver.io.labels import DEFAULT_PHASES, PRIMARY_PHASE
 from mpliver.io.layout import Dataset
 from mpliver.models import ModelConfig, build_model, create_model
 from mpliver.training.checkpoint import load_checkpoint
@@ -23,7 +25,7 @@ from mpliver.training.config import config_from_dict
 
 
 def _run_model(run_dir: Path, checkpoint: str, task: str) -> tuple[nn.Module, Any, dict[str, Any]]:
-    """(model with the checkpoint's weights, engine Config, run_info) of a training run folder."""
+    """(model with the checkpoint's weights, training Config, run_info) of a training run folder."""
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
         raise InputError("not a training run folder (no config.yaml)", run_dir)
@@ -78,7 +80,7 @@ def bundle_from_runs(run_dir: str | Path, out: str | Path, liver_run: str | Path
     """
     if checkpoint not in ("best", "last"):
         raise ConfigError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
-    if registration not in ("liver", "none"):
+    if registration not in INFERENCE_REGISTRATIONS:
         raise ConfigError(f"inference registration must be 'liver' or 'none', got {registration!r}")
     check_writable(out, "file", overwrite=overwrite)
     run_dir = Path(run_dir)
@@ -91,7 +93,7 @@ def bundle_from_runs(run_dir: str | Path, out: str | Path, liver_run: str | Path
     single = cfg.input_phases == 1
     n = 1 if single else cfg.num_phases
     if len(phases) < n:
-        phases = ["PV", "ART"] + [f"PHASE{i}" for i in range(2, n)] if n > 1 else ["PV"]
+        phases = list(DEFAULT_PHASES) + [f"PHASE{i}" for i in range(2, n)] if n > 1 else [PRIMARY_PHASE]
     phases = phases[:n]
     liver = None
     if liver_run is not None:

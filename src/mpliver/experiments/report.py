@@ -42,8 +42,8 @@ from mpliver.io.layout import Dataset
 
 REPORT_DIR = "report"
 LEARNING_CURVE = "Learning curve: validation Dice (slices pooled) per epoch, mean over runs ± SD"
-DISCLAIMER = (f"{RESEARCH_NOTICE}: models trained on the synthetic cohort are not, and no figure here is a "
-              "clinical result.")
+DISCLAIMER = (f"{RESEARCH_NOTICE}: models trained on the synthetic cohort say nothing reliable about "
+              "patients, and no figure here is a clinical result.")
 
 
 def choose_cases(records: Sequence[dict[str, Any]], count: int = 3) -> list[str]:
@@ -163,7 +163,6 @@ def _experiment_report(set_dir: Path) -> Path:
 
 def _seeded_report(set_dir: Path) -> Path:
     """Learning curve over every (fold, seed) run of each row, per-type bars of the seed means, index."""
-
     info = json.loads((set_dir / SEEDS_JSON).read_text())
     out = check_writable(set_dir / REPORT_DIR)
     out.mkdir(parents=True, exist_ok=True)
@@ -207,7 +206,6 @@ def _mean_summary(summaries: list[dict[str, Any]]) -> dict[str, Any]:
 def _write_index(out: Path, title: str, info: dict[str, Any], figures: list[tuple[str, str]], source: Path,
                  sections: list[tuple[str, str]]) -> Path:
     """index.md: the tables (embedded, with links to their CSV) and a link to each figure that exists."""
-
     lines = [f"# {title}", "", f"_{DISCLAIMER}_", ""]
     if info.get("folds") is not None:
         lines += [f"Test folds pooled: {info['folds']}.", ""]

@@ -65,7 +65,6 @@ def _dpc_by_case(result: CrossvalResult) -> dict[str, float]:
 
 def build_tables(exp: ExperimentSet, runs: Runs) -> dict[str, tuple[str, str]]:
     """{stem: (Markdown, CSV)} of the tables over seeds, and `claims` (Markdown lines, CSV)."""
-
     names = _rows(exp, runs)
     seeds = sorted(runs)
     out: dict[str, tuple[str, str]] = {}
@@ -190,7 +189,6 @@ def paper_side_by_side(exp: ExperimentSet, runs: Runs) -> str:
 
 def write_seed_tables(result: SeededResult) -> None:
     """Write the tables over seeds, the claims and seeds.json into OUT/SET."""
-
     out = result.out_dir
     runs = {s: r.results for s, r in result.by_seed.items()}
     tables = build_tables(result.set, runs)

@@ -72,7 +72,6 @@ def run_seeded_experiments(
     on_event: Callable[[str], None] | None = None,
 ) -> SeededResult:
     """Run the set once per training seed into OUT/SET/seed_S, then write the tables over seeds to OUT/SET."""
-
     exp = get_set(set_name)
     for item in overrides:  # the seed is what this command varies; a fixed one would repeat a single run
         if item.split("=", 1)[0].strip() == "train.seed":

@@ -188,7 +188,6 @@ def run_experiments(
     `overrides` apply to every row before the row's own (which define the row and win). `set_dir` replaces
     OUT/SET (the seed repeats of `experiments.seeds` run each seed in OUT/SET/seed_S).
     """
-
     exp = get_set(set_name)
     rows = list(exp.rows) if only is None else [exp.row(n) for n in only]
     say = on_event or (lambda _msg: None)
@@ -251,7 +250,6 @@ def run_experiments(
 
 def fold_dpc(result: CrossvalResult) -> dict[int, float]:
     """Mean DPC of each test fold (from the per-case records)."""
-
     folds = sorted({int(r["fold"]) for r in _with_folds(result) if r.get("fold") is not None})
     out = {}
     for f in folds:

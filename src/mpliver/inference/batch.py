@@ -245,7 +245,7 @@ def predict_dataset(
     _check_batch(bundles, ds, liver_mask_dir, workers, max_in_flight)
     dist = env_dist_info()  # torchrun's RANK / WORLD_SIZE / LOCAL_RANK; one process when unset
     predictor = Predictor(predict_settings(bundles, registration, strict, postprocess), bundles,
-                          resolve_device(device, dist.local_rank if dist.distributed else None), tta=tta,
+                          resolve_device(device, dist.local_rank), tta=tta,
                           batch_size=batch_size, precision=precision)
     rank, world = dist.rank, dist.world_size
     mine = cases[rank::world]

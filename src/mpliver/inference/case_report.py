@@ -27,7 +27,7 @@ SYNTHETIC_NOTE = "; synthetic-trained model"
 SHORT_NOTE = "mpliver research, not clinical"
 NIFTI_DESCRIP_MAX = 79  # the header field holds 80 bytes, NUL-terminated
 PROBABILITY_RULE = ("tumour probability = mean softmax over TTA flips and ensemble members, pasted back "
-                    "onto the PV grid (bilinear), 0 outside the liver mask; label tumour = probability > 0.5")
+                    "onto the PV grid (bilinear), 0 outside the liver mask")
 METRIC_NAMES = {"liver": "Mattes mutual information (SimpleITK, last iteration; lower is better)"}
 
 

@@ -49,12 +49,14 @@ class PredictionResult:
     liver_check: LiverCheck | None = None
     liver_origin: str = ""
     models: list[str] = field(default_factory=list)  # the bundle(s) that made the prediction
+    tumor_rule: str = "probability > 0.5"  # how the label's tumour came from the probability (`Postprocess`)
 
     def report_meta(self) -> dict[str, Any]:
         """What the JSON lesion report gains beside the lesions: liver check, registration, the rule."""
         return {"liver_check": liver_check_report(self.liver_check, self.liver_origin),
                 "registration": registration_summary(self.transforms, self.liver, self.geometry),
-                "probability_rule": PROBABILITY_RULE, "models": list(self.models)}
+                "probability_rule": f"{PROBABILITY_RULE}; label tumour = {self.tumor_rule}",
+                "models": list(self.models)}
 
 
 def output_paths(out_dir: str | Path, case_id: str, dicom_seg: bool = False,

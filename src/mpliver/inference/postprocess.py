@@ -44,8 +44,8 @@ class Postprocess:
         return dataclasses.asdict(self)
 
     def describe(self) -> str:
-        """One line for logs and reports, e.g. 'p > 0.5, hysteresis 0.8, lesions >= 0.5 mL'."""
-        parts = [f"p > {self.threshold:g}"]
+        """One line for logs and reports, e.g. 'probability > 0.5, hysteresis 0.8, lesions >= 0.5 mL'."""
+        parts = [f"probability > {self.threshold:g}"]
         if self.high is not None:
             parts.append(f"hysteresis {self.high:g}")
         if self.min_volume_ml > 0:

@@ -34,7 +34,7 @@ from mpliver.data.liver_check import check_liver
 from mpliver.data.liver_mask import FromModel
 from mpliver.data.prepare import prepare_case
 from mpliver.data.registration import FILL_HU, RigidTransform, register_phase
-from mpliver.errors import InputError
+from mpliver.errors import ConfigError, InputError
 from mpliver.evaluation.lesion_report import lesion_table
 from mpliver.inference.bundle import Bundle
 from mpliver.inference.case_report import dicom_slice_refs
@@ -126,6 +126,10 @@ class Predictor:
         dev = device if isinstance(device, torch.device) else resolve_device(str(device))
         return cls(predict_settings(bundles, registration, strict, postprocess), bundles, dev, tta=tta,
                    batch_size=batch_size, precision=precision)
+
+    def _need_bundles(self, what: str) -> None:
+        if not self.bundles:
+            raise ConfigError(f"{what} needs a model: build the Predictor with `Predictor.from_bundle`")
 
     # ---- the stages --------------------------------------------------------------------------------------
 
@@ -225,6 +229,7 @@ class Predictor:
     def infer(self, study: PreparedStudy, clock: StageClock | None = None) -> np.ndarray:
         """The `network` stage: (S, n, n) tumour probability of the study's stacks; for a fold ensemble the
         mean of the members' softmax. Adds its time to `study.timings`."""
+        self._need_bundles("the network stage")
         clock = clock or StageClock(timings=study.timings)
         clock.mark("network")
         nets = [b.inference_model("tumor", self.device) for b in self.bundles]
@@ -256,11 +261,13 @@ class Predictor:
         clock.stop()
         return PredictionResult(study.case_id, label, uncertainty, probability, liver, lesions,
                                 study.geometry, self.synthetic, dict(clock.timings), study.transforms,
-                                study.pv_dicom, study.liver_check, study.liver_origin, list(self.models))
+                                study.pv_dicom, study.liver_check, study.liver_origin, list(self.models),
+                                self.settings.postprocess.describe())
 
     def write_outputs(self, result: PredictionResult, out_dir: str | Path, *, dicom_seg: bool = False,
                       probabilities: bool = False, meta: dict[str, Any] | None = None) -> dict[str, Path]:
         """The `writing` stage (`outputs.write_outputs`), the report naming the bundle's model."""
+        self._need_bundles("writing the outputs")
         return write_outputs(result, out_dir, dicom_seg=dicom_seg, probabilities=probabilities,
                              meta={"model": self.bundles[0].model_config.name, **(meta or {})})
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mpliver.data.config import PreprocessConfig
+from mpliver.data.config import INFERENCE_REGISTRATIONS, PreprocessConfig
 from mpliver.errors import ConfigError
 from mpliver.inference.bundle import Bundle
 from mpliver.inference.postprocess import Postprocess
@@ -42,7 +42,7 @@ def predict_settings(bundles: Sequence[Bundle], registration: str | None = None,
     unknown registration method. `postprocess` turns the probability into the mask (default: p > 0.5)."""
     bundle = bundles[0]
     method = registration or bundle.preprocess.registration
-    if method not in ("liver", "none"):
+    if method not in INFERENCE_REGISTRATIONS:
         raise ConfigError(f"registration at inference must be 'liver' or 'none', got '{method}'")
     return PredictSettings(tuple(bundle.phases), bundle.preprocess, method, strict, bundle.path,
                            postprocess or Postprocess())

@@ -111,7 +111,6 @@ def read_label(path: str | Path, pv_path: Path, pv_geometry: Geometry, resample:
     `label_map` first maps a NIfTI label's values (others become 0). A DICOM-SEG of another frame of
     reference, series or patient than the PV series is refused unless `label_mismatch_ok`.
     """
-
     path = Path(path)
     if not path.exists():
         raise InputError("label file not found", path)

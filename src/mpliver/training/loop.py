@@ -138,6 +138,8 @@ def train_one_epoch(
     `progress(report)` receives a `StepReport` after each step (the command line draws it as a bar).
     """
     dist_info = dist_info or DistInfo()
+    if isinstance(progress, bool):  # the former on/off flag: the library draws nothing; pass a callback
+        progress = None
     channels_last = channels_last and device.type == "cuda"
     model.train()
     total = len(loader) if hasattr(loader, "__len__") else None  # type: ignore[arg-type]
