@@ -125,7 +125,7 @@ def register(app: typer.Typer) -> None:
                                  "slower)."),
         save_probabilities: bool = typer.Option(
             False, "--save-probabilities", help="Also write CASE_probability.nii.gz: the tumour probability "
-            "(float32, 0 outside the liver); probability > 0.5 is the label map's tumour."),
+            "(float32, 0 outside the liver); probability > --threshold is the label map's tumour."),
         strict: bool = typer.Option(
             False, "--strict", help="Refuse (error) an implausible liver mask instead of warning."),
         dicom_seg: bool = typer.Option(False, "--dicom-seg", help="Also write CASE_seg.dcm (DICOM PV only)."),
