@@ -180,7 +180,8 @@ def test_at_most_max_in_flight_studies_are_between_submission_and_writing(bundle
 
 
 @pytest.mark.slow
-def test_a_preparation_process_that_dies_fails_its_study_and_the_batch_goes_on(bundle, dataset):
+@pytest.mark.parametrize("workers", [2, 3])
+def test_a_preparation_process_that_dies_fails_its_study_and_the_batch_goes_on(bundle, dataset, workers):
     from helpers.killer_path import KillerPath
     from mpliver.inference.pipeline import predict_pipelined
     from mpliver.inference.predict import Predictor
@@ -200,12 +201,10 @@ def test_a_preparation_process_that_dies_fails_its_study_and_the_batch_goes_on(b
         return dataset / "masks" / f"{case.replace('killed', 'case_a')}.nii.gz"
 
     predict_pipelined(predictor, cases, phases_of, _callbacks(log, in_flight), liver_mask_of=liver_mask_of,
-                      workers=2, max_in_flight=2)
+                      workers=workers, max_in_flight=3)
     failed = {c: line for kind, c, *rest in log if kind == "failed" for line in rest}
     done = [c for kind, c in (e[:2] for e in log) if kind == "done"]
-    assert failed["killed"] == "case killed: its preparation process died (out of memory?)"
-    # the oldest study in the dead process fails, which may be an innocent one next to the killer (a known
-    # limit, see the module notes); every study is reported once and the batch goes on to the end
-    assert set(failed) <= {"killed", "case_a"} and done[-2:] == ["case_b", "case_c"]
-    assert sorted(c for kind, c, *_ in log if kind in ("done", "failed")) == sorted(cases)
-    assert in_flight["now"] == 0
+    # only the study that kills a pool in which it runs alone fails; its neighbours, whose tasks died with
+    # the pool, run again and are written
+    assert failed == {"killed": "case killed: its preparation process died (out of memory?)"}
+    assert done == ["case_a", "case_b", "case_c"] and in_flight["now"] == 0

@@ -17,8 +17,10 @@ Its study then goes to a preparation process twice: once to be read, once to be 
 Memory stays bounded: at most `max_in_flight` studies are between "submitted for reading" and "written"
 (default N + 1: one per preparation process, one in the network, one being written). Large arrays travel
 between processes as shared-memory tensors, not through a pipe. One bad study is reported in one line and
-the batch goes on; a preparation process that dies (e.g. killed for memory) fails the oldest study it may
-have held and the pool is restarted for the rest. Events (`on_case`, `on_stage`) come from this thread.
+the batch goes on. A preparation process that dies (e.g. killed for memory) takes every unfinished task of
+the pool with it, so no study is failed on that alone: the pool is restarted with the oldest of them alone in
+it (the others wait), and only a study that kills a pool in which it ran alone fails, in one line; otherwise
+the rest go on. Events (`on_case`, `on_stage`) come from this thread.
 """
 
 from __future__ import annotations
@@ -132,7 +134,8 @@ class _Entry:
     case: str
     task: Callable[..., _Outcome]
     args: tuple
-    future: Future | None = None
+    future: Future | None = None  # None: waiting while another study runs alone after a pool died
+    alone: bool = False  # it runs alone in a fresh pool: if that pool dies too, the study is the cause
 
 
 @dataclass
@@ -166,6 +169,7 @@ class _Pipeline:
         self.preparing: deque[_Entry] = deque()  # prepare (or registration + preprocess) in one too
         self.writing: deque[tuple[str, Future]] = deque()
         self.in_flight = 0
+        self.solo: _Entry | None = None  # the study running alone after a pool died (the others wait)
         self.context = torch.multiprocessing.get_context(START_METHOD)
         self.pool = self._new_pool()
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="mpliver-writer")
@@ -174,18 +178,32 @@ class _Pipeline:
         return ProcessPoolExecutor(self.workers - 1, mp_context=self.context, initializer=_init_worker,
                                    initargs=(self.predictor.settings,))
 
-    def restart_pool(self) -> None:
-        """A new pool after a preparation process died; the tasks the old one had not finished go again, in
-        their order."""
+    def restart_pool(self, solo: _Entry | None = None) -> None:
+        """A new pool after a preparation process died. The tasks the old one had not finished go again, in
+        their order; with `solo`, only that one, alone, and the others wait until it has succeeded."""
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.pool = self._new_pool()
+        self.solo = solo
         for queue in (self.reading, self.preparing):
             for other in queue:
-                done = other.future.done() and not other.future.cancelled()
-                if not done or other.future.exception() is not None:
+                done = other.future is not None and other.future.done() and not other.future.cancelled()
+                if done and other.future.exception() is None:
+                    continue
+                other.future = None if solo is not None and other is not solo else \
+                    self.pool.submit(other.task, *other.args)
+
+    def resume_waiting(self) -> None:
+        """The study that ran alone succeeded: the ones waiting go to the pool again, in their order."""
+        self.solo = None
+        for queue in (self.reading, self.preparing):
+            for other in queue:
+                if other.future is None:
                     other.future = self.pool.submit(other.task, *other.args)
 
     def submit(self, entry: _Entry, queue: deque[_Entry]) -> None:
+        if self.solo is not None:  # a study runs alone: this one waits for `resume_waiting`
+            queue.append(entry)
+            return
         try:
             entry.future = self.pool.submit(entry.task, *entry.args)
         except BrokenProcessPool:  # a process died since the last look
@@ -199,7 +217,7 @@ class _Pipeline:
 
     def top_up(self) -> None:
         """Submit the next studies (skipping finished ones) until `limit` are in flight."""
-        while self.in_flight < self.limit:
+        while self.in_flight < self.limit and self.solo is None:
             case = next(self.pending, None)
             if case is None:
                 return
@@ -218,14 +236,22 @@ class _Pipeline:
             else:
                 self.submit(_Entry(case, _read_task, (case, phases)), self.reading)
 
-    def outcome(self, entry: _Entry) -> _Outcome | None:
-        """The entry's outcome; None (and the study failed) when its task raised or its process died."""
+    def outcome(self, entry: _Entry, queue: deque[_Entry]) -> _Outcome | None:
+        """The entry's outcome; None when its task raised (the study failed) or its process died (the study
+        failed if it ran alone, else it goes back to the head of `queue` and runs alone in a fresh pool)."""
         try:
             result = entry.future.result()
-        except BrokenProcessPool:  # the oldest study fails (it may not be the one that killed the process)
-            self.fail(entry.case, f"case {entry.case}: its preparation process died (out of memory?)")
-            self.restart_pool()
+        except BrokenProcessPool:
+            if entry.alone:  # it killed a pool in which it ran alone: it is the cause
+                self.fail(entry.case, f"case {entry.case}: its preparation process died (out of memory?)")
+                self.restart_pool()
+                return None
+            entry.alone = True
+            queue.appendleft(entry)
+            self.restart_pool(solo=entry)
             return None
+        if entry is self.solo:
+            self.resume_waiting()
         for category, message in result.warnings:
             warnings.warn(message, category, stacklevel=1)
         if result.error is not None:
@@ -243,7 +269,7 @@ class _Pipeline:
     def make_liver(self, entry: _Entry) -> None:
         """The liver stage of a study read in a preparation process, here with the bundle's liver model;
         then its registration and preprocess go back to a preparation process."""
-        result = self.outcome(entry)
+        result = self.outcome(entry, self.reading)
         if result is None:
             return
         study = _land_study(result.value)
@@ -259,7 +285,7 @@ class _Pipeline:
 
     def run_network(self, entry: _Entry) -> None:
         """The network stage of a prepared study, here; its postprocess and writing go to the writer."""
-        result = self.outcome(entry)
+        result = self.outcome(entry, self.preparing)
         if result is None:
             return
         study = _land_prepared(result.value)
@@ -298,12 +324,12 @@ class _Pipeline:
             while True:
                 self.top_up()
                 self.drain_written(block=False)
-                if self.reading and self.reading[0].future.done():  # the liver first: it unblocks a process
+                if _ready(self.reading):  # the liver first: it unblocks a process
                     self.make_liver(self.reading.popleft())
-                elif self.preparing and self.preparing[0].future.done():
+                elif _ready(self.preparing):
                     self.run_network(self.preparing.popleft())
                 elif self.reading or self.preparing:
-                    heads = [q[0].future for q in (self.reading, self.preparing) if q]
+                    heads = [q[0].future for q in (self.reading, self.preparing) if q and q[0].future]
                     wait(heads + [w[1] for w in list(self.writing)[:1]], return_when=FIRST_COMPLETED)
                 elif self.writing:
                     self.drain_written(block=True)
@@ -312,6 +338,11 @@ class _Pipeline:
         finally:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.writer.shutdown(wait=True)
+
+
+def _ready(queue: deque[_Entry]) -> bool:
+    """Whether the head of `queue` has finished (a waiting study, with no task yet, has not)."""
+    return bool(queue) and queue[0].future is not None and queue[0].future.done()
 
 
 def predict_pipelined(
