@@ -1,7 +1,7 @@
 """Calibration choices against over-segmentation (issue 13 item 6), scored by DPC and by volume calibration.
 
-Training choices (each a single-phase tumour model, `cpu-small`, intensity augmentation on, trained on fold 1
-of a randomised 2-fold phantom cohort, so fold 0 is held out):
+Training choices (each a tumour model, single-phase unless `--model paper`, `cpu-small`, intensity
+augmentation on, trained on fold 1 of a randomised 2-fold phantom cohort, so fold 0 is held out):
 - `w5_s50`: the `cpu-small` recipe: tumour-class weight 5 in the CE, half of each epoch tumour slices;
 - `w1_s50`: plain CE (weight 1);
 - `w5_s25`: weight 5, a quarter tumour slices;
@@ -13,7 +13,8 @@ Every prediction uses the reference liver mask, so only the tumour calibration i
 phantom cases (mean DPC over cases with tumour, pooled DG, mean RVD, pooled predicted / reference volume) and
 the real LiTS 117 crop in ../shared/data (Dice and predicted / reference volume). Finished steps are reused.
 
-    python benchmarks/calibration_choices.py --out OUT [--cases 32] [--epochs 16] [--slices 256]
+    python benchmarks/calibration_choices.py --out OUT [--cases 32] [--epochs 16] [--slices 256] [--seed S]
+    python benchmarks/calibration_choices.py --summarize OUT_SEED0 OUT_SEED1 ...   # mean ± SD over runs
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def build(out: Path, name: str, args: argparse.Namespace) -> Path:
               "--randomize", "--no-previews", "--overwrite"], log)
     if not (run / "done").exists():
         _run(["train", str(cohort), "--preset", "cpu-small", "--fold", "0", "--out", str(run),
-              "model.name=single_phase", "model.urim=false", "data.intensity_aug=true",
+              f"model.name={args.model}", "model.urim=false", "data.intensity_aug=true",
               f"optim.epochs={args.epochs}", f"data.slices_per_epoch={args.slices}", "data.val_fraction=0.1",
               "train.progress=false", *TRAINING[name]], log)
         (run / "done").touch()
@@ -83,10 +84,13 @@ def probabilities(out: Path, name: str, bundle_path: Path) -> Path:
     predictor = Predictor.from_bundle(bundle, device="cpu")
     dataset = Dataset(out / "cohort")
     for case in split_cases(dataset, 0)[2]:
-        label_path = dataset.label_path(case)
-        result = predictor.predict({bundle.phases[0]: dataset.image_path(case, 0)}, liver_mask=label_path,
-                                   liver_mask_values=(1, 2), case_id=case)
+        phases = {p: dataset.image_path(case, i) for i, p in enumerate(bundle.phases)}
+        result = predictor.predict(phases, liver_mask=dataset.label_path(case), liver_mask_values=(1, 2),
+                                   case_id=case)
         arrays[case] = result.probability.astype(np.float16)
+    if len(bundle.phases) > 1:  # the LiTS crop has one phase: only the single-phase model scores it
+        np.savez_compressed(path, **arrays)
+        return path
     ct, geom = read_nifti(SHARED / "lits117" / "ct.nii.gz", dtype=np.float32)
     label, _ = read_nifti(SHARED / "lits117" / "label.nii.gz")
     bundle.preprocess = replace(bundle.preprocess, axial_axis=0)  # identity affine; axis 0 is axial
@@ -145,6 +149,8 @@ def score(out: Path, prob_path: Path) -> dict[str, dict[str, float]]:
         row["phantom DG"] = 200.0 * inter / max(1, n_ref + n_pred)
         row["phantom RVD"] = float(np.nanmean(rvds))
         row["phantom vol pred/ref"] = n_pred / max(1, n_ref)
+        row.setdefault("LiTS Dice", float("nan"))
+        row.setdefault("LiTS vol pred/ref", float("nan"))
         table[pp_name] = row
     return table
 
@@ -160,6 +166,23 @@ def markdown(results: dict[str, dict[str, dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
+def summarize(folders: list[Path]) -> str:
+    """Mean ± SD over runs (one folder per cohort seed, each with its results.json) of every cell."""
+    runs = [json.loads((f / "results.json").read_text()) for f in folders]
+    cols = ["phantom DPC", "phantom DG", "phantom vol pred/ref", "LiTS Dice", "LiTS vol pred/ref"]
+    lines = [f"Mean ± SD over {len(runs)} runs (cohort seeds), one model per run and training choice.", "",
+             "| training | post-processing | " + " | ".join(cols) + " |", "|---|---|" + "---:|" * len(cols)]
+    for name, table in runs[0].items():
+        for pp_name in table:
+            cells = []
+            for c in cols:
+                values = np.array([run[name][pp_name][c] for run in runs], dtype=np.float64)
+                digits = 2 if "vol" in c else 1
+                cells.append(f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}")
+            lines.append(f"| {name} | {pp_name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("bench_calibration"))
@@ -168,7 +191,14 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=16)
     parser.add_argument("--slices", type=int, default=256)
     parser.add_argument("--training", default=",".join(TRAINING))
+    parser.add_argument("--model", default="single_phase",
+                        help="registered model (paper: the two-phase network, scored on the phantom only)")
+    parser.add_argument("--summarize", type=Path, nargs="+", default=None,
+                        help="print mean ± SD over these finished runs instead of running one")
     args = parser.parse_args()
+    if args.summarize:
+        print(summarize(args.summarize))
+        return
     sys.path.insert(0, str(ROOT / "src"))
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -180,6 +210,7 @@ def main() -> None:
     text = markdown(results)
     print(text)
     (args.out / "table.md").write_text(text + "\n")
+    (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     print(f"total {time.perf_counter() - started:.0f} s")
 
 
