@@ -4,6 +4,7 @@ skips finished rows, and writes side-by-side tables with paired differences (che
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -119,6 +120,12 @@ def test_side_by_side_tables_and_paired_differences(tmp_path):
     assert "| add | paper |" in tables and "| 4.81 |" in tables
     summary = json.loads((tmp_path / "experiment.json").read_text())
     assert summary["rows"] == ["add", "paper"] and not math.isnan(summary["comparisons"][0]["mean_diff"])
+    assert "--seeds 3` measures it" in tables  # one seed: the tables say how to measure the seed spread
+    # a set that `--seeds` cannot repeat (nnU-Net's row) does not suggest it
+    unseeded = dataclasses.replace(get_set("ablation"), seeded=False)
+    write_tables(ExperimentResult(out_dir=tmp_path / "unseeded", set=unseeded, results=results))
+    unseeded_tables = (tmp_path / "unseeded" / "tables.md").read_text()
+    assert "One seed measures no seed spread" in unseeded_tables and "--seeds" not in unseeded_tables
 
 
 @pytest.mark.slow

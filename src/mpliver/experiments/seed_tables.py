@@ -159,8 +159,10 @@ def paper_side_by_side(exp: ExperimentSet, runs: Runs) -> str:
     """Markdown of the tables over seeds and the claim lines (for one seed or several)."""
     t = build_tables(exp, runs)
     seeds = sorted(runs)
-    one = (" One seed measures no seed spread (its SD is '–'), so no claim holds beyond it here; "
-           "`mpliver experiments ... --seeds 3` measures it.") if len(seeds) == 1 else ""
+    one = ""
+    if len(seeds) == 1:
+        one = (" One seed measures no seed spread (its SD is '–'), so no claim holds beyond it here"
+               + ("; `mpliver experiments ... --seeds 3` measures it." if exp.seeded else "."))
     return "\n".join([
         f"Training seeds: {', '.join(map(str, seeds))}. Our numbers are means over seeds; in brackets the SD "
         "over seeds and the SD over cases. The paper's numbers (121 cases, 5-fold CV, real CT) stand beside "

@@ -72,6 +72,7 @@ class ExperimentSet:
     title: str
     rows: tuple[Row, ...]
     pairs: tuple[tuple[str, str], ...]
+    seeded: bool = True  # `mpliver experiments --seeds K` repeats it (nnU-Net's row uses nnU-Net's seeding)
 
     def row(self, name: str) -> Row:
         for r in self.rows:
