@@ -8,18 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.predict_toys import tiny_bundle
 from mpliver.cli import main
 from mpliver.errors import ConfigError
 from mpliver.inference.bundle import load_bundle
 from mpliver.inference.export import ExportError, export_model
 
 HAS_ONNX = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
-
-
-@pytest.fixture(scope="module")
-def bundle_path(tmp_path_factory):
-    return tiny_bundle(tmp_path_factory.mktemp("bundle") / "m.mpliver")
 
 
 def _reference(bundle_path, inputs):

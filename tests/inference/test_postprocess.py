@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers.predict_toys import tiny_bundle, tiny_case, write_case_files
 from mpliver.cli import main
 from mpliver.errors import ConfigError
 from mpliver.inference.postprocess import Postprocess, tumor_mask
@@ -71,10 +70,8 @@ def test_bad_settings_are_one_line_errors(kwargs, key):
         Postprocess(**kwargs)
 
 
-def test_predict_applies_the_postprocess(tmp_path):
-    bundle = tiny_bundle(tmp_path / "m.mpliver")
-    case = tiny_case()
-    files = write_case_files(tmp_path / "case", case)
+def test_predict_applies_the_postprocess(bundle_path, files):
+    bundle = bundle_path
     phases = {"PV": files["PV"], "ART": files["ART"]}
     plain = predict(bundle, phases, liver_mask=files["label"], device="cpu")
     assert (plain.label == 2).any()  # the untrained network marks some tumour at p > 0.5
@@ -90,10 +87,9 @@ def test_predict_applies_the_postprocess(tmp_path):
     assert plain.report_meta()["probability_rule"].endswith("; label tumour = probability > 0.5")
 
 
-def test_cli_refuses_a_hysteresis_below_the_threshold(tmp_path, capsys):
-    bundle = tiny_bundle(tmp_path / "m.mpliver")
-    files = write_case_files(tmp_path / "case", tiny_case())
-    code = main(["predict", "--model", str(bundle), "--out", str(tmp_path / "out"), "--pv", str(files["PV"]),
+def test_cli_refuses_a_hysteresis_below_the_threshold(bundle_path, files, tmp_path, capsys):
+    code = main(["predict", "--model", str(bundle_path), "--out", str(tmp_path / "out"),
+                 "--pv", str(files["PV"]),
                  "--art", str(files["ART"]), "--liver-mask", str(files["label"]), "--hysteresis", "0.4"])
     assert code != 0
     err = capsys.readouterr().err.strip().splitlines()

@@ -11,34 +11,13 @@ import pytest
 import torch
 
 import mpliver
-from helpers.predict_toys import shifted, tiny_bundle, tiny_case, write_case_files
+from helpers.predict_toys import shifted, tiny_bundle
 from mpliver.cli import main
 from mpliver.errors import InputError
 from mpliver.inference.bundle import load_bundle
 from mpliver.inference.predict import _network, predict, uncertainty_from_probability
 from mpliver.io.geometry import Geometry
 from mpliver.io.nifti import read_nifti, write_nifti
-
-
-@pytest.fixture(scope="module")
-def case():
-    return tiny_case()
-
-
-@pytest.fixture(scope="module")
-def files(case, tmp_path_factory):
-    return write_case_files(tmp_path_factory.mktemp("case"), case)
-
-
-@pytest.fixture(scope="module")
-def bundle_path(tmp_path_factory):
-    return tiny_bundle(tmp_path_factory.mktemp("bundle") / "m.mpliver")
-
-
-@pytest.fixture(scope="module")
-def result(bundle_path, files):
-    return predict(bundle_path, {"PV": files["PV"], "ART": files["ART"]}, liver_mask=files["label"],
-                   case_id="CASE", device="cpu")
 
 
 def test_uncertainty_definition_against_hand_values():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.predict_toys import tiny_bundle, tiny_case, write_case_files
+from helpers.predict_toys import tiny_bundle
 from mpliver.cli import main
 from mpliver.inference.bundle import load_bundle
 from mpliver.inference.predict import predict
@@ -47,16 +47,6 @@ def _all_liver(bundle_path, out):
         state["classifier.bias"].copy_(torch.tensor([-10.0, 10.0]))
 
     return _edit(bundle_path, out, constant)
-
-
-@pytest.fixture(scope="module")
-def case():
-    return tiny_case()
-
-
-@pytest.fixture(scope="module")
-def files(case, tmp_path_factory):
-    return write_case_files(tmp_path_factory.mktemp("case"), case)
 
 
 @pytest.fixture(scope="module")

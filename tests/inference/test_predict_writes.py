@@ -11,26 +11,9 @@ import pytest
 
 import mpliver.inference.predict as predict_mod
 from helpers.faultfs import fill, make_read_only, tmpfs
-from helpers.predict_toys import tiny_bundle, tiny_case, write_case_files
 from mpliver.cli import main
 from mpliver.errors import OutputError
-from mpliver.inference.predict import output_paths, predict, write_outputs
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    return write_case_files(tmp_path_factory.mktemp("case"), tiny_case())
-
-
-@pytest.fixture(scope="module")
-def bundle_path(tmp_path_factory):
-    return tiny_bundle(tmp_path_factory.mktemp("bundle") / "m.mpliver")
-
-
-@pytest.fixture(scope="module")
-def result(bundle_path, files):
-    return predict(bundle_path, {"PV": files["PV"], "ART": files["ART"]}, liver_mask=files["label"],
-                   case_id="CASE", device="cpu")
+from mpliver.inference.predict import output_paths, write_outputs
 
 
 def _args(bundle_path, files, out):

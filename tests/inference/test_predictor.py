@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import mpliver.inference.batch as batch
-from helpers.predict_toys import tiny_bundle, tiny_case, write_case_files
+from helpers.predict_toys import tiny_case, write_case_files
 from mpliver.errors import ConfigError, InputError
 from mpliver.inference.clock import STAGES, StageClock
 from mpliver.inference.predict import Predictor, predict
@@ -21,11 +21,6 @@ from mpliver.inference.predict import Predictor, predict
 def files(tmp_path_factory):
     return {i: write_case_files(tmp_path_factory.mktemp(f"case{i}"), tiny_case(i, seed)) for i, seed in
             enumerate((3, 5))}
-
-
-@pytest.fixture(scope="module")
-def bundle_path(tmp_path_factory):
-    return tiny_bundle(tmp_path_factory.mktemp("bundle") / "m.mpliver")
 
 
 def _phases(f):
