@@ -22,13 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from sim_to_real import _run as run_step  # the same step runner (benchmarks/ is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MPLIVER_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -41,14 +41,7 @@ TRAINING = {
 
 
 def _run(cmd: list[str], log: Path) -> None:
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_WAIT_POLICY="PASSIVE")
-    with open(log, "a") as fh:
-        fh.write(f"$ mpliver {' '.join(cmd)}\n")
-        fh.flush()
-        proc = subprocess.run([sys.executable, "-m", "mpliver", *cmd], env=env, stdout=fh,
-                              stderr=subprocess.STDOUT)
-    if proc.returncode:
-        raise SystemExit(f"step failed (exit {proc.returncode}): mpliver {' '.join(cmd)}; see {log}")
+    run_step(cmd, ROOT / "src", log)  # sim_to_real's: `python -m mpliver CMD` logged, one line on failure
 
 
 def build(out: Path, name: str, args: argparse.Namespace) -> Path:

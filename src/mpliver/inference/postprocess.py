@@ -10,9 +10,7 @@ Components are 26-connected, as the lesion report and the lesion-wise metrics co
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -39,9 +37,6 @@ class Postprocess:
     def prunes(self) -> bool:
         """True when components are pruned (hysteresis or a minimum volume), beyond the plain threshold."""
         return self.high is not None or self.min_volume_ml > 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
     def describe(self) -> str:
         """One line for logs and reports, e.g. 'probability > 0.5, hysteresis 0.8, lesions >= 0.5 mL'."""

@@ -35,7 +35,7 @@ from mpliver.io.layout import (
     write_dataset_json,
 )
 from mpliver.io.nifti import read_nifti, write_nifti
-from mpliver.io.resample import labels_to_grid, reorient_to_grid, same_voxels
+from mpliver.io.resample import labels_to_grid, same_voxels
 
 _CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
@@ -122,9 +122,8 @@ def read_label(path: str | Path, pv_path: Path, pv_geometry: Geometry, resample:
         check_label_liver(label, path)
         if pv_geometry.same_grid(geom):
             return label
-        placed = reorient_to_grid(label, geom, pv_geometry)
-        if placed is not None and same_voxels(geom, pv_geometry):
-            return placed
+        if same_voxels(geom, pv_geometry):  # the PV voxels in another axis order or direction: exact
+            return labels_to_grid(label, geom, pv_geometry)
         if not resample:
             raise InputError(
                 f"label is not on the PV grid (shape {geom.shape} vs {pv_geometry.shape}, spacing "
