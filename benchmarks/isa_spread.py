@@ -77,7 +77,7 @@ def main() -> None:
     cohort = args.out / "cohort"
     if not (cohort / "dataset.json").exists():
         write_cohort(cohort, 12, seed=0, config=PhantomConfig(shape=(96, 96, 24), spacing=(3.2, 3.2, 7.0)),
-                     progress=False, previews=False, num_folds=2)
+                     previews=False, num_folds=2)
     for name, (env, extra) in VARIANTS.items():
         run = args.out / name
         if (run / "crossval.json").exists():

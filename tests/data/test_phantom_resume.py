@@ -33,7 +33,7 @@ def _stop_after(n):
 
 
 def test_a_rerun_keeps_finished_cases_and_equals_an_uninterrupted_run(tmp_path, monkeypatch):
-    reference = write_cohort(tmp_path / "ref", 5, seed=4, config=TINY, progress=False, workers=1)
+    reference = write_cohort(tmp_path / "ref", 5, seed=4, config=TINY, workers=1)
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
         write_cohort(out, 5, seed=4, config=TINY, progress=_stop_after(2), workers=1)
@@ -44,7 +44,7 @@ def test_a_rerun_keeps_finished_cases_and_equals_an_uninterrupted_run(tmp_path, 
     dead = out / "imagesTr" / f".PHANTOM_0002_0000.nii.gz.tmp-999999999-{atomic.HOST_TAG}-0123abcd.nii.gz"
     dead.write_bytes(b"half")  # as a killed writer leaves it (no such PID)
     monkeypatch.setattr(atomic, "_CLEANED", {})  # the rerun is a new process
-    write_cohort(out, 5, seed=4, config=TINY, progress=False, workers=1)
+    write_cohort(out, 5, seed=4, config=TINY, workers=1)
     assert {p: p.stat().st_mtime_ns for p in finished} == finished  # not rewritten
     assert _contents(out) == _contents(reference)
     assert not [p for p in out.rglob(".*")]
@@ -55,7 +55,7 @@ def test_a_record_of_another_cohort_is_not_reused(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         write_cohort(out, 5, seed=4, config=TINY, progress=_stop_after(2), workers=1)
     stamp = (out / "labelsTr" / "PHANTOM_0000.nii.gz").stat().st_mtime_ns
-    write_cohort(out, 5, seed=5, config=TINY, progress=False, workers=1, overwrite=True)
+    write_cohort(out, 5, seed=5, config=TINY, workers=1, overwrite=True)
     assert (out / "labelsTr" / "PHANTOM_0000.nii.gz").stat().st_mtime_ns != stamp
     assert json.loads((out / "dataset.json").read_text())["synthetic"]["seed"] == 5
     assert os.path.exists(out / "previews" / "PHANTOM_0004.png")

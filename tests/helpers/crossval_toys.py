@@ -27,7 +27,7 @@ def tiny_cohort(base: Path) -> Path:
     root = base / "mpliver_tiny_cohort"
     if not (root / "dataset.json").exists():
         write_cohort(root, 6, seed=3, config=PhantomConfig(shape=(64, 64, 20), spacing=(5.0, 5.0, 9.6)),
-                     progress=False, previews=False, num_folds=2)
+                     previews=False, num_folds=2)
     return root
 
 

@@ -38,7 +38,7 @@ def trained(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("e2e")
     config = PhantomConfig(shape=(64, 64, 16), spacing=(5.0, 5.0, 10.0))
-    ds = write_cohort(root / "ds", 5, seed=1, config=config, previews=False, progress=False)
+    ds = write_cohort(root / "ds", 5, seed=1, config=config, previews=False)
     train(load_config("cpu-small", TINY), ds, 0, root / "tumor")
     train(load_task_config("cpu-small", "liver", TINY), ds, 0, root / "liver")
     bundle = root / "model.mpliver"

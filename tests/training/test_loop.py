@@ -91,7 +91,7 @@ def test_train_one_epoch_reports_mean_loss_and_speed():
     seen = []
     opt = torch.optim.SGD(wrapped.parameters(), lr=0.1)
     stats = train_one_epoch(wrapped, loader, opt, lambda o, t: F.cross_entropy(o["logits"], t),
-                            torch.device("cpu"), on_step=lambda step, loss: seen.append(loss), progress=False)
+                            torch.device("cpu"), on_step=lambda step, loss: seen.append(loss))
     assert len(seen) == 3 and stats.loss == pytest.approx(np.mean(seen)) and stats.slices == 5
     assert stats.slices_per_s > 0
 

@@ -37,7 +37,6 @@ def tiny_cohort(tmp_path_factory):
         seed=1,
         config=PhantomConfig(shape=(64, 64, 16), spacing=(5.0, 5.0, 10.0)),
         previews=False,
-        progress=False,
     )
     return root
 

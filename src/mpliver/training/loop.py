@@ -138,14 +138,12 @@ def train_one_epoch(
     `progress(report)` receives a `StepReport` after each step (the command line draws it as a bar).
     """
     dist_info = dist_info or DistInfo()
-    if isinstance(progress, bool):  # the former on/off flag: the library draws nothing; pass a callback
-        progress = None
     channels_last = channels_last and device.type == "cuda"
     model.train()
     total = len(loader) if hasattr(loader, "__len__") else None  # type: ignore[arg-type]
     loss_sum, batches, slices = 0.0, 0, 0
     start = time.perf_counter()
-    if progress:
+    if progress is not None:
         progress(StepReport(epoch, 0, total, float("nan"), 0.0))
     for step, batch in enumerate(loader):
         phases, label = split_batch(batch, num_phases)
@@ -167,7 +165,7 @@ def train_one_epoch(
         slices += label.shape[0] * dist_info.world_size
         if on_step is not None:
             on_step(step, value)
-        if progress:
+        if progress is not None:
             speed = slices / max(time.perf_counter() - start, 1e-9)
             progress(StepReport(epoch, step + 1, total, loss_sum / batches, speed))
     if device.type == "cuda":

@@ -218,7 +218,7 @@ def write_cohort(
             if case_id_for(i) not in results]
 
     def report(done: int) -> None:
-        if callable(progress):
+        if progress is not None:
             progress(done, num_cases)
 
     report(len(results))
