@@ -44,7 +44,7 @@ def main() -> None:
     work = Path(args.work or tmp.name)
     cohort = work / "cohort"
     if not (cohort / "dataset.json").exists():
-        write_cohort(cohort, args.cases, seed=0, previews=False, progress=False)
+        write_cohort(cohort, args.cases, seed=0, previews=False)
     t0 = time.time()
     preprocess_dataset(cohort, work / "cache", PreprocessConfig(input_size=args.input_size), workers=2)
     print(f"preprocess {args.cases} cases: {time.time() - t0:.1f} s wall (2 workers, cached cases reused)")

@@ -57,7 +57,7 @@ def test_types_follow_the_composition_and_the_seed():
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
     root = tmp_path_factory.mktemp("phantom") / "cohort"
-    write_cohort(root, 5, seed=2, config=TINY, progress=False, num_folds=5, workers=1)
+    write_cohort(root, 5, seed=2, config=TINY, num_folds=5, workers=1)
     return root
 
 
@@ -134,7 +134,7 @@ def test_overwrite_refusal(tmp_path, capsys):
 def test_folder_with_other_files_is_refused(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(DatasetError, match="other files"):
-        write_cohort(tmp_path, 5, config=TINY, progress=False)
+        write_cohort(tmp_path, 5, config=TINY)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 

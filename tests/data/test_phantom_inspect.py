@@ -64,7 +64,7 @@ def test_every_reference_range_is_ordered_and_sourced():
 
 
 def test_inspect_cli_on_an_eqp_art_cohort(tmp_path):
-    root = write_cohort(tmp_path / "c", 10, seed=4, config=TINY, previews=False, progress=False, workers=1)
+    root = write_cohort(tmp_path / "c", 10, seed=4, config=TINY, previews=False, workers=1)
     runner = CliRunner()
     result = runner.invoke(app, ["inspect", str(root), "--json"])
     assert result.exit_code == 0, result.output

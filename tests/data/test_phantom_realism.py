@@ -75,7 +75,7 @@ def _check_realism(groups: dict[str, list[dict]], every_cyst: bool = True) -> No
 
 
 def test_realism_figures_per_type(tmp_path):
-    root = write_cohort(tmp_path / "c", 15, seed=11, config=TINY, previews=False, progress=False, workers=1)
+    root = write_cohort(tmp_path / "c", 15, seed=11, config=TINY, previews=False, workers=1)
     _check_realism(_by_type(Dataset(root)), every_cyst=False)
 
 
@@ -83,7 +83,7 @@ def test_realism_figures_per_type(tmp_path):
 def test_realism_noise_and_parallel_output_at_default_size(tmp_path):
     """Default size, two worker processes: realism, the measured noise against the generator's σ, and the
     files equal to the case generated in this process."""
-    root = write_cohort(tmp_path / "c", 10, seed=5, previews=True, progress=False, workers=2)
+    root = write_cohort(tmp_path / "c", 10, seed=5, previews=True, workers=2)
     ds = Dataset(root)
     ds.validate()
     groups = _by_type(ds)

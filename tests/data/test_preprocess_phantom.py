@@ -16,7 +16,7 @@ from mpliver.io.nifti import read_nifti
 
 @pytest.mark.slow
 def test_phantom_cohort_end_to_end(tmp_path):
-    root = write_cohort(tmp_path / "cohort", 2, seed=0, previews=False, progress=False, num_folds=2)
+    root = write_cohort(tmp_path / "cohort", 2, seed=0, previews=False, num_folds=2)
     summary = preprocess_dataset(root, tmp_path / "cache", PreprocessConfig(input_size=128), workers=1)
     assert len(summary.built) == 2
     meta = json.loads((root / "dataset.json").read_text())["cases"]
@@ -44,7 +44,7 @@ def test_non_default_protocol_goes_through_the_cache(tmp_path):
     from mpliver.data.phantom import PhantomConfig
 
     config = PhantomConfig(shape=(64, 64, 20), spacing=(5.0, 5.0, 9.6), phases=("EQP", "ART"))
-    root = write_cohort(tmp_path / "cohort", 2, seed=1, config=config, previews=False, progress=False,
+    root = write_cohort(tmp_path / "cohort", 2, seed=1, config=config, previews=False,
                         num_folds=2, workers=1)
     meta = json.loads((root / "dataset.json").read_text())
     assert meta["channel_names"] == {"0": "EQP", "1": "ART"}
