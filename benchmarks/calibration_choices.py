@@ -21,17 +21,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from real_ct import lits117  # the real LiTS crop with its orientation
 from sim_to_real import _run as run_step  # the same step runner (benchmarks/ is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("MPLIVER_SHARED_DATA", ROOT.parent / "shared" / "data"))
 TRAINING = {
     "w5_s50": [],
     "w1_s50": ["train.fg_weight=1"],
@@ -67,7 +65,6 @@ def probabilities(out: Path, name: str, bundle_path: Path) -> Path:
     from mpliver.inference.bundle import load_bundle
     from mpliver.inference.predict import Predictor
     from mpliver.io.layout import Dataset
-    from mpliver.io.nifti import read_nifti
 
     path = out / f"{name}_prob.npz"
     if path.exists():
@@ -84,9 +81,7 @@ def probabilities(out: Path, name: str, bundle_path: Path) -> Path:
     if len(bundle.phases) > 1:  # the LiTS crop has one phase: only the single-phase model scores it
         np.savez_compressed(path, **arrays)
         return path
-    ct, geom = read_nifti(SHARED / "lits117" / "ct.nii.gz", dtype=np.float32)
-    label, _ = read_nifti(SHARED / "lits117" / "label.nii.gz")
-    bundle.preprocess = replace(bundle.preprocess, axial_axis=0)  # identity affine; axis 0 is axial
+    ct, label, geom = lits117()  # the crop's orientation, read off its anatomy (real_ct.py)
     lits = Predictor.from_bundle(bundle, device="cpu")
     result = lits.predict({bundle.phases[0]: (ct, geom)}, liver_mask=((label >= 1).astype(np.uint8), geom),
                           case_id="lits117")
@@ -117,7 +112,7 @@ def score(out: Path, prob_path: Path) -> dict[str, dict[str, float]]:
         probs = {k: z[k].astype(np.float32) for k in z.files}
     for case in probs:
         if case == "lits117":
-            label, geom = read_nifti(SHARED / "lits117" / "label.nii.gz")
+            _, label, geom = lits117()
         else:
             label, geom = read_nifti(dataset.label_path(case))
         refs[case] = (label, geom.spacing)

@@ -5,9 +5,9 @@ cohort (all cases, no held-out fold) and bundled; then every real labelled CT in
 with the current code:
 - TotalSegmentator portal-venous DICOM series (label 5 = liver): liver Dice of the liver model;
 - TotalSegmentator unenhanced CT (label 5): liver Dice of the liver model;
-- LiTS case 117 crop (labels 1 liver, 2 tumour; array axis 0 axial, 1 mm nominal spacing): liver Dice, tumour
-  Dice of the single-phase model end to end (its own liver mask) and with the reference liver mask, with
-  predicted / reference tumour volume.
+- LiTS case 117 crop (labels 1 liver, 2 tumour; its orientation read off the anatomy, real_ct.py; 1 mm
+  nominal spacing): liver Dice, tumour Dice of the single-phase model end to end (its own liver mask) and
+  with the reference liver mask, with predicted / reference tumour volume.
 
 Variants:
 - `before`: the phantom and recipe before issue 13 (default cohort, cpu-small, no intensity augmentation),
@@ -26,13 +26,12 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from real_ct import SHARED, lits117  # the real CT and their quirks (benchmarks/ is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
 
 
 def _run(cmd: list[str], src: Path, log: Path) -> None:
@@ -83,7 +82,6 @@ def score(bundle_path: Path) -> dict[str, float]:
     """Liver and tumour figures of one bundle on the real CT (percent)."""
     from mpliver.inference.bundle import load_bundle
     from mpliver.inference.predict import liver_mask_on_grid, predict
-    from mpliver.io.nifti import read_nifti
 
     bundle = load_bundle(bundle_path)
     out: dict[str, float] = {}
@@ -94,9 +92,7 @@ def score(bundle_path: Path) -> dict[str, float]:
         result = predict(bundle, {bundle.phases[0]: image}, device="cpu")
         reference = liver_mask_on_grid(seg, result.geometry, (5,))
         out[key] = dice(result.label >= 1, reference)
-    ct, geom = read_nifti(SHARED / "lits117" / "ct.nii.gz", dtype=np.float32)
-    label, _ = read_nifti(SHARED / "lits117" / "label.nii.gz")
-    bundle.preprocess = replace(bundle.preprocess, axial_axis=0)  # identity affine; axis 0 is axial
+    ct, label, geom = lits117()  # the crop's orientation, read off its anatomy (real_ct.py)
     phases = {bundle.phases[0]: (ct, geom)}
     result = predict(bundle, phases, device="cpu")
     out["LiTS liver Dice"] = dice(result.label >= 1, label >= 1)

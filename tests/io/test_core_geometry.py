@@ -72,3 +72,21 @@ def test_read_geometry_refuses_4d_volumes(tmp_path):
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 4, 2), np.float32), np.eye(4)), str(tmp_path / "four.nii.gz"))
     with pytest.raises(InputError, match="four.nii.gz.*3-D"):
         read_geometry(tmp_path / "four.nii.gz")
+
+
+@pytest.mark.parametrize("codes", ["RAS", "PLS", "LPI", "SRP"])
+def test_with_axcodes_matches_nibabel_and_keeps_spacing_and_origin(codes):
+    import nibabel as nib
+
+    geom = _oblique_geometry()
+    out = geom.with_axcodes(codes.lower() if codes == "PLS" else codes)
+    assert "".join(nib.aff2axcodes(out.affine)) == codes  # nibabel's reading of the new affine
+    np.testing.assert_allclose(out.spacing, geom.spacing)
+    np.testing.assert_allclose(out.origin, geom.origin)
+    assert out.shape == geom.shape
+
+
+@pytest.mark.parametrize("bad", ["RA", "RAR", "RAX", "LRS"])
+def test_with_axcodes_refuses_codes_that_do_not_name_three_axes(bad):
+    with pytest.raises(ValueError, match="three different axes"):
+        _oblique_geometry().with_axcodes(bad)

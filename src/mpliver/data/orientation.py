@@ -69,9 +69,9 @@ class SliceOrientation:
 def slice_orientation(geometry: Geometry, axial_axis: int | None = None) -> SliceOrientation:
     """The slice convention for a volume on `geometry`.
 
-    `axial_axis=None` picks the array axis whose direction is closest to S (largest |z| cosine). Pass it
-    explicitly where the affine is not trustworthy (e.g. the lits117 crop, stored with an identity affine
-    although its axis 0 is axial).
+    `axial_axis=None` picks the array axis whose direction is closest to S (largest |z| cosine). Where the
+    affine is not trustworthy, pass it explicitly, or better give the grid its true orientation
+    (`Geometry.with_axcodes`): the in-plane axes follow the affine too.
     """
     direction = geometry.direction
     if axial_axis is None:

@@ -79,6 +79,20 @@ class Geometry:
         affine[:3, 3] = origin
         return cls(affine, shape)
 
+    def with_axcodes(self, axcodes: str) -> Geometry:
+        """This grid with its axes pointing along `axcodes` (nibabel's letters, e.g. 'PLS': i towards
+        posterior, j towards the patient's left, k superior); spacing and origin kept. For files whose header
+        lost the orientation, where the anatomy shows it."""
+        codes = tuple(str(axcodes).upper())
+        unit = {"R": (0, 1.0), "L": (0, -1.0), "A": (1, 1.0), "P": (1, -1.0), "S": (2, 1.0), "I": (2, -1.0)}
+        if len(codes) != 3 or any(c not in unit for c in codes) or len({unit[c][0] for c in codes}) != 3:
+            raise ValueError(f"axis codes must name three different axes from R/L, A/P, S/I, got {axcodes!r}")
+        direction = np.zeros((3, 3))
+        for axis, code in enumerate(codes):
+            row, sign = unit[code]
+            direction[row, axis] = sign
+        return Geometry.from_spacing(self.shape, tuple(self.spacing), tuple(self.origin), direction)
+
     def same_grid(self, other: Geometry, tol_mm: float = 1e-3) -> bool:
         """True when both grids have the same shape and their voxel centres agree within `tol_mm`."""
         if tuple(self.shape) != tuple(other.shape):
