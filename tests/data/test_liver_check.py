@@ -57,10 +57,10 @@ def test_border_contact_counts_slices_and_uses_the_threshold():
     image, geom, _ = _scene()
     liver = np.zeros(image.shape, bool)
     liver[40:60, 30:50, 10:30] = True
-    liver[0:5, 30:50, 10:21] = True  # touches the i = 0 border on 11 of 20 slices
+    liver[95:100, 30:50, 10:21] = True  # touches the last i border on 11 of 20 slices
     check = check_liver(liver, image, geom)
     assert check.border_slices == 11 and check.flags == ["border"]
-    liver[0:5, 30:50, 20] = False  # 10 of 20: not more than half
+    liver[95:100, 30:50, 20] = False  # 10 of 20: not more than half
     assert check_liver(liver, image, geom).flags == []
 
 
@@ -95,3 +95,30 @@ def test_real_pv_series_totalsegmentator_liver_passes_and_a_full_mask_fails(shar
     assert 0.1 < check.body_share < 0.4
     full = check_liver(np.ones(geom.shape, bool), pv, geom)
     assert full.flags == ["volume", "border", "body"] and full.volume_ml == pytest.approx(10000, rel=0.01)
+
+
+def test_a_liver_on_the_patients_left_is_flagged_and_a_mirrored_header_turns_it():
+    image, geom, _ = _scene()  # RAS axes: array axis 0 (i) grows towards the patient's right
+    left = np.zeros(image.shape, bool)
+    left[10:30, 30:50, 10:30] = True  # centre i = 19.5, the body's i = 50: 30.5 voxels of 4 mm to the left
+    check = check_liver(left, image, geom)
+    assert check.flags == ["side"] and "mirrored" in check.problems[0]
+    assert check.right_of_body_mm == pytest.approx(-4 * 30.5, abs=0.5)
+    # the same array under a header whose i axis points to the patient's left: the liver is on the right
+    mirrored = check_liver(left, image, geom.with_axcodes("LAS"))
+    assert mirrored.ok and mirrored.right_of_body_mm == pytest.approx(4 * 30.5, abs=0.5)
+    near = np.zeros(image.shape, bool)
+    near[37:57, 30:50, 10:30] = True  # 3.5 voxels (14 mm) left of centre: within the 20 mm allowed
+    assert check_liver(near, image, geom).ok
+
+
+def test_real_pv_liver_lies_on_the_right_and_a_flipped_header_is_caught(shared_data):
+    from mpliver.inference.predict import liver_mask_on_grid, read_volume
+
+    folder = shared_data / "totalseg_example"
+    pv, geom, _ = read_volume(folder / "pv_dicom", "PV")
+    liver = liver_mask_on_grid(folder / "pv_dicom_seg.nii.gz", geom, (5,))
+    assert check_liver(liver, pv, geom).right_of_body_mm > 40
+    flip = np.diag([-1.0, 1.0, 1.0, 1.0]) @ geom.affine  # an export that mirrored the left-right axis
+    mirrored = check_liver(liver, pv, type(geom)(flip, geom.shape))
+    assert "side" in mirrored.flags

@@ -15,6 +15,10 @@
 - Share of the body: the part of the body (voxels above -500 HU, largest 26-connected component) that the
   mask covers. The liver is a fifth of the abdomen at most; a mask that marks most of the body is not a
   liver.
+- Side: the liver lies on the patient's right. A mask whose centre lies more than `MAX_LEFT_MM` to the
+  patient's left of the body's centre (in the header's world frame) means a header whose left-right axis is
+  mirrored or lost (an identity affine, an export that flipped an axis) or, rarely, situs inversus. The
+  networks were trained on correctly oriented slices, so their output on a mirrored study is not trusted.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ LIVER_VOLUME_SOURCES = (
 )
 MAX_BORDER_SHARE = 0.5  # of the mask's axial slices
 MAX_BODY_SHARE = 0.5
+MAX_LEFT_MM = 20.0  # the liver's centre may lie this far to the patient's left of the body's centre
 BODY_HU = -500.0
 
 
@@ -47,9 +52,10 @@ class LiverCheck:
     border_slices: int  # of those, the ones on which the mask touches the in-plane image border
     body_share: float | None  # liver voxels in the body / body voxels (None: no body found)
     cut_by_scan: bool  # the mask reaches the first or last axial slice
+    right_of_body_mm: float | None = None  # liver centre minus body centre along the patient's right (mm)
     volume_range_ml: tuple[float, float] = LIVER_VOLUME_RANGE_ML
     problems: list[str] = field(default_factory=list)
-    flags: list[str] = field(default_factory=list)  # short names of the problems: volume, border, body
+    flags: list[str] = field(default_factory=list)  # short names of the problems: volume, border, body, side
 
     @property
     def ok(self) -> bool:
@@ -81,7 +87,7 @@ def body_mask(image: np.ndarray, threshold_hu: float = BODY_HU) -> np.ndarray:
 def check_liver(liver: np.ndarray, image: np.ndarray, geometry: Geometry, axial_axis: int | None = None,
                 volume_range_ml: tuple[float, float] = LIVER_VOLUME_RANGE_ML,
                 max_border_share: float = MAX_BORDER_SHARE, max_body_share: float = MAX_BODY_SHARE,
-                body_hu: float = BODY_HU) -> LiverCheck:
+                body_hu: float = BODY_HU, max_left_mm: float = MAX_LEFT_MM) -> LiverCheck:
     """Measure a liver mask on the PV grid against the PV image (HU) and list what makes it implausible."""
     liver = np.asarray(liver, dtype=bool)
     if liver.shape != tuple(geometry.shape) or np.shape(image) != liver.shape:
@@ -97,9 +103,13 @@ def check_liver(liver: np.ndarray, image: np.ndarray, geometry: Geometry, axial_
     cut = bool(per_slice[0] or per_slice[-1])
     body = body_mask(image, body_hu)
     body_share = float((liver & body).sum() / body.sum()) if body.any() else None
+    right_mm = None
+    if liver.any() and body.any():  # RAS: x grows towards the patient's right
+        centre = geometry.index_to_world(np.stack([np.argwhere(liver).mean(0), np.argwhere(body).mean(0)]))
+        right_mm = float(centre[0, 0] - centre[1, 0])
 
     lo, hi = volume_range_ml
-    check = LiverCheck(volume, slices, border, body_share, cut, (float(lo), float(hi)))
+    check = LiverCheck(volume, slices, border, body_share, cut, right_mm, (float(lo), float(hi)))
     if volume > hi:
         check.problems.append(f"volume {volume:.0f} mL is above {hi:.0f} mL, the largest adult liver "
                               "expected from CT/MR volumetry (Feng 2017, Kromrey 2018)")
@@ -115,4 +125,8 @@ def check_liver(liver: np.ndarray, image: np.ndarray, geometry: Geometry, axial_
         check.problems.append(f"the mask covers {100 * body_share:.0f}% of the body (voxels above "
                               f"{body_hu:.0f} HU)")
         check.flags.append("body")
+    if right_mm is not None and right_mm < -max_left_mm:
+        check.problems.append(f"the liver lies {-right_mm:.0f} mm to the patient's left of the body's centre: "
+                              "the header's left-right axis may be mirrored or lost (or situs inversus)")
+        check.flags.append("side")
     return check
