@@ -93,6 +93,27 @@ def test_streaks_pass_through_the_source():
     assert near > np.abs(s[:4, :4]).max()  # strongest at the dense source, weaker far away
 
 
+def test_diaphragm_puts_muscle_on_the_livers_right_surface_and_leaves_the_liver_alone():
+    grid = PhantomConfig(shape=(96, 96, 24), spacing=(3.5, 3.5, 8.0))
+    quiet = dataclasses.replace(grid, noise_sd=(0.0, 0.0))
+    off = generate_case(0, 3, "cyst", quiet)
+    on = generate_case(0, 3, "cyst", dataclasses.replace(quiet, diaphragm_mm=(6.0, 6.0)))
+    liver = off.label >= 1
+    np.testing.assert_array_equal(on.label >= 1, liver)  # drawn last: the liver's own draws are unchanged
+    geom = off.geometries["PV"]
+    outside = ndimage.distance_transform_edt(~liver, sampling=geom.spacing)
+    x = geom.index_to_world(np.argwhere(np.ones(liver.shape, bool)))[:, 0].reshape(liver.shape)
+    x_liver = x[liver]
+    shell = (outside > 0) & (outside <= 4.0) & (x > x_liver.mean() + 0.5 * x_liver.std())  # the right side
+    mid = np.zeros(liver.shape, bool)
+    mid[:, :, 8:16] = True
+    shell &= mid
+    assert shell.sum() > 50
+    before, after = float(np.median(off.phases["PV"][shell])), float(np.median(on.phases["PV"][shell]))
+    assert after - before > 40.0, (before, after)  # fat -> muscle against the lateral surface
+    assert 20.0 < after < 90.0  # the muscle's PV attenuation (enhancement.py: 40-55 HU, up to +60)
+
+
 def test_bad_randomisation_settings_are_refused():
     with pytest.raises(ConfigError, match="hu_scale"):
         PhantomConfig(hu_scale=(0.0, 1.0))
@@ -100,6 +121,8 @@ def test_bad_randomisation_settings_are_refused():
         PhantomConfig(inplane_mm=(0.9, 0.6))
     with pytest.raises(ConfigError, match="no_lesion_prob"):
         PhantomConfig(no_lesion_prob=1.0)
+    with pytest.raises(ConfigError, match="diaphragm_mm"):
+        PhantomConfig(diaphragm_mm=(-1.0, 2.0))
 
 
 def test_phantom_cli_with_randomize_and_four_phases(tmp_path):

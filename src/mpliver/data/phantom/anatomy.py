@@ -44,6 +44,7 @@ class Anatomy:
     texture_sd: dict[str, float]
     spleen_texture: SmoothField
     arterial: dict[str, float] = field(default_factory=dict)  # phase -> arterial weight (0..1)
+    diaphragm_mm: float = 0.0  # muscle on the liver's dome, lateral and posterior surface (0 = fat there)
     organs: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # ellipsoids
     tubes: dict[str, Segment] = field(default_factory=dict)  # aorta, IVC, main portal vein
     bowel: list[tuple[np.ndarray, np.ndarray, str]] = field(
@@ -94,6 +95,7 @@ class AnatomyVariety:
     fat_mm: tuple[float, float] = (8.0, 22.0)  # subcutaneous fat (canonical mm)
     liver_variety: float = 0.0  # 0: the paper-like liver; 1: wider shape deformation, left lobe, caudate
     fov_shift: tuple[float, float, float] = (0.0, 0.0, 0.0)  # max. shift of the body, fraction of the FOV
+    diaphragm_mm: tuple[float, float] = (0.0, 0.0)  # muscle against the liver's upper-outer surface (mm)
 
 
 def sample_anatomy(
@@ -174,6 +176,8 @@ def sample_anatomy(
     for direction in ([1.0, 0.2, -0.45], [0.25, 1.0, -0.35], [-0.8, 1.0, -0.15]):
         d = np.asarray(direction) + rng.normal(0, 0.15, 3)
         _branch(rng, confluence, d * scale, 55.0 * r, 5.0 * r, 2, anat.hepatic_tree)
+    if variety.diaphragm_mm[1] > 0:  # drawn last and only when on: the default cohort's draws stay the same
+        anat.diaphragm_mm = float(rng.uniform(*variety.diaphragm_mm))
     return anat
 
 
@@ -312,7 +316,7 @@ def _paint_liver(P: _Painter, anat: Anatomy, T: dict, sp, phase: str) -> None:
     the portal and hepatic vein trees inside it."""
     lo, hi = anat.liver_box()
 
-    def liver_occ(p):
+    def liver_distance(p):
         (d1, n1), *others = [ellipsoid(p, c, s) for c, s in anat.liver_lobes]
         d = d1
         for d2, n2 in others:
@@ -321,8 +325,24 @@ def _paint_liver(P: _Painter, anat: Anatomy, T: dict, sp, phase: str) -> None:
         # The perturbation field is bounded by ±3 SD, so it only matters near the surface.
         near = np.abs(d) < 3.0 * anat.liver_shape_mm + 2.0 * float(np.max(sp))
         d[near] += anat.liver_shape(p[:, near]) * np.float32(anat.liver_shape_mm)
-        return ramp(d, n1, sp, 0.8)
+        return d, n1
 
+    def liver_occ(p):
+        d, n = liver_distance(p)
+        return ramp(d, n, sp, 0.8)
+
+    if anat.diaphragm_mm > 0:
+        # The diaphragm and the muscle of the lateral wall lie on the liver without a fat plane, so the
+        # liver's border there is against soft tissue, as in real CT: a muscle shell over the surface whose
+        # outward normal faces up, right or back (RAS), fading out towards the front and below.
+        t = np.float32(anat.diaphragm_mm)
+
+        def shell_occ(p):
+            d, n = liver_distance(p)
+            facing = np.clip(0.5 + 1.5 * (0.55 * n[0] - 0.35 * n[1] + 0.75 * n[2]), 0.0, 1.0)
+            return ramp(d - t, n, sp, 0.8) * facing.astype(np.float32)
+
+        P.paint(lo - anat.diaphragm_mm, hi + anat.diaphragm_mm, shell_occ, T["muscle"])
     hit = P.paint(
         lo, hi, liver_occ, lambda p: T["liver"] + anat.liver_texture(p) * np.float32(anat.texture_sd[phase])
     )

@@ -107,7 +107,8 @@ def generate_case(
     primary = names[0]
     kin = sample_kinetics(rng, names, config.timing_variety)
     geom0, acquisition = _case_grid(rng, config)
-    variety = AnatomyVariety(config.body_scale, config.fat_mm, config.liver_variety, config.fov_shift)
+    variety = AnatomyVariety(config.body_scale, config.fat_mm, config.liver_variety, config.fov_shift,
+                             config.diaphragm_mm)
     arterial = {p: kin.arterial(p) for p in names}
     anatomy = sample_anatomy(rng, config.field_of_view_mm, kin.table, arterial, variety)
     motions = {p: sample_motion(rng, config) for p in names[1:]}

@@ -46,6 +46,7 @@ class PhantomConfig:
     body_scale: Pair = (0.92, 1.03)  # in-plane body size
     fat_mm: Pair = (8.0, 22.0)  # subcutaneous fat
     liver_variety: float = 0.0  # 0..1: liver deformation, left-lobe size, caudate lobe
+    diaphragm_mm: Pair = (0.0, 0.0)  # muscle (diaphragm, lateral wall) on the liver's upper-outer surface
     lesion_scale_range: Pair = (1.0, 1.0)  # per-case lesion size factor (log-uniform), on top of lesion_scale
     extra_lesions: int = 0  # up to this many lesions more than the type's count distribution
     no_lesion_prob: float = 0.0  # share of cases without a lesion
@@ -73,7 +74,7 @@ class PhantomConfig:
         object.__setattr__(self, "motion_clip_mm", tuple(float(v) for v in self.motion_clip_mm))
         object.__setattr__(self, "phases", parse_phases(self.phases))
         for name in ("hu_offset", "hu_scale", "kernel_sharpness", "thickness_ratio", "body_scale", "fat_mm",
-                     "fov_scale",
+                     "fov_scale", "diaphragm_mm",
                      "lesion_scale_range", "streak_hu", "inplane_mm", "slice_mm"):
             value = getattr(self, name)
             if value is None and name in ("inplane_mm", "slice_mm"):
@@ -84,7 +85,7 @@ class PhantomConfig:
             object.__setattr__(self, name, pair)
         checks = {
             "hu_scale": self.hu_scale[0] > 0, "thickness_ratio": self.thickness_ratio[0] >= 1.0,
-            "fov_scale": self.fov_scale[0] > 0,
+            "fov_scale": self.fov_scale[0] > 0, "diaphragm_mm": self.diaphragm_mm[0] >= 0,
             "inplane_mm": self.inplane_mm is None or self.inplane_mm[0] > 0,
             "slice_mm": self.slice_mm is None or self.slice_mm[0] > 0,
             "body_scale": self.body_scale[0] > 0, "lesion_scale_range": self.lesion_scale_range[0] > 0,
@@ -124,7 +125,8 @@ class PhantomConfig:
             self, noise_sd=(8.0, 25.0), kernel_sharpness=(0.0, 1.0), hu_offset=(-20.0, 20.0),
             hu_scale=(0.92, 1.08), inplane_mm=inplane, slice_mm=slices, thickness_ratio=(1.0, 1.6),
             fov_scale=(0.85, 1.45),
-            body_scale=(0.8, 1.12), fat_mm=(3.0, 45.0), liver_variety=1.0, lesion_scale_range=(0.45, 1.6),
+            body_scale=(0.8, 1.12), fat_mm=(3.0, 45.0), liver_variety=1.0, diaphragm_mm=(0.0, 8.0),
+            lesion_scale_range=(0.45, 1.6),
             extra_lesions=3, no_lesion_prob=0.1, fov_shift=(0.12, 0.08, 0.15), streak_prob=0.4,
             # timing_variety stays 0: one sim-to-real run with 0.25 scored lower on every real CT
             # (docs/results.md); the option remains for experiments.
