@@ -28,7 +28,8 @@ def _dataset(shared_data, root, art_offset=None):
     if art_offset is not None:
         aff = geom.affine.copy()
         aff[:3, 3] += art_offset
-        write_nifti(root / "imagesTr" / "LITS117_0001.nii.gz", ct.astype(np.int16), type(geom)(aff, geom.shape))
+        shifted = type(geom)(aff, geom.shape)
+        write_nifti(root / "imagesTr" / "LITS117_0001.nii.gz", ct.astype(np.int16), shifted)
         phases.append("ART")
     write_dataset_json(root, phases, 1, {"LITS117": {"tumor_type": "METS", "fold": 0}})
     return root, label, geom

@@ -126,7 +126,8 @@ def check_liver(liver: np.ndarray, image: np.ndarray, geometry: Geometry, axial_
                               f"{body_hu:.0f} HU)")
         check.flags.append("body")
     if right_mm is not None and right_mm < -max_left_mm:
-        check.problems.append(f"the liver lies {-right_mm:.0f} mm to the patient's left of the body's centre: "
-                              "the header's left-right axis may be mirrored or lost (or situs inversus)")
+        check.problems.append(f"the liver lies {-right_mm:.0f} mm to the patient's left of the body's "
+                              "centre: the header's left-right axis may be mirrored or lost (or situs "
+                              "inversus)")
         check.flags.append("side")
     return check
