@@ -189,6 +189,14 @@ def test_liver_task_keeps_only_width_of_the_preset_model():
     assert load_task_config("cpu-small", None).train.task == "tumor"
 
 
+def test_liver_task_trains_with_plain_ce_unless_told():
+    assert load_config("cpu-small").train.fg_weight == 5.0  # the preset's tumour-class weight
+    assert load_task_config("cpu-small", "tumor").train.fg_weight == 5.0
+    assert load_task_config("cpu-small", "liver").train.fg_weight == 1.0
+    assert load_task_config("cpu-small", "liver", ["model.name=single_phase"]).train.fg_weight == 1.0
+    assert load_task_config("cpu-small", "liver", ["train.fg_weight=3"]).train.fg_weight == 3.0
+
+
 def test_optimizer_choice():
     model = torch.nn.Linear(2, 2)
     sgd, _ = make_optimizer(model, load_config("paper"))

@@ -329,7 +329,9 @@ def load_task_config(preset: str | Path | None, task: str | None, overrides: Seq
     """`load_config` for a task. For `task='liver'` without an explicit `model.name=`, the model becomes the
     stage-1 `liver_resunet` and, of the preset's model options, only `width` carries over (a preset's
     `blocks` or `backbone` describe the tumour network); a preset's `data.liver_input_size` becomes the liver
-    run's input size (`data.input_size`)."""
+    run's input size (`data.input_size`). A preset's `train.fg_weight` is the tumour-class weight: the liver
+    run trains with plain CE (weight 1) unless the command line sets it, since a foreground weight w moves
+    the 0.5 decision to p = 1 / (1 + w) and so pushes the liver border outwards (docs/results.md)."""
     if task is None:
         return load_config(preset, overrides)
     if task != "liver":
@@ -342,6 +344,8 @@ def load_task_config(preset: str | Path | None, task: str | None, overrides: Seq
         model = ModelChoice("liver_resunet", {k: v for k, v in base.model.overrides.items()
                                               if k in _LIVER_MODEL_KEYS})
         config = replace(base, model=model).override(["train.task=liver", *overrides])
+    if "train.fg_weight" not in keys:
+        config = replace(config, train=replace(config.train, fg_weight=1.0))
     # a preset's `data.liver_input_size` sizes the liver stage, unless the command line sets the input size;
     # then it is cleared, so that the run's saved config.yaml, reused as a preset, keeps the size it ran at
     data = config.data
