@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from mpliver.errors import InputError
+from mpliver.errors import InputError, InputWarning
 from mpliver.io.geometry import Geometry
 from mpliver.io.labels import LIVER, TUMOR
 
@@ -105,6 +106,21 @@ def check_slices(geometry: Geometry, path: str | Path | None = None, what: str =
         raise InputError(f"{what} has {n} axial slice(s) (shape {tuple(geometry.shape)}); mpliver needs at "
                          f"least {minimum} (its input stacks {MIN_SLICES} adjacent slices): a localizer, a "
                          "single slice or a truncated series?", path)
+
+
+def warn_identity_affine(geometry: Geometry, path: str | Path | None = None) -> bool:
+    """Warn (InputWarning) when an image file's affine is exactly the identity: 1 mm voxels at the world
+    origin, axes taken as R, A, S. Scanners never write that; a conversion that lost the header does, and
+    then the slices the network sees may be sagittal or mirrored (the LiTS 117 crop in ../shared/data is
+    one: its axis 0 runs to posterior). Returns True when it warned."""
+    if not np.array_equal(geometry.affine, np.eye(4)):
+        return False
+    where = f"{path}: " if path is not None else ""
+    warnings.warn(InputWarning(
+        f"{where}the header's affine is the identity (1 mm voxels at the origin, axes taken as R, A, S): "
+        "orientation and spacing were probably lost in a conversion; check them, or the network may see "
+        "sagittal or mirrored slices"), stacklevel=2)
+    return True
 
 
 def check_same_grid(ref: Geometry, other: Geometry, path: str | Path | None = None, what: str = "volume",
