@@ -198,7 +198,7 @@ def test_non_hu_volume(tmp_path, study, capsys):
     write_nifti(
         tmp_path / "norm.nii.gz",
         np.random.default_rng(0).uniform(0, 1, (10, 10, 4)).astype(np.float32),
-        Geometry.from_spacing((10, 10, 4), (1, 1, 1)),
+        Geometry.from_spacing((10, 10, 4), (1, 1, 1), origin=(5.0, -5.0, 20.0)),  # not a lost header
     )
     code, err = _run(
         capsys, "convert", "--pv", tmp_path / "norm.nii.gz", "--art", study["art"], "--out", tmp_path / "ds"
