@@ -12,7 +12,11 @@ with the current code:
 Variants:
 - `before`: the phantom and recipe before issue 13 (default cohort, cpu-small, no intensity augmentation),
   trained by the source tree given with --before-src (e.g. `git archive 4c17972 src | tar -x -C DIR`);
-- `after`: `mpliver phantom --randomize` (kinetics + domain randomisation) and `data.intensity_aug=true`.
+- `after`: `mpliver phantom --randomize` (kinetics + domain randomisation, with the diaphragm muscle on the
+  liver) and `data.intensity_aug=true`; the liver model trains with plain CE (the liver task's default).
+- `after-long`: `after`'s cohort and liver model, the tumour model trained longer and with a quarter tumour
+  slices (TUMOR_RECIPES).
+All variants are scored by the current code, so a fix in scoring (the LiTS crop's orientation) shows in all.
 Budgets are CPU-sized by default; finished steps are reused. Usage:
 
     python benchmarks/sim_to_real.py --out bench_s2r [--before-src DIR] [--cases 24] [--liver-epochs 6]
@@ -45,13 +49,24 @@ def _run(cmd: list[str], src: Path, log: Path) -> None:
         raise SystemExit(f"step failed (exit {proc.returncode}): mpliver {' '.join(cmd)}; see {log}")
 
 
+# Variants that share `after`'s cohort and liver model and train the tumour model differently: `after-long`
+# takes the calibration benchmark's best single-phase choice (a quarter of the slices with tumour) and three
+# times the tumour budget (24 epochs of 256 slices, the learning rate cut at epoch 18).
+TUMOR_RECIPES = {"after-long": ["data.tumor_share=0.25", "optim.epochs=24", "data.slices_per_epoch=256",
+                                "optim.step_epochs=18"]}
+
+
 def build_variant(name: str, out: Path, src: Path, args: argparse.Namespace) -> Path:
     """Cohort -> liver model -> single-phase tumour model -> bundle, each step skipped when done."""
     d = out / name
     d.mkdir(parents=True, exist_ok=True)
     log = d / "log.txt"
-    cohort, liver, tumour, bundle = d / "cohort", d / "liver", d / "tumor", d / "model.mpliver"
-    after = name == "after"
+    recipe = TUMOR_RECIPES.get(name, [])
+    base = out / "after" if name in TUMOR_RECIPES else d
+    if name in TUMOR_RECIPES:
+        build_variant("after", out, src, args)
+    cohort, liver, tumour, bundle = base / "cohort", base / "liver", d / "tumor", d / "model.mpliver"
+    after = name == "after" or name in TUMOR_RECIPES
     if not (cohort / "dataset.json").exists():
         cmd = ["phantom", str(cohort), "--cases", str(args.cases), "--seed", str(args.seed), "--no-previews",
                "--folds", "2", "--overwrite"]
@@ -65,7 +80,7 @@ def build_variant(name: str, out: Path, src: Path, args: argparse.Namespace) -> 
     if not (tumour / "done").exists():
         _run(["train", str(cohort), "--preset", "cpu-small", "--fold", "none", "--out", str(tumour),
               "model.name=single_phase", "model.urim=false", f"optim.epochs={args.tumor_epochs}",
-              "data.val_fraction=0.1", "train.progress=false", *aug], src, log)
+              "data.val_fraction=0.1", "train.progress=false", *aug, *recipe], src, log)
         (tumour / "done").touch()
     if not bundle.exists():
         _run(["bundle", str(tumour), "--liver-run", str(liver), "--out", str(bundle)], ROOT / "src", log)
@@ -126,7 +141,8 @@ def main() -> None:
     parser.add_argument("--liver-epochs", type=int, default=6)
     parser.add_argument("--liver-slices", type=int, default=256)
     parser.add_argument("--tumor-epochs", type=int, default=8)
-    parser.add_argument("--variants", default="before,after")
+    parser.add_argument("--variants", default="before,after",
+                        help=f"comma-separated: before, after, {', '.join(TUMOR_RECIPES)}")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
     started = time.perf_counter()
