@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -44,3 +46,36 @@ def test_quick_demo_runs_every_stage(tmp_path, capsys):
     unc, _ = read_nifti(out / "predict" / f"{case}_uncertainty.nii.gz")
     assert unc.min() >= 0 and unc.max() <= 1
     assert (out / "predict" / f"{case}_lesions.csv").exists()
+
+
+def test_randomize_gives_the_sim_to_real_recipe_and_the_default_keeps_the_paper_cohort():
+    from mpliver.apps.demo import DemoSettings
+    from mpliver.data.phantom import PhantomConfig
+
+    plain = DemoSettings()
+    assert plain.phantom_config() == PhantomConfig()
+    assert "data.intensity_aug=true" not in plain.training_overrides()
+    real = DemoSettings(randomize=True, phases=("EQP", "ART"))
+    assert real.phantom_config() == PhantomConfig(phases=("EQP", "ART")).randomized()
+    for liver in (False, True):
+        assert real.training_overrides(liver)[-1] == "data.intensity_aug=true"
+        assert real.training_overrides(liver)[:-1] == plain.training_overrides(liver)
+    quick = DemoSettings.quick()
+    grid = dataclasses.replace(quick, randomize=True).phantom_config()
+    assert grid.shape == quick.phantom_shape and grid.noise_sd == (8.0, 25.0)  # randomised on its own grid
+
+
+def test_demo_cli_passes_randomize_and_phases(monkeypatch, tmp_path):
+    import mpliver.apps.demo as demo
+
+    seen = {}
+
+    def fake_run_demo(out, settings, say=None, progress=None):
+        seen["settings"] = settings
+        return demo.DemoResult(Path(out))
+
+    monkeypatch.setattr(demo, "run_demo", fake_run_demo)
+    assert main(["demo", "--quick", "--randomize", "--phases", "EQP,ART", "--out", str(tmp_path)]) == 0
+    assert seen["settings"].randomize and seen["settings"].phases == ("EQP", "ART")
+    assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
+    assert not seen["settings"].randomize

@@ -62,6 +62,23 @@ class DemoSettings:
     phantom_shape: tuple[int, int, int] | None = None
     phantom_spacing: tuple[float, float, float] | None = None
     phases: tuple[str, ...] = DEFAULT_PHASES  # the protocol: the first is the primary phase
+    # the sim-to-real recipe (docs/phantom.md, docs/results.md "Sim-to-real"): a domain-randomised cohort and
+    # intensity augmentation in every training run, for a bundle meant to meet real CT
+    randomize: bool = False
+
+    def phantom_config(self) -> PhantomConfig:
+        """The cohort's generator settings: the protocol, the grid when given, randomised when asked."""
+        config = PhantomConfig(phases=tuple(self.phases))
+        if self.phantom_shape:
+            config = dataclasses.replace(config, shape=self.phantom_shape)
+        if self.phantom_spacing:
+            config = dataclasses.replace(config, spacing=self.phantom_spacing)
+        return config.randomized() if self.randomize else config
+
+    def training_overrides(self, liver: bool = False) -> list[str]:
+        """The key=value overrides of the liver run (`liver`) or of the cross-validation runs."""
+        base = list(self.liver_overrides if liver else self.overrides)
+        return base + ["data.intensity_aug=true"] if self.randomize else base
 
     @classmethod
     def quick(cls) -> DemoSettings:
@@ -109,11 +126,7 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None,
 
     # 1. the synthetic cohort
     cohort = out / "cohort"
-    config = PhantomConfig(phases=tuple(settings.phases))
-    if settings.phantom_shape:
-        config = dataclasses.replace(config, shape=settings.phantom_shape)
-    if settings.phantom_spacing:
-        config = dataclasses.replace(config, spacing=settings.phantom_spacing)
+    config = settings.phantom_config()
     if _cohort_matches(cohort, settings, config):
         say(f"[1/6] synthetic cohort: reusing {cohort}")
     else:
@@ -125,7 +138,7 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None,
 
     # 2. the liver model (stage 1), fold 0 held out; its training pre-processes the cohort into the cache
     liver_dir = out / "liver"
-    liver_config = load_task_config(settings.preset, "liver", settings.liver_overrides)
+    liver_config = load_task_config(settings.preset, "liver", settings.training_overrides(liver=True))
     if (liver_dir / "done").exists():
         say(f"[2/6] liver model: reusing {liver_dir}")
     else:
@@ -138,7 +151,7 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None,
     say(f"[3/6] cross-validation ({settings.folds} folds, every case tested once): single_phase, then paper")
     experiments.EXPERIMENT_SETS.setdefault(DEMO_SET.name, DEMO_SET)
     exp = experiments.run_experiments(DEMO_SET.name, cohort, out / "experiments", preset=settings.preset,
-                                      overrides=list(settings.overrides), folds=settings.folds,
+                                      overrides=settings.training_overrides(), folds=settings.folds,
                                       on_event=lambda msg: say(f"      {msg}"))
     result.tables_md = exp.out_dir / "tables.md"
     for name, res in exp.results.items():

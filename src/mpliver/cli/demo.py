@@ -20,6 +20,9 @@ def register(app: typer.Typer) -> None:
         folds: int = typer.Option(None, "--folds", help="Folds, all run (default 2; quick 2)."),
         seed: int = typer.Option(0, "--seed", help="Cohort and training seed."),
         phases: str = typer.Option("PV,ART", "--phases", help="The protocol, primary first (e.g. EQP,ART)."),
+        randomize: bool = typer.Option(
+            False, "--randomize", help="The sim-to-real recipe: a domain-randomised cohort and intensity "
+            "augmentation, for a bundle meant to meet real CT (docs/phantom.md)."),
     ) -> None:
         """Synthetic cohort -> pre-processing -> liver model -> cross-validation of the full two-phase model
         and the single-phase model -> tables -> report -> bundle -> prediction of a held-out case.
@@ -43,6 +46,7 @@ def register(app: typer.Typer) -> None:
 
         changes = {k: v for k, v in (("cases", cases), ("folds", folds), ("seed", seed)) if v is not None}
         changes["phases"] = parse_phases(phases)
+        changes["randomize"] = randomize
         settings = dataclasses.replace(settings, **changes)
         console.rule("[bold]mpliver demo[/bold]" + (" (quick)" if quick else ""))
         console.print(
