@@ -131,6 +131,24 @@ def table(scores: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def summarize(folders: list[Path]) -> str:
+    """Mean ± SD over runs (one folder per cohort seed, each with its scores.json) of every figure, for the
+    variants that every run scored."""
+    runs = [json.loads((f / "scores.json").read_text()) for f in folders]
+    names = [n for n in runs[0] if all(n in r for r in runs)]
+    rows = list(runs[0][names[0]])
+    lines = [f"Mean ± SD over {len(runs)} runs (cohort seeds), one model per run and variant.", "",
+             "| figure | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for row in rows:
+        cells = []
+        for n in names:
+            v = np.array([r[n][row] for r in runs], dtype=np.float64)
+            digits, unit = (2, "") if "vol." in row else (1, " %")
+            cells.append(f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}{unit}")
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("bench_sim_to_real"))
@@ -143,10 +161,16 @@ def main() -> None:
     parser.add_argument("--tumor-epochs", type=int, default=8)
     parser.add_argument("--variants", default="before,after",
                         help=f"comma-separated: before, after, {', '.join(TUMOR_RECIPES)}")
+    parser.add_argument("--summarize", type=Path, nargs="+", default=None,
+                        help="print mean ± SD over these finished runs (their scores.json) instead")
     args = parser.parse_args()
+    if args.summarize:
+        print(summarize(args.summarize))
+        return
     sys.path.insert(0, str(ROOT / "src"))
     started = time.perf_counter()
-    scores: dict[str, dict[str, float]] = {}
+    saved = args.out / "scores.json"  # every variant scored in this folder so far, by any run
+    scores: dict[str, dict[str, float]] = json.loads(saved.read_text()) if saved.is_file() else {}
     for name in args.variants.split(","):
         if name == "before" and args.before_src is None:
             print("before: skipped (no --before-src)")
@@ -158,6 +182,7 @@ def main() -> None:
     text = table(scores)
     print(text)
     (args.out / "table.md").write_text(text + "\n")
+    saved.write_text(json.dumps(scores, indent=1) + "\n")
     print(f"total {time.perf_counter() - started:.0f} s")
 
 
