@@ -1,11 +1,14 @@
 """The real labelled CT in ../shared/data, read the way the benchmarks score them (one home for their quirks).
 
 The LiTS case 117 crop was stored without orientation (identity affine, 1 mm nominal spacing). Its anatomy
-shows the axes: array axis 2 runs foot to head (axial sections along it show one vertebral body, the kidneys
-and the aorta; the liver dome lies at high indices), axis 0 runs anterior to posterior (the spine at high
-indices) and axis 1 from the patient's right to left (the liver at low indices). The data README's "axis 0
-looks axial" is wrong: axis 0 sections are sagittal (a row of vertebral bodies). Scoring the crop with axis 0
-as axial, as the benchmarks did before 2026-12-03, fed sagittal sections to the networks. The spacing stays
+shows the axes. Array axis 2 runs foot to head: its sections are axial (one vertebral body with its canal and
+processes, the kidneys, the aorta), and the liver dome lies at high indices. In those sections the spinous
+process points to high axis-1 indices (axis 1 runs anterior to posterior) and the transverse processes lie
+along axis 0, which runs from the patient's right to left: the liver lies at low axis-0 indices and the aorta
+just left of the vertebral body's midline. So the crop is stored LPS, DICOM's order. The data README's "axis
+0 looks axial" is wrong: axis-0 sections are sagittal (a row of vertebral bodies). The benchmarks before
+2026-12-03 took axis 0 as axial and fed sagittal sections to the networks; for a few hours on 2026-12-03
+they used "PLS", which transposes (mirrors) every axial slice, until a review caught it. The spacing stays
 unknown and nominal (1 mm).
 """
 
@@ -18,7 +21,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MPLIVER_SHARED_DATA", ROOT.parent / "shared" / "data"))
-LITS117_AXCODES = "PLS"  # i -> posterior, j -> patient's left, k -> superior (read off the anatomy, above)
+LITS117_AXCODES = "LPS"  # i -> patient's left, j -> posterior, k -> superior (read off the anatomy, above)
 
 
 def lits117(shared: Path = SHARED):

@@ -2,8 +2,8 @@
 header is shifted by a known offset.
 
 The lits117 crop was stored without orientation (identity affine). The dataset written here carries the
-orientation read off its anatomy (benchmarks/real_ct.py: array axis 2 axial, 0 posterior, 1 patient's left),
-so slice detection works from the affine, as for any correctly stored study.
+orientation read off its anatomy (benchmarks/real_ct.py: LPS, array axis 2 axial, 0 to the patient's left,
+1 to posterior), so slice detection works from the affine, as for any correctly stored study.
 """
 
 from __future__ import annotations
@@ -42,10 +42,10 @@ def test_lits117_single_phase_end_to_end(shared_data, tmp_path):
     assert summary.built == ["LITS117"]
     cc = CachedCase.open(tmp_path / "cache" / "cases" / "LITS117")
     liver = label >= 1
-    # slices come from array axis 2 (axial); in-plane H runs towards the patient's right (axis 1 reversed)
-    # and W towards anterior (axis 0 reversed)
+    # slices come from array axis 2 (axial); in-plane H runs towards the patient's right (axis 0 reversed)
+    # and W towards anterior (axis 1 reversed)
     m = cc.mapping
-    assert m.orientation.axial_axis == 2 and m.orientation.plane_axes == (1, 0)
+    assert m.orientation.axial_axis == 2 and m.orientation.plane_axes == (0, 1)
     assert m.orientation.plane_flips == (True, True)
     idx = np.argwhere(m.orientation.to_slices(liver))  # (k, h, w)
     (h0, w0), (nh, nw) = m.box.start, m.box.size

@@ -37,7 +37,7 @@ def test_warning_is_only_for_the_exact_identity():
     geom = Geometry.from_spacing((4, 4, 4), (1.0, 1.0, 1.0))
     with pytest.warns(InputWarning):
         assert warn_identity_affine(geom)
-    assert not warn_identity_affine(geom.with_axcodes("PLS"))  # the LiTS crop with its true orientation
+    assert not warn_identity_affine(geom.with_axcodes("LPS"))  # the LiTS crop with its true orientation
     assert not warn_identity_affine(Geometry.from_spacing((4, 4, 4), (1.0, 1.0, 1.5)))
 
 

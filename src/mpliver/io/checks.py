@@ -112,7 +112,7 @@ def warn_identity_affine(geometry: Geometry, path: str | Path | None = None) -> 
     """Warn (InputWarning) when an image file's affine is exactly the identity: 1 mm voxels at the world
     origin, axes taken as R, A, S. Scanners never write that; a conversion that lost the header does, and
     then the slices the network sees may be sagittal or mirrored (the LiTS 117 crop in ../shared/data is
-    one: its axis 0 runs to posterior). Returns True when it warned."""
+    one: it is stored LPS). Returns True when it warned."""
     if not np.array_equal(geometry.affine, np.eye(4)):
         return False
     where = f"{path}: " if path is not None else ""
