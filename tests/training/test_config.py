@@ -197,6 +197,17 @@ def test_liver_task_trains_with_plain_ce_unless_told():
     assert load_task_config("cpu-small", "liver", ["train.fg_weight=3"]).train.fg_weight == 3.0
 
 
+def test_a_saved_liver_run_config_keeps_its_foreground_weight(tmp_path):
+    """A liver run's config.yaml used as a preset reproduces the run, weight included (runs trained before
+    the liver task's plain-CE default had 5)."""
+    old_run = load_task_config("cpu-small", "liver", ["train.fg_weight=5"])
+    saved = tmp_path / "config.yaml"
+    old_run.save(saved)
+    again = load_task_config(saved, "liver")
+    assert again.train.fg_weight == 5.0 and again.train.task == "liver"
+    assert load_task_config(saved, "liver", ["train.fg_weight=1"]).train.fg_weight == 1.0
+
+
 def test_optimizer_choice():
     model = torch.nn.Linear(2, 2)
     sgd, _ = make_optimizer(model, load_config("paper"))

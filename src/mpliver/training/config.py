@@ -330,21 +330,22 @@ def load_task_config(preset: str | Path | None, task: str | None, overrides: Seq
     stage-1 `liver_resunet` and, of the preset's model options, only `width` carries over (a preset's
     `blocks` or `backbone` describe the tumour network); a preset's `data.liver_input_size` becomes the liver
     run's input size (`data.input_size`). A preset's `train.fg_weight` is the tumour-class weight: the liver
-    run trains with plain CE (weight 1) unless the command line sets it, since a foreground weight w moves
-    the 0.5 decision to p = 1 / (1 + w) and so pushes the liver border outwards (docs/results.md)."""
+    run trains with plain CE (weight 1) unless the command line sets it or the preset is itself a liver run's
+    config (its saved config.yaml reproduces the run), since a foreground weight w moves the 0.5 decision to
+    p = 1 / (1 + w) and so pushes the liver border outwards (docs/results.md)."""
     if task is None:
         return load_config(preset, overrides)
     if task != "liver":
         return load_config(preset, [f"train.task={task}", *overrides])
     keys = override_keys(overrides)
+    base = load_config(preset)
     if "model.name" in keys:
         config = load_config(preset, ["train.task=liver", *overrides])
     else:
-        base = load_config(preset)
         model = ModelChoice("liver_resunet", {k: v for k, v in base.model.overrides.items()
                                               if k in _LIVER_MODEL_KEYS})
         config = replace(base, model=model).override(["train.task=liver", *overrides])
-    if "train.fg_weight" not in keys:
+    if "train.fg_weight" not in keys and base.train.task != "liver":  # a liver run's config keeps its own
         config = replace(config, train=replace(config.train, fg_weight=1.0))
     # a preset's `data.liver_input_size` sizes the liver stage, unless the command line sets the input size;
     # then it is cleared, so that the run's saved config.yaml, reused as a preset, keeps the size it ran at
