@@ -105,7 +105,8 @@ def check_liver(liver: np.ndarray, image: np.ndarray, geometry: Geometry, axial_
     body_share = float((liver & body).sum() / body.sum()) if body.any() else None
     right_mm = None
     if liver.any() and body.any():  # RAS: x grows towards the patient's right
-        centre = geometry.index_to_world(np.stack([np.argwhere(liver).mean(0), np.argwhere(body).mean(0)]))
+        centres = np.array([ndimage.center_of_mass(liver), ndimage.center_of_mass(body)])  # no index lists
+        centre = geometry.index_to_world(centres)
         right_mm = float(centre[0, 0] - centre[1, 0])
 
     lo, hi = volume_range_ml
