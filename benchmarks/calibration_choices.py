@@ -21,15 +21,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from real_ct import lits117  # the real LiTS crop with its orientation
+from real_ct import LITS117_AXCODES, lits117  # the real LiTS crop with its orientation
 from sim_to_real import _run as run_step  # the same step runner (benchmarks/ is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
+LITS_KEY = "lits117_axcodes"  # beside the LiTS map in a probability file: the crop's orientation it used
 TRAINING = {
     "w5_s50": [],
     "w1_s50": ["train.fg_weight=1"],
@@ -60,33 +62,40 @@ def build(out: Path, name: str, args: argparse.Namespace) -> Path:
 
 
 def probabilities(out: Path, name: str, bundle_path: Path) -> Path:
-    """The tumour probability of every held-out phantom case and of the LiTS crop (reference liver)."""
+    """The tumour probability of every held-out phantom case and of the LiTS crop (reference liver). A saved
+    file is reused; its LiTS map only while it was computed with today's orientation of the crop."""
     from mpliver.data.dataset import split_cases
     from mpliver.inference.bundle import load_bundle
     from mpliver.inference.predict import Predictor
     from mpliver.io.layout import Dataset
 
     path = out / f"{name}_prob.npz"
-    if path.exists():
-        return path
     arrays: dict[str, np.ndarray] = {}
+    if path.exists():
+        with np.load(path) as z:
+            arrays = {k: z[k] for k in z.files}
+        if "lits117" not in arrays or str(arrays.get(LITS_KEY, "")) == LITS117_AXCODES:
+            return path
+        del arrays["lits117"]  # computed with another orientation of the crop: only that map is redone
     bundle = load_bundle(bundle_path)
-    predictor = Predictor.from_bundle(bundle, device="cpu")
-    dataset = Dataset(out / "cohort")
-    for case in split_cases(dataset, 0)[2]:
-        phases = {p: dataset.image_path(case, i) for i, p in enumerate(bundle.phases)}
-        result = predictor.predict(phases, liver_mask=dataset.label_path(case), liver_mask_values=(1, 2),
-                                   case_id=case)
-        arrays[case] = result.probability.astype(np.float16)
-    if len(bundle.phases) > 1:  # the LiTS crop has one phase: only the single-phase model scores it
-        np.savez_compressed(path, **arrays)
-        return path
-    ct, label, geom = lits117()  # the crop's orientation, read off its anatomy (real_ct.py)
-    lits = Predictor.from_bundle(bundle, device="cpu")
-    result = lits.predict({bundle.phases[0]: (ct, geom)}, liver_mask=((label >= 1).astype(np.uint8), geom),
-                          case_id="lits117")
-    arrays["lits117"] = result.probability.astype(np.float16)
-    np.savez_compressed(path, **arrays)
+    if not arrays:
+        predictor = Predictor.from_bundle(bundle, device="cpu")
+        dataset = Dataset(out / "cohort")
+        for case in split_cases(dataset, 0)[2]:
+            phases = {p: dataset.image_path(case, i) for i, p in enumerate(bundle.phases)}
+            result = predictor.predict(phases, liver_mask=dataset.label_path(case), liver_mask_values=(1, 2),
+                                       case_id=case)
+            arrays[case] = result.probability.astype(np.float16)
+    if len(bundle.phases) == 1:  # the LiTS crop has one phase: only the single-phase model scores it
+        ct, label, geom = lits117()  # the crop's orientation, read off its anatomy (real_ct.py)
+        lits = Predictor.from_bundle(bundle, device="cpu")
+        result = lits.predict({bundle.phases[0]: (ct, geom)},
+                              liver_mask=((label >= 1).astype(np.uint8), geom), case_id="lits117")
+        arrays["lits117"] = result.probability.astype(np.float16)
+        arrays[LITS_KEY] = np.array(LITS117_AXCODES)
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)
     return path
 
 
@@ -109,7 +118,7 @@ def score(out: Path, prob_path: Path) -> dict[str, dict[str, float]]:
     dataset = Dataset(out / "cohort")
     refs = {}
     with np.load(prob_path) as z:
-        probs = {k: z[k].astype(np.float32) for k in z.files}
+        probs = {k: z[k].astype(np.float32) for k in z.files if k != LITS_KEY}
     for case in probs:
         if case == "lits117":
             _, label, geom = lits117()

@@ -1,5 +1,6 @@
-"""A lost header (identity affine) is warned about where studies are read (predict and convert), naming the
-file; a real header is not. The real LiTS 117 crop in ../shared/data is such a file."""
+"""A lost header (1 mm voxels along the world axes at or around the origin: what conversions without geometry
+write) is warned about where studies are read (predict and convert), naming the file; a real header is not.
+The real LiTS 117 crop in ../shared/data is such a file."""
 
 from __future__ import annotations
 
@@ -10,19 +11,19 @@ import pytest
 
 from mpliver.errors import InputWarning
 from mpliver.inference.study import read_volume as read_study_volume
-from mpliver.io.checks import warn_identity_affine
+from mpliver.io.checks import warn_lost_header
 from mpliver.io.convert import read_volume as read_convert_volume
 from mpliver.io.geometry import Geometry
 from mpliver.io.nifti import write_nifti
 
 
-def test_identity_affine_warns_with_the_file_name_and_a_real_header_does_not(tmp_path):
+def test_lost_header_warns_with_the_file_name_and_a_real_header_does_not(tmp_path):
     ct = np.full((16, 16, 8), 40, np.int16)
     lost, kept = tmp_path / "lost.nii.gz", tmp_path / "kept.nii.gz"
     write_nifti(lost, ct, Geometry.from_spacing(ct.shape, (1.0, 1.0, 1.0)))
     write_nifti(kept, ct, Geometry.from_spacing(ct.shape, (1.0, 1.0, 1.0), origin=(-8.0, 3.0, 100.0)))
     for read in (lambda p: read_study_volume(p, "PV phase"), read_convert_volume):
-        with pytest.warns(InputWarning, match=r"lost\.nii\.gz: the header's affine is the identity"):
+        with pytest.warns(InputWarning, match=r"lost\.nii\.gz: the header looks lost"):
             read(lost)
         with warnings.catch_warnings():
             warnings.simplefilter("error")
@@ -33,14 +34,32 @@ def test_identity_affine_warns_with_the_file_name_and_a_real_header_does_not(tmp
         read_study_volume(ct.astype(np.float32), "PV phase")
 
 
-def test_warning_is_only_for_the_exact_identity():
-    geom = Geometry.from_spacing((4, 4, 4), (1.0, 1.0, 1.0))
+@pytest.mark.parametrize("name, affine", [
+    ("identity", np.eye(4)),
+    ("nibabel without sform/qform: diag(-1, 1, 1), centred", np.array(
+        [[-1.0, 0, 0, 1.5], [0, 1.0, 0, -1.5], [0, 0, 1.0, -1.5], [0, 0, 0, 1]])),
+    ("SimpleITK's LPS default at 0", np.diag([-1.0, -1.0, 1.0, 1.0])),
+    ("a permuted identity", np.array([[0, 1.0, 0, 0], [1.0, 0, 0, 0], [0, 0, 1.0, 0], [0, 0, 0, 1]])),
+])
+def test_headers_that_conversions_write_without_geometry_are_warned(name, affine):
     with pytest.warns(InputWarning):
-        assert warn_identity_affine(geom)
-    assert not warn_identity_affine(geom.with_axcodes("LPS"))  # the LiTS crop with its true orientation
-    assert not warn_identity_affine(Geometry.from_spacing((4, 4, 4), (1.0, 1.0, 1.5)))
+        assert warn_lost_header(Geometry(affine, (4, 4, 4)))
+
+
+def test_real_looking_headers_are_not_warned():
+    geom = Geometry.from_spacing((4, 4, 4), (1.0, 1.0, 1.0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not warn_lost_header(Geometry.from_spacing((4, 4, 4), (1.0, 1.0, 1.5)))  # 1.5 mm slices
+        assert not warn_lost_header(Geometry.from_spacing((4, 4, 4), (0.98, 0.98, 2.0)))
+        assert not warn_lost_header(Geometry.from_spacing((4, 4, 4), (1.0, 1.0, 1.0), (-180.0, 20.0, 900.0)))
+        theta = 0.2
+        rot = np.array([[np.cos(theta), -np.sin(theta), 0], [np.sin(theta), np.cos(theta), 0], [0, 0, 1]])
+        assert not warn_lost_header(Geometry.from_spacing((4, 4, 4), (1.0, 1.0, 1.0), direction=rot))
+    with pytest.warns(InputWarning):  # the LiTS crop's identity, whatever codes it is given, stays at 0
+        assert warn_lost_header(geom.with_axcodes("LPS"))
 
 
 def test_the_real_lits_crop_is_flagged(shared_data):
-    with pytest.warns(InputWarning, match="identity"):
+    with pytest.warns(InputWarning, match="header looks lost"):
         read_study_volume(shared_data / "lits117" / "ct.nii.gz", "PV phase")

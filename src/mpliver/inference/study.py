@@ -16,7 +16,7 @@ from mpliver.data.registration import RigidTransform
 from mpliver.data.slices import SliceMapping
 from mpliver.errors import InputError
 from mpliver.inference.clock import StageClock
-from mpliver.io.checks import check_hu, check_slices, warn_identity_affine
+from mpliver.io.checks import check_hu, check_slices, warn_lost_header
 from mpliver.io.dicom import DicomSeries, read_dicom_series, scan_series
 from mpliver.io.dicom_study import check_not_single_file, is_dicom_source
 from mpliver.io.geometry import Geometry
@@ -91,7 +91,7 @@ def read_volume(source: PhaseInput, what: str) -> tuple[np.ndarray, Geometry, Di
         raise InputError(f"{what} not found", path)
     check_not_single_file(path, what)
     array, geom = read_nifti(path, dtype=np.float32)
-    warn_identity_affine(geom, path)
+    warn_lost_header(geom, path)
     return array, geom, None
 
 

@@ -108,18 +108,25 @@ def check_slices(geometry: Geometry, path: str | Path | None = None, what: str =
                          "single slice or a truncated series?", path)
 
 
-def warn_identity_affine(geometry: Geometry, path: str | Path | None = None) -> bool:
-    """Warn (InputWarning) when an image file's affine is exactly the identity: 1 mm voxels at the world
-    origin, axes taken as R, A, S. Scanners never write that; a conversion that lost the header does, and
-    then the slices the network sees may be sagittal or mirrored (the LiTS 117 crop in ../shared/data is
-    one: it is stored LPS). Returns True when it warned."""
-    if not np.array_equal(geometry.affine, np.eye(4)):
+def warn_lost_header(geometry: Geometry, path: str | Path | None = None) -> bool:
+    """Warn (InputWarning) when an image file's header looks lost: 1 mm voxels exactly, axes along the world
+    axes, and the origin at 0 or the array centred on it. That is what conversions write when they have no
+    geometry (an identity affine; nibabel's default diag(-1, 1, 1) centred; SimpleITK's LPS default at 0), and
+    scanners never do; a wrong orientation shows the network sagittal or mirrored slices. The LiTS 117 crop in
+    ../shared/data is such a file (it is stored LPS). Returns True when it warned."""
+    spacing, direction = geometry.spacing, geometry.direction
+    if not np.allclose(spacing, 1.0, rtol=0.0, atol=1e-6):
+        return False
+    if not np.allclose(np.abs(direction), np.abs(np.round(direction)), rtol=0.0, atol=1e-6):
+        return False  # oblique axes
+    centre = geometry.index_to_world((np.asarray(geometry.shape, dtype=np.float64) - 1.0) / 2.0)
+    if not (np.allclose(geometry.origin, 0.0, atol=1e-3) or np.allclose(centre, 0.0, atol=1.0)):
         return False
     where = f"{path}: " if path is not None else ""
     warnings.warn(InputWarning(
-        f"{where}the header's affine is the identity (1 mm voxels at the origin, axes taken as R, A, S): "
-        "orientation and spacing were probably lost in a conversion; check them, or the network may see "
-        "sagittal or mirrored slices"), stacklevel=2)
+        f"{where}the header looks lost (1 mm voxels along the world axes, origin at 0 or centred): "
+        "orientation and spacing were probably lost in a conversion; check them, as a wrong orientation "
+        "shows the network sagittal or mirrored slices and puts masks on the wrong voxels"), stacklevel=2)
     return True
 
 

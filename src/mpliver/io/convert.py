@@ -20,7 +20,7 @@ import pydicom
 
 from mpliver.errors import DatasetError, InputError
 from mpliver.io.atomic import check_writable, make_staging, normal_permissions, swap_in, write_json_atomic
-from mpliver.io.checks import check_hu, check_label_liver, check_slices, warn_identity_affine
+from mpliver.io.checks import check_hu, check_label_liver, check_slices, warn_lost_header
 from mpliver.io.dicom import read_dicom_series
 from mpliver.io.dicom_seg import LABEL_SYNONYMS, read_dicom_seg
 from mpliver.io.dicom_study import check_not_single_file, is_dicom_source
@@ -69,7 +69,7 @@ def read_volume(path: str | Path, series_uid: str | None = None) -> tuple[np.nda
         raise InputError("file or folder not found", path)
     if is_nifti(path):
         array, geom = read_nifti(path, dtype=np.float32)
-        warn_identity_affine(geom, path)
+        warn_lost_header(geom, path)
         return array, geom
     check_not_single_file(path)
     raise InputError("expected a DICOM series folder, a .zip of a study or a NIfTI file (.nii / .nii.gz)",
