@@ -79,3 +79,15 @@ def test_demo_cli_passes_randomize_and_phases(monkeypatch, tmp_path):
     assert seen["settings"].randomize and seen["settings"].phases == ("EQP", "ART")
     assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
     assert not seen["settings"].randomize
+
+
+def test_a_demo_folder_of_other_settings_is_refused_and_left_alone(tmp_path, capsys):
+    out = tmp_path / "demo"
+    (out / "cohort").mkdir(parents=True)
+    stored = '{"synthetic": {"seed": 0, "num_cases": 8, "num_folds": 2, "config": {}}}'
+    (out / "cohort" / "dataset.json").write_text(stored)  # a cohort of other settings ...
+    (out / "liver").mkdir()  # ... with a liver model trained on it
+    assert main(["demo", "--quick", "--randomize", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "other settings" in err[0] and str(out) in err[0]
+    assert (out / "cohort" / "dataset.json").read_text() == stored  # nothing overwritten

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from mpliver.data.phantom import PhantomConfig, write_cohort
+from mpliver.errors import ConfigError
 from mpliver.evaluation.metrics import dice
 from mpliver.experiments import sets as experiments
 from mpliver.experiments.packaging import bundle_from_runs
@@ -130,6 +131,11 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None,
     if _cohort_matches(cohort, settings, config):
         say(f"[1/6] synthetic cohort: reusing {cohort}")
     else:
+        later = [p for p in (out / "liver", out / "experiments", out / "model.mpliver") if p.exists()]
+        if later and (cohort / "dataset.json").exists():
+            # the models there were trained on the cohort these settings would replace: refuse, not mix
+            raise ConfigError(f"{out} holds a demo run with other settings (cohort, seed, size, protocol or "
+                              "--randomize); use another --out, or delete the folder to start afresh")
         say(f"[1/6] synthetic cohort: {settings.cases} cases, {settings.folds} stratified folds -> {cohort}")
         write_cohort(cohort, settings.cases, seed=settings.seed, config=config, overwrite=True, previews=True,
                      progress=progress, num_folds=settings.folds)
