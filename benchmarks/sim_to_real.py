@@ -16,7 +16,9 @@ Variants:
   liver) and `data.intensity_aug=true`; the liver model trains with plain CE (the liver task's default).
 - `after-long`: `after`'s cohort and liver model, the tumour model trained longer and with a quarter tumour
   slices (TUMOR_RECIPES).
-All variants are scored by the current code, so a fix in scoring (the LiTS crop's orientation) shows in all.
+Every variant a run names is scored by the current code (its models are reused when trained), so a fix in
+scoring (the LiTS crop's orientation) shows once the run is repeated; scores.json keeps the variants of
+earlier runs in the same folder as they were scored then.
 Budgets are CPU-sized by default; finished steps are reused. Usage:
 
     python benchmarks/sim_to_real.py --out bench_s2r [--before-src DIR] [--cases 24] [--liver-epochs 6]
