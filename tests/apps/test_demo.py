@@ -57,12 +57,14 @@ def test_randomize_gives_the_sim_to_real_recipe_and_the_default_keeps_the_paper_
     assert "data.intensity_aug=true" not in plain.training_overrides()
     real = DemoSettings(randomize=True, phases=("EQP", "ART"))
     assert real.phantom_config() == PhantomConfig(phases=("EQP", "ART")).randomized()
-    for liver in (False, True):
-        assert real.training_overrides(liver)[-1] == "data.intensity_aug=true"
-        assert real.training_overrides(liver)[:-1] == plain.training_overrides(liver)
+    assert real.training_overrides() == [*plain.training_overrides(), "data.intensity_aug=true"]
+    assert real.training_overrides(liver=True) == [*plain.training_overrides(liver=True), "optim.epochs=12",
+                                                   "data.slices_per_epoch=384", "data.intensity_aug=true"]
     quick = DemoSettings.quick()
-    grid = dataclasses.replace(quick, randomize=True).phantom_config()
+    quick_real = dataclasses.replace(quick, randomize=True)
+    grid = quick_real.phantom_config()
     assert grid.shape == quick.phantom_shape and grid.noise_sd == (8.0, 25.0)  # randomised on its own grid
+    assert quick_real.training_overrides(liver=True)[:-1] == quick.training_overrides(liver=True)  # quick
 
 
 def test_demo_cli_passes_randomize_and_phases(monkeypatch, tmp_path):
