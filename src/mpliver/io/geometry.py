@@ -80,17 +80,20 @@ class Geometry:
         return cls(affine, shape)
 
     def with_axcodes(self, axcodes: str) -> Geometry:
-        """This grid with its axes pointing along `axcodes` (nibabel's letters, e.g. 'PLS': i towards
-        posterior, j towards the patient's left, k superior); spacing and origin kept. For files whose header
-        lost the orientation, where the anatomy shows it."""
+        """This grid with its axes pointing along `axcodes` (nibabel's letters, e.g. 'LPS': i towards the
+        patient's left, j posterior, k superior); spacing and origin kept. For files whose header lost the
+        orientation, where the anatomy shows it."""
+        from nibabel.orientations import axcodes2ornt  # the letters' meaning is nibabel's
+
         codes = tuple(str(axcodes).upper())
-        unit = {"R": (0, 1.0), "L": (0, -1.0), "A": (1, 1.0), "P": (1, -1.0), "S": (2, 1.0), "I": (2, -1.0)}
-        if len(codes) != 3 or any(c not in unit for c in codes) or len({unit[c][0] for c in codes}) != 3:
+        try:
+            ornt = axcodes2ornt(codes)  # per array axis: (world axis, +1 or -1)
+        except ValueError:
+            ornt = None
+        if ornt is None or len(codes) != 3 or len(set(ornt[:, 0].tolist())) != 3:
             raise ValueError(f"axis codes must name three different axes from R/L, A/P, S/I, got {axcodes!r}")
         direction = np.zeros((3, 3))
-        for axis, code in enumerate(codes):
-            row, sign = unit[code]
-            direction[row, axis] = sign
+        direction[ornt[:, 0].astype(int), np.arange(3)] = ornt[:, 1]
         return Geometry.from_spacing(self.shape, tuple(self.spacing), tuple(self.origin), direction)
 
     def same_grid(self, other: Geometry, tol_mm: float = 1e-3) -> bool:
