@@ -89,14 +89,9 @@ def build_variant(name: str, out: Path, src: Path, args: argparse.Namespace) -> 
     return bundle
 
 
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = np.asarray(a, bool), np.asarray(b, bool)
-    total = a.sum() + b.sum()
-    return float("nan") if total == 0 else 200.0 * float((a & b).sum()) / float(total)
-
-
 def score(bundle_path: Path) -> dict[str, float]:
     """Liver and tumour figures of one bundle on the real CT (percent)."""
+    from mpliver.evaluation.metrics import dice  # the project's Dice (%), as in the tables
     from mpliver.inference.bundle import load_bundle
     from mpliver.inference.predict import liver_mask_on_grid, predict
 
