@@ -5,7 +5,8 @@ augmentation on, trained on fold 1 of a randomised 2-fold phantom cohort, so fol
 - `w5_s50`: the `cpu-small` recipe: tumour-class weight 5 in the CE, half of each epoch tumour slices;
 - `w1_s50`: plain CE (weight 1);
 - `w5_s25`: weight 5, a quarter tumour slices;
-- `dicece`: CE + soft Dice (`train.loss=dice_ce`, nnU-Net's loss), weight 1.
+- `dicece`: CE + soft Dice (`train.loss=dice_ce`, nnU-Net's loss), weight 1;
+- `w5_s50_faint`: `w5_s50` with the lesions that no input phase shows (|CNR| < 0.5) left out of the loss.
 Post-processing choices (`mpliver predict --threshold --hysteresis --min-lesion-ml`), applied to the same
 probability maps: p > 0.5 (the paper's), p > 0.7, hysteresis 0.5/0.9, lesions >= 0.5 mL, and both.
 
@@ -37,6 +38,7 @@ TRAINING = {
     "w1_s50": ["train.fg_weight=1"],
     "w5_s25": ["data.tumor_share=0.25"],
     "dicece": ["train.fg_weight=1", "train.loss=dice_ce"],
+    "w5_s50_faint": ["data.faint_lesion_cnr=0.5"],
 }
 
 
@@ -199,7 +201,8 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "src"))
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    results = {}
+    saved = args.out / "results.json"  # every choice scored in this folder so far, by any run
+    results = json.loads(saved.read_text()) if saved.is_file() else {}
     for name in args.training.split(","):
         bundle = build(args.out, name, args)
         results[name] = score(args.out, probabilities(args.out, name, bundle))
@@ -207,7 +210,7 @@ def main() -> None:
     text = markdown(results)
     print(text)
     (args.out / "table.md").write_text(text + "\n")
-    (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    saved.write_text(json.dumps(results, indent=1) + "\n")
     print(f"total {time.perf_counter() - started:.0f} s")
 
 

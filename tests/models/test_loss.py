@@ -86,3 +86,33 @@ def test_the_config_chooses_the_loss():
     assert torch.allclose(dice_ce.double(), expected, atol=1e-5)
     with pytest.raises(ConfigError, match="loss must be one of ce, dice_ce"):
         load_config("paper", ["train.loss=dice"])
+
+
+def test_ignored_pixels_count_in_no_term():
+    """IGNORE_INDEX pixels: CE is the mean over the other pixels (float64), and neither CE nor Dice + CE moves
+    when the logits change on the ignored pixels only."""
+    from mpliver.io.labels import IGNORE_INDEX
+    from mpliver.models.loss import dice_ce_loss
+
+    g = torch.Generator().manual_seed(3)
+    logits, initial = torch.randn(2, 2, 6, 6, generator=g), torch.randn(2, 2, 6, 6, generator=g)
+    target = (torch.rand(2, 6, 6, generator=g) > 0.6).long()
+    ignored = torch.zeros(2, 6, 6, dtype=torch.bool)
+    ignored[0, 1:4, 2:5] = True
+    target[ignored] = IGNORE_INDEX
+    keep = ~ignored
+    z = logits.double().permute(0, 2, 3, 1)[keep]  # (pixels, 2)
+    expected = float(-(z - torch.logsumexp(z, 1, keepdim=True)).gather(1, target[keep][:, None]).mean())
+    assert float(segmentation_loss({"logits": logits}, target)) == pytest.approx(expected, rel=1e-6)
+    moved = logits.clone()
+    moved[:, 1][ignored] += 7.0
+    moved_initial = initial.clone()
+    moved_initial[:, 0][ignored] -= 5.0
+    for fn in (segmentation_loss, dice_ce_loss(), dice_ce_loss(torch.tensor([1.0, 5.0]))):
+        a = fn({"logits": logits, "initial": initial}, target)
+        b = fn({"logits": moved, "initial": moved_initial}, target)
+        assert torch.isfinite(a) and float(a) == pytest.approx(float(b), rel=1e-6)
+    # without ignored pixels Dice + CE is unchanged by the masking path
+    plain = target.clamp(min=0)
+    assert float(dice_ce_loss()({"logits": logits}, plain)) == pytest.approx(
+        float(F.cross_entropy(logits.double(), plain) + _soft_dice_loss_f64(logits, plain)), abs=1e-5)

@@ -103,3 +103,23 @@ class _DictModel(nn.Module):
 
     def forward(self, phases):
         return {"logits": self.net(phases[0])}
+
+
+def test_validate_leaves_ignored_pixels_out_of_the_dice():
+    from mpliver.io.labels import IGNORE_INDEX
+
+    size = 8
+    pred = torch.zeros(2, size, size, dtype=torch.bool)
+    pred[0, :4, :4] = True  # 16 pixels, of which 8 fall on ignored pixels
+    ref = torch.zeros(2, size, size, dtype=torch.long)
+    ref[0, :2, :4] = 1      # 8 pixels, all predicted
+    ref[0, 2:4, :4] = IGNORE_INDEX
+    ref[1, 5:, 5:] = IGNORE_INDEX
+    items = [{"phases": torch.full((1, 3, size, size), float(i)), "label": ref[i]} for i in range(2)]
+
+    def loss_fn(outputs, target):
+        return F.cross_entropy(outputs["logits"], target)
+
+    stats = validate(FixedPrediction(pred), torch.utils.data.DataLoader(items, batch_size=2), loss_fn,
+                     torch.device("cpu"))
+    assert stats.dice == pytest.approx(1.0) and np.isfinite(stats.loss)

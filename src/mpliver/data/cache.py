@@ -4,8 +4,10 @@ Layout:
     CACHE/manifest.json              what produced each case (config, source file hashes, mpliver version)
     CACHE/cases/CASE/images.npy      (P, T, n, n) float16 windowed phases on the PV grid (not masked)
     CACHE/cases/CASE/mask.npy        (T, n, n) uint8 liver mask;  label.npy (T, n, n) uint8 0/1/2
+    CACHE/cases/CASE/lesions.npy     (T, n, n) int32 numbered connected lesions (only with tumour)
     CACHE/cases/CASE/meta.json       key, phases, halo, stored slices, tumour slices, SliceMapping,
-                                     PV geometry, registration transforms (all the inverse mapping needs)
+                                     PV geometry, registration transforms (all the inverse mapping needs),
+                                     and per lesion its size, CNR per phase and centre slices
 
 A case is valid when its meta.json key equals the key computed from the current config, mpliver version and
 the sha256 of every file it is built from; anything else is rebuilt, so a changed file invalidates that
@@ -44,7 +46,7 @@ from mpliver.io.geometry import Geometry
 from mpliver.io.layout import Dataset
 from mpliver.io.lock import FolderLock
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: lesions.npy and the per-lesion contrast
 _HASH_CHUNK = 1 << 20
 
 
@@ -105,6 +107,16 @@ class CachedCase:
         return self._load("label") if (self.root / "label.npy").exists() else None
 
     @property
+    def lesions(self) -> np.ndarray | None:
+        """(T, n, n) numbered lesions, None for a case without tumour."""
+        return self._load("lesions") if (self.root / "lesions.npy").exists() else None
+
+    @property
+    def lesion_table(self) -> list[dict[str, Any]]:
+        """Per lesion: index, voxels, cnr {phase: value or None}, slices (centre slices it shows in)."""
+        return list(self.meta.get("lesions", []))
+
+    @property
     def halo(self) -> int:
         return int(self.meta["halo"])
 
@@ -134,12 +146,16 @@ def _write_case(out: Path, prepared, key: str, sources: dict[str, Any], pv_geome
         np.save(tmp / "mask.npy", prepared.mask.astype(np.uint8))
         if prepared.label is not None:
             np.save(tmp / "label.npy", prepared.label.astype(np.uint8))
+        if prepared.lesions is not None:
+            np.save(tmp / "lesions.npy", prepared.lesions.astype(np.int32))
+        where = prepared.lesion_slices()
         meta = {
             "case": prepared.case_id, "key": key, "phases": prepared.phases, "halo": prepared.halo,
             "stored_slices": prepared.stored_slices.tolist(),
             "tumor_slices": prepared.tumor_slices().tolist(),
             "mapping": prepared.mapping.to_dict(), "pv_geometry": pv_geometry.to_dict(),
             "transforms": {k: t.to_dict() for k, t in prepared.transforms.items()},
+            "lesions": [{**c.to_dict(), "slices": where.get(c.index, [])} for c in prepared.lesion_contrast],
             "sources": sources,
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))

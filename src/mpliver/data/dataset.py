@@ -4,6 +4,8 @@ Item: {'phases': (P, C, H, W) float32, 'label': (H, W) int64, 'case': str, 'slic
 the cached case), 'axial': int (the axial slice of the PV volume)}. For task 'tumor' the label is tumour (1)
 vs background (0) and each slice of a stack is multiplied by its own liver mask; for task 'liver' (the liver
 model) 'phases' holds PV only (1, C, H, W), unmasked, and the label is liver incl. tumour (1) vs background.
+With `faint_lesion_cnr` > 0 (task 'tumor'), a lesion whose CNR stays below it in every phase the model reads
+is IGNORE_INDEX in the label: out of the loss, neither tumour nor liver (`lesion_contrast.py` says why).
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from scipy import ndimage
 from torch.utils.data import Dataset as TorchDataset
 
 from mpliver.data.cache import CachedCase
+from mpliver.data.lesion_contrast import LesionContrast
 from mpliver.data.sampling import EpochSampler
 from mpliver.data.transforms import AffineAugmentation, IntensityAugmentation, RandomAffine, RandomIntensity
 from mpliver.errors import DatasetError, InputError
-from mpliver.io.labels import LIVER, TUMOR
+from mpliver.io.labels import IGNORE_INDEX, LIVER, TUMOR
 from mpliver.io.layout import Dataset
 
 TASKS = ("tumor", "liver")
@@ -47,11 +50,14 @@ class SliceDataset(TorchDataset):
 
     def __init__(self, cache: str | Path, cases: list[str], task: str = "tumor",
                  augmentation: AffineAugmentation | None = None, mask_jitter: int = 0,
-                 intensity: IntensityAugmentation | None = None):
+                 intensity: IntensityAugmentation | None = None, faint_lesion_cnr: float = 0.0,
+                 input_phases: int | None = None):
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got '{task}'")
         if mask_jitter < 0:
             raise ValueError(f"mask_jitter must be >= 0, got {mask_jitter}")
+        if faint_lesion_cnr < 0:
+            raise ValueError(f"faint_lesion_cnr must be >= 0, got {faint_lesion_cnr}")
         self.cache, self.task = Path(cache), task
         self.mask_jitter = int(mask_jitter)
         self.transform = RandomAffine(augmentation) if augmentation is not None else None
@@ -63,9 +69,17 @@ class SliceDataset(TorchDataset):
             if not (root / "meta.json").exists():
                 raise InputError(f"case {case} is not in the cache (run `mpliver preprocess`)", self.cache)
             self.metas.append(CachedCase.open(root))
+        # per case, the lesions left out of the loss; slices whose only tumour is such a lesion do not count
+        # as tumour slices for the sampler
+        self.faint: list[np.ndarray] = []
         items, tumor = [], []
         for ci, cc in enumerate(self.metas):
             tumor_set = set(cc.tumor_slices)
+            if task == "tumor" and faint_lesion_cnr > 0:
+                faint, tumor_set = faint_lesions(cc, faint_lesion_cnr, input_phases)
+                self.faint.append(faint)
+            else:
+                self.faint.append(np.zeros(0, dtype=np.int64))
             for s in range(cc.num_slices):
                 if s in tumor_set:
                     tumor.append(len(items))
@@ -73,6 +87,11 @@ class SliceDataset(TorchDataset):
         self.items = np.asarray(items, dtype=np.int64).reshape(-1, 2)
         self.tumor_items = np.asarray(tumor, dtype=np.int64)
         self._arrays: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
+
+    @property
+    def num_faint(self) -> int:
+        """Lesions left out of the loss over all cases."""
+        return int(sum(len(f) for f in self.faint))
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -116,6 +135,8 @@ class SliceDataset(TorchDataset):
                 m = jitter_mask(m, np.random.default_rng([seed, 1]), self.mask_jitter)
             x = x * m.astype(np.float32)[None]
             y = (centre == TUMOR).astype(np.int64)
+            if len(self.faint[ci]):
+                y[np.isin(np.asarray(cc.lesions[s + h]), self.faint[ci])] = IGNORE_INDEX
         else:
             x = x[:1]
             y = (centre >= LIVER).astype(np.int64)
@@ -124,6 +145,24 @@ class SliceDataset(TorchDataset):
             sample = self.transform(sample, np.random.default_rng(seed))
         sample.update(case=self.case_ids[ci], slice=s, axial=int(cc.meta["mapping"]["centre_slices"][s]))
         return sample
+
+
+def faint_lesions(case: CachedCase, threshold: float, input_phases: int | None = None
+                  ) -> tuple[np.ndarray, set[int]]:
+    """(indices of the case's lesions whose |CNR| is below `threshold` in each of the first `input_phases`
+    phases, the centre slices that still hold a lesion above it). A cache without the lesion table (written
+    before mpliver kept it) is refused: pre-process again."""
+    phases = list(case.meta["phases"])[:input_phases]
+    if case.tumor_slices and "lesions" not in case.meta:
+        raise InputError("this cache has no per-lesion contrast (built by an older mpliver): pre-process "
+                         "again to use data.faint_lesion_cnr", case.root)
+    faint, visible_slices = [], set()
+    for row in case.lesion_table:
+        if LesionContrast.from_dict(row).visible(phases, threshold):
+            visible_slices.update(int(s) for s in row["slices"])
+        else:
+            faint.append(int(row["index"]))
+    return np.asarray(sorted(faint), dtype=np.int64), visible_slices & set(case.tumor_slices)
 
 
 def jitter_mask(mask: np.ndarray, rng: np.random.Generator, max_px: int) -> np.ndarray:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from mpliver.data.config import PreprocessConfig
+from mpliver.data.lesion_contrast import LesionContrast, lesion_components, lesion_contrast
 from mpliver.data.liver_mask import LiverMaskSource, check_liver_mask, mask_source_from_config
 from mpliver.data.orientation import slice_orientation
 from mpliver.data.registration import RigidTransform, register_phase
@@ -31,7 +32,8 @@ class PreparedCase:
     `images` (P, T, n, n) windowed to [0, 1], phases in channel order, on the PV grid; `mask` and `label`
     (T, n, n) uint8. Stored slice t is axial slice `stored_slices[t]`; the centre slices are
     t = halo .. T-halo-1, so the 2.5D stack of centre s (s = 0 .. S-1) is stored slices s .. s + 2*halo
-    (edge slices repeated).
+    (edge slices repeated). With a label holding tumour, `lesions` (T, n, n) numbers its connected lesions
+    (1..L, 0 elsewhere) and `lesion_contrast` gives each one's CNR per phase (`lesion_contrast.py`).
     """
 
     case_id: str
@@ -43,6 +45,8 @@ class PreparedCase:
     halo: int
     stored_slices: np.ndarray
     transforms: dict[str, RigidTransform] = field(default_factory=dict)
+    lesions: np.ndarray | None = None
+    lesion_contrast: list[LesionContrast] = field(default_factory=list)
 
     @property
     def num_slices(self) -> int:
@@ -63,6 +67,17 @@ class PreparedCase:
         if lab is None:
             return np.zeros(0, dtype=np.int64)
         return np.flatnonzero((lab == TUMOR).reshape(len(lab), -1).any(axis=1))
+
+    def lesion_slices(self) -> dict[int, list[int]]:
+        """Centre slices s in which each numbered lesion shows (after resizing; a tiny lesion may vanish)."""
+        if self.lesions is None:
+            return {}
+        centre = self.lesions[self.halo:len(self.lesions) - self.halo]
+        out: dict[int, list[int]] = {}
+        for s, plane in enumerate(centre):
+            for index in np.unique(plane[plane > 0]).tolist():
+                out.setdefault(int(index), []).append(s)
+        return out
 
 
 def prepare_case(case: CaseVolumes, config: PreprocessConfig, mask_source: LiverMaskSource | None = None,
@@ -110,8 +125,13 @@ def prepare_case(case: CaseVolumes, config: PreprocessConfig, mask_source: Liver
     images = np.stack([crop_resize(window(orient.to_slices(on_pv[p])[stored], *config.window), box, n,
                                    "linear") for p in names])
     mask = crop_resize(mask_s[stored].astype(np.uint8), box, n, "nearest")
-    label = None
+    label, lesions, contrast = None, None, []
     if case.label is not None:
         label = crop_resize(orient.to_slices(case.label)[stored].astype(np.uint8), box, n, "nearest")
+        components, count = lesion_components(case.label)
+        if count:
+            contrast = lesion_contrast(on_pv, case.label, pv_geom.spacing, components)
+            lesions = crop_resize(orient.to_slices(components)[stored], box, n, "nearest")
     mapping = SliceMapping(orient, box, tuple(pv.shape), tuple(int(c) for c in centres), n)
-    return PreparedCase(case.case_id, names, images, mask, label, mapping, halo, stored, transforms)
+    return PreparedCase(case.case_id, names, images, mask, label, mapping, halo, stored, transforms,
+                        lesions, contrast)

@@ -13,6 +13,9 @@ BACKGROUND = 0
 LIVER = 1  # liver parenchyma; the liver region is label >= LIVER (parenchyma and tumour)
 TUMOR = 2
 LABELS = {"background": BACKGROUND, "liver": LIVER, "tumor": TUMOR}  # as written in dataset.json
+# a training target value (never in a file) that counts in no loss term and not in the validation Dice:
+# torch's cross-entropy `ignore_index` default
+IGNORE_INDEX = -100
 
 TUMOR_TYPES = ("cyst", "FNH", "HEM", "HCC", "METS")  # the paper's five types, in its table order
 

@@ -116,6 +116,9 @@ class DataConfig:
     liver_input_size: int | None = None  # the stage-1 liver model's whole-slice size; None = input_size
     mask_jitter: int = 0  # training: dilate/erode the liver mask in plane by up to this many pixels (0 = off)
     intensity_aug: bool = False  # training: MONAI intensity augmentation per phase (data/transforms.py)
+    # training: lesions fainter than this CNR in every phase the model reads are left out of the loss
+    # (0 = off; data/lesion_contrast.py)
+    faint_lesion_cnr: float = 0.0
 
     def __post_init__(self) -> None:
         require(self.batch_size >= 1, "batch_size", "must be >= 1", self.batch_size)
@@ -129,6 +132,7 @@ class DataConfig:
         spe = self.slices_per_epoch
         require(spe is None or spe >= 1, "slices_per_epoch", "must be >= 1 (or null)", spe)
         require(self.mask_jitter >= 0, "mask_jitter", "must be >= 0", self.mask_jitter)
+        require(self.faint_lesion_cnr >= 0, "faint_lesion_cnr", "must be >= 0", self.faint_lesion_cnr)
         lis = self.liver_input_size
         require(lis is None or lis >= 16, "liver_input_size", "must be >= 16 (or null)", lis)
 

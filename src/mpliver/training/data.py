@@ -32,6 +32,7 @@ from mpliver.errors import ConfigError, InputError
 from mpliver.io.layout import Dataset, check_case_table
 from mpliver.models import create_model, segmentation_loss
 from mpliver.models.loss import dice_ce_loss
+from mpliver.models.registry import resolve_config
 from mpliver.runtime import DistInfo, barrier
 from mpliver.training.config import Config
 from mpliver.training.loop import LossFn
@@ -148,9 +149,11 @@ def training_data(config: Config, data_dir: Path, fold: int | None, dist_info: D
     augmentation = AffineAugmentation(
         max_shift=d.shift, max_rotation_deg=d.rotate_deg, scale_range=(d.scale_min, d.scale_max)
     )
+    input_phases = model_input_phases(config)
     train_set = SliceDataset(cache, train_cases, task=task, augmentation=augmentation,
                              mask_jitter=d.mask_jitter,
-                             intensity=IntensityAugmentation() if d.intensity_aug else None)
+                             intensity=IntensityAugmentation() if d.intensity_aug else None,
+                             faint_lesion_cnr=d.faint_lesion_cnr, input_phases=input_phases)
     sampler = train_set.sampler(
         num_samples=d.slices_per_epoch,
         tumor_share=d.tumor_share if task == "tumor" else None,
@@ -163,7 +166,8 @@ def training_data(config: Config, data_dir: Path, fold: int | None, dist_info: D
 
     val_set = None
     if val_cases:
-        val_set = SliceDataset(cache, val_cases, task=task, augmentation=None)
+        val_set = SliceDataset(cache, val_cases, task=task, augmentation=None,
+                               faint_lesion_cnr=d.faint_lesion_cnr, input_phases=input_phases)
         if d.val_max_slices is not None and len(val_set) > d.val_max_slices:
             keep = np.linspace(0, len(val_set) - 1, d.val_max_slices).round().astype(int)
             val_set = Subset(val_set, sorted(set(keep.tolist())))
@@ -176,9 +180,18 @@ def training_data(config: Config, data_dir: Path, fold: int | None, dist_info: D
         "test_cases": test_cases,
         "train_slices": len(train_set),
         "tumor_slices": int(len(train_set.tumor_items)),
+        "faint_lesions_ignored": train_set.num_faint,
         "slices_per_epoch": len(sampler),
     }
     return TrainingData(train=train_set, epoch_indices=epoch_indices, val=val_set), meta
+
+
+def model_input_phases(config: Config) -> int | None:
+    """How many phases, from the front, the configured model reads: 1 for a PV-only model, None for all."""
+    try:
+        return 1 if resolve_config(config.model.name, **config.model.overrides).input_phases == 1 else None
+    except (ConfigError, TypeError) as exc:
+        raise ConfigError(f"model section of the config: {exc}") from None
 
 
 def build_model(config: Config) -> nn.Module:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from mpliver.errors import MpliverError
-from mpliver.io.labels import LIVER, TUMOR
+from mpliver.io.labels import IGNORE_INDEX, LIVER, TUMOR
 from mpliver.runtime import DistInfo, all_reduce_sum, any_rank
 
 LossFn = Callable[[Mapping[str, torch.Tensor], torch.Tensor], torch.Tensor]
@@ -192,6 +192,7 @@ def validate(
 
     Dice is pooled over the slices, 2 sum|A and B| / sum(|A| + |B|), so slices without foreground count
     through their false positives; it is 1.0 when neither reference nor prediction has any foreground.
+    Pixels whose target is IGNORE_INDEX count in neither term.
     """
     channels_last = channels_last and device.type == "cuda"
     model.eval()
@@ -205,14 +206,15 @@ def validate(
         outputs = _float_outputs(outputs)
         target = _target(target_fn, label)
         loss = loss_fn(outputs, target)
-        pred = outputs["logits"].argmax(1)
+        keep = target != IGNORE_INDEX  # faint lesions left out of training count in neither Dice term
+        pred = (outputs["logits"].argmax(1) == 1) & keep
         n = label.shape[0]
         sums += torch.tensor(
             [
                 float(loss) * n,
                 n,
-                float(((pred == 1) & (target == 1)).sum()),
-                float((pred == 1).sum() + (target == 1).sum()),
+                float((pred & (target == 1)).sum()),
+                float(pred.sum() + (target == 1).sum()),
             ],
             dtype=torch.float64,
         )
