@@ -57,7 +57,9 @@ def test_randomize_gives_the_sim_to_real_recipe_and_the_default_keeps_the_paper_
     assert "data.intensity_aug=true" not in plain.training_overrides()
     real = DemoSettings(randomize=True, phases=("EQP", "ART"))
     assert real.phantom_config() == PhantomConfig(phases=("EQP", "ART")).randomized()
-    assert real.training_overrides() == [*plain.training_overrides(), "data.intensity_aug=true"]
+    assert real.training_overrides() == [*plain.training_overrides(), "data.faint_lesion_cnr=0.5",
+                                         "data.intensity_aug=true"]
+    assert "data.faint_lesion_cnr=0.5" not in plain.training_overrides()
     assert real.training_overrides(liver=True) == [*plain.training_overrides(liver=True), "optim.epochs=12",
                                                    "data.slices_per_epoch=384", "data.intensity_aug=true"]
     quick = DemoSettings.quick()

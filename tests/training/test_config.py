@@ -51,9 +51,11 @@ def test_default_preset_is_the_paper_on_256_px_liver_crops():
         {k: v for k, v in paper_pre.items() if k not in own_pre}
     for section in ("model", "optim", "train"):
         assert default[section] == paper[section], section
-    # issue 13: the default preset (meant for real CT) adds intensity augmentation; `paper` keeps the paper's
-    own = ("preprocess", "liver_input_size", "intensity_aug")
+    # issue 13: the default preset (meant for real CT) adds intensity augmentation and leaves lesions its
+    # input does not show out of the loss; `paper` keeps the paper's
+    own = ("preprocess", "liver_input_size", "intensity_aug", "faint_lesion_cnr")
     assert default["data"]["intensity_aug"] is True and paper["data"]["intensity_aug"] is False
+    assert default["data"]["faint_lesion_cnr"] == 0.5 and paper["data"]["faint_lesion_cnr"] == 0.0
     assert {k: v for k, v in default["data"].items() if k not in own} == \
         {k: v for k, v in paper["data"].items() if k not in own}
     # the liver stage: whole slices at data.liver_input_size, unless the command line sets data.input_size
@@ -251,7 +253,7 @@ def test_built_in_presets_inherit_from_paper():
     # default.yaml holds only its own keys: no section but data, and data only what differs from paper
     own = yaml.safe_load((resources.files("mpliver") / "configs" / "default.yaml").read_text())
     assert set(own) == {"base", "data"}
-    assert set(own["data"]) == {"preprocess", "liver_input_size", "intensity_aug"}
+    assert set(own["data"]) == {"preprocess", "liver_input_size", "intensity_aug", "faint_lesion_cnr"}
 
 
 def test_preset_cycle_and_unknown_base_are_refused_in_one_line(tmp_path):
