@@ -160,9 +160,29 @@ def test_inspect_reports_independently_measured_medians(cohort, capsys):
     fnh = [r["phases"]["PV"]["delta_hu"] for r in report["cases"] if r["tumor_type"] == "FNH"]
     assert report["per_type"]["FNH"]["PV"]["delta_hu"] == pytest.approx(float(np.median(fnh)))
     assert set(report["per_type"]) == {"cyst", "FNH", "HEM", "HCC", "METS", "all"}
+    # the lesions the phase does not show: |CNR| < 0.5, by a float64 computation of the CNR by hand
+    from scipy import ndimage
+    lesions, n = ndimage.label(lab == 2)
+    parenchyma = art[lab == 1]
+    sd = 1.4826 * np.median(np.abs(parenchyma - np.median(parenchyma)))
+    spacing = np.asarray(read_nifti(ds.image_path(case["case"], "ART"))[1].spacing)
+    radius = np.maximum(1, np.round(5.0 / spacing))
+    axes = np.ogrid[tuple(slice(-int(r), int(r) + 1) for r in radius)]
+    ball = sum((a / max(r, 1)) ** 2 for a, r in zip(axes, radius, strict=True)) <= 1.0
+    cnr = []
+    for i in range(1, n + 1):
+        lesion = lesions == i
+        ring = ndimage.binary_dilation(lesion, structure=ball) & (lab == 1)
+        if lesion.sum() >= 8 and ring.any():
+            cnr.append((np.median(art[lesion]) - np.median(art[ring])) / sd)
+    assert case["phases"]["ART"]["lesions"] == len(cnr) >= 1
+    assert case["phases"]["ART"]["faint_lesions"] == sum(abs(c) < 0.5 for c in cnr)
+    counted = [r["phases"]["PV"] for r in report["cases"] if r["tumor_type"] == "FNH"]
+    share = 100 * sum(c["faint_lesions"] for c in counted) / sum(c["lesions"] for c in counted)
+    assert report["per_type"]["FNH"]["PV"]["faint_pct"] == pytest.approx(share)
     assert main(["inspect", str(cohort)]) == 0
     table = capsys.readouterr().out
-    assert "FNH" in table and "noise SD ART" in table
+    assert "FNH" in table and "noise SD ART" in table and "faint % PV" in table
 
 
 def test_inspect_refuses_a_non_dataset(tmp_path, capsys):

@@ -28,11 +28,14 @@ def _measure(ds, cases: list[str], console: Console) -> list[dict]:
 
 
 def cohort_table(summary: dict[str, dict], phases: list[str], title: str = "") -> Table:
-    """The per-tumour-type table of `summarize_by_type` output: Δ, lesion and liver HU, noise SD per phase."""
-    from mpliver.data.phantom.stats import cohort_rows  # lazy: start-up time (scipy)
+    """The per-tumour-type table of `summarize_by_type` output: Δ, lesion and liver HU, noise SD and the % of
+    lesions the phase does not show (|CNR| < 0.5, docs/method.md §4.7) per phase."""
+    from mpliver.data.phantom.stats import FAINT_CNR, cohort_rows  # lazy: start-up time (scipy)
 
     header, rows = cohort_rows(summary, phases)
-    return table(header, rows, title or "medians over cases (HU); Δ = median lesion − median liver", left=1)
+    title = (title or "medians over cases (HU); Δ = median lesion − median liver") + \
+        f"; faint % = lesions with |CNR| < {FAINT_CNR} (docs/method.md §4.7)"
+    return table(header, rows, title, left=1)
 
 
 def print_cohort_table(dataset, console: Console | None = None) -> dict[str, dict]:
@@ -42,7 +45,7 @@ def print_cohort_table(dataset, console: Console | None = None) -> dict[str, dic
 
     ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
     cases = ds.validate()
-    console = console or Console(width=max(110, 30 + 40 * len(ds.phases)))
+    console = console or Console(width=max(110, 30 + 60 * len(ds.phases)))
     summary = summarize_by_type(_measure(ds, cases, console), ds.phases)
     title = f"{ds.root}: medians over cases (HU); Δ = median lesion − median liver"
     console.print(cohort_table(summary, ds.phases, title))
@@ -73,7 +76,7 @@ def register(app: typer.Typer) -> None:
 
         ds = Dataset(dataset)
         cases = ds.validate()
-        console = Console(width=max(110, 30 + 36 * len(ds.phases)))
+        console = Console(width=max(110, 30 + 60 * len(ds.phases)))
         rows = dataset_statistics(ds, cases) if as_json else _measure(ds, cases, console)
         realism = realism_summary(rows, ds.phases)
         summary = summarize_by_type(rows, ds.phases)

@@ -1,6 +1,7 @@
 """Realism statistics of a labelled multi-phase dataset, measured from the images (not from generator
 parameters): per case and phase, median lesion HU − median liver HU, the liver noise SD and, where a
-structure map is present (`structuresTr/`, written by the phantom), the median HU of aorta and portal vein.
+structure map is present (`structuresTr/`, written by the phantom), the median HU of aorta and portal vein,
+and how many lesions the phase does not show (|CNR| below FAINT_CNR, `mpliver.data.lesion_contrast`).
 
 Works on any dataset in the case layout with labels: a non-primary phase uses its own label from
 `labelsTr_phases/` when present, else the primary label when the grids match, else it is skipped (NaN).
@@ -15,6 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage
 
+from mpliver.data.lesion_contrast import lesion_contrast
 from mpliver.errors import DatasetError
 from mpliver.io import labels
 from mpliver.io.checks import check_hu, check_label_liver
@@ -23,6 +25,7 @@ from mpliver.io.layout import Dataset, check_label_values
 from mpliver.io.nifti import read_nifti
 
 _HIGHPASS_SIGMA = (2.0, 2.0, 0.0)  # voxels, in-plane only (slices are thick)
+FAINT_CNR = 0.5  # a lesion with |CNR| below this is counted as not shown (the `default` preset's threshold)
 
 
 def _highpass_gain() -> float:
@@ -64,6 +67,8 @@ class PhaseStats:
     lesion_voxels: int
     aorta_hu: float = math.nan
     portal_vein_hu: float = math.nan
+    lesions: int = 0        # connected lesions large enough to measure
+    faint_lesions: int = 0  # of them, those with |CNR| < FAINT_CNR
 
 
 STRUCTURES_DIR = "structuresTr"
@@ -75,18 +80,22 @@ def _median_where(image: np.ndarray, mask: np.ndarray | None) -> float:
 
 
 def phase_statistics(
-    image: np.ndarray, label: np.ndarray, structures: np.ndarray | None = None
+    image: np.ndarray, label: np.ndarray, structures: np.ndarray | None = None,
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
 ) -> PhaseStats:
-    """Medians over the tumour (label 2) and liver (label 1) voxels, the liver noise SD, and the medians over
-    the aorta and portal-vein voxels of a structure map when given."""
+    """Medians over the tumour (label 2) and liver (label 1) voxels, the liver noise SD, the medians over
+    the aorta and portal-vein voxels of a structure map when given, and the lesions the phase does not show
+    (`spacing`: the voxel size in mm, for the ring around each lesion)."""
     tumour, liver = label == TUMOR, label == LIVER
     lesion_hu = _median_where(image, tumour)
     liver_hu = _median_where(image, liver)
     noise = liver_noise_sd(image, liver | tumour) if liver.any() else math.nan
     vessels = {name: _median_where(image, None if structures is None else structures == code)
                for name, code in STRUCTURE_CODES.items()}
+    cnr = [c.cnr["x"] for c in lesion_contrast({"x": image}, label, spacing) if np.isfinite(c.cnr["x"])]
     return PhaseStats(lesion_hu, liver_hu, lesion_hu - liver_hu, noise, int(tumour.sum()),
-                      vessels["aorta"], vessels["portal_vein"])
+                      vessels["aorta"], vessels["portal_vein"], len(cnr),
+                      sum(abs(v) < FAINT_CNR for v in cnr))
 
 
 def case_statistics(dataset: Dataset, case: str) -> dict[str, PhaseStats | None]:
@@ -114,7 +123,8 @@ def case_statistics(dataset: Dataset, case: str) -> dict[str, PhaseStats | None]
             structures, sgeom = read_nifti(smap)
             if not sgeom.same_grid(geom):
                 raise DatasetError("structure map is not on its phase's grid", smap)
-        out[phase] = phase_statistics(image, np.asarray(label).astype(np.uint8), structures)
+        out[phase] = phase_statistics(image, np.asarray(label).astype(np.uint8), structures,
+                                      tuple(float(v) for v in geom.spacing))
     return out
 
 
@@ -139,7 +149,8 @@ def dataset_statistics(
 
 def summarize_by_type(rows: list[dict], phases: list[str]) -> dict[str, dict]:
     """Per tumour type: number of cases and, per phase, the median over cases of Δ (lesion − liver), of the
-    lesion and liver HU and of the liver noise SD; "all" pools every case."""
+    lesion and liver HU and of the liver noise SD, and the % of lesions the phase does not show; "all" pools
+    every case."""
     groups: dict[str, list[dict]] = {}
     for row in rows:
         groups.setdefault(row["tumor_type"], []).append(row)
@@ -154,6 +165,9 @@ def summarize_by_type(rows: list[dict], phases: list[str]) -> dict[str, dict]:
                 key: _nanmedian([v[key] for v in vals])
                 for key in ("delta_hu", "lesion_hu", "liver_hu", "noise_sd")
             }
+            counted = sum(v.get("lesions", 0) for v in vals)
+            faint = sum(v.get("faint_lesions", 0) for v in vals)
+            entry[phase]["faint_pct"] = 100.0 * faint / counted if counted else math.nan
         out[ttype] = entry
     return out
 
@@ -175,12 +189,13 @@ def type_order(summary: dict[str, dict]) -> list[str]:
 
 
 COHORT_COLUMNS = (("Δ", "delta_hu", True), ("lesion", "lesion_hu", False), ("liver", "liver_hu", False),
-                  ("noise SD", "noise_sd", False))
+                  ("noise SD", "noise_sd", False), ("faint %", "faint_pct", False))
 
 
 def cohort_rows(summary: dict[str, dict], phases: list[str]) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of the per-type table of `summarize_by_type` output, as text cells: per type, the
-    number of cases and Δ, lesion and liver HU and noise SD per phase ("-" where nothing was measured)."""
+    number of cases and Δ, lesion and liver HU, noise SD and % faint lesions per phase ("-" where nothing
+    was measured)."""
     header = ["type", "cases"] + [f"{name} {p}" for name, _key, _signed in COHORT_COLUMNS for p in phases]
     rows = []
     for ttype in type_order(summary):
