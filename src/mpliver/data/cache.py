@@ -4,7 +4,8 @@ Layout:
     CACHE/manifest.json              what produced each case (config, source file hashes, mpliver version)
     CACHE/cases/CASE/images.npy      (P, T, n, n) float16 windowed phases on the PV grid (not masked)
     CACHE/cases/CASE/mask.npy        (T, n, n) uint8 liver mask;  label.npy (T, n, n) uint8 0/1/2
-    CACHE/cases/CASE/lesions.npy     (T, n, n) int32 numbered connected lesions (only with tumour)
+    CACHE/cases/CASE/lesions.npy     (T, n, n) numbered connected lesions, uint8 up to 255 lesions
+                                     (only with tumour)
     CACHE/cases/CASE/meta.json       key, phases, halo, stored slices, tumour slices, SliceMapping,
                                      PV geometry, registration transforms (all the inverse mapping needs),
                                      and per lesion its size, CNR per phase and centre slices
@@ -147,7 +148,8 @@ def _write_case(out: Path, prepared, key: str, sources: dict[str, Any], pv_geome
         if prepared.label is not None:
             np.save(tmp / "label.npy", prepared.label.astype(np.uint8))
         if prepared.lesions is not None:
-            np.save(tmp / "lesions.npy", prepared.lesions.astype(np.int32))
+            count = int(prepared.lesions.max(initial=0))  # the smallest type that holds every index
+            np.save(tmp / "lesions.npy", prepared.lesions.astype(np.min_scalar_type(count)))
         where = prepared.lesion_slices()
         meta = {
             "case": prepared.case_id, "key": key, "phases": prepared.phases, "halo": prepared.halo,
