@@ -123,3 +123,25 @@ def test_validate_leaves_ignored_pixels_out_of_the_dice():
     stats = validate(FixedPrediction(pred), torch.utils.data.DataLoader(items, batch_size=2), loss_fn,
                      torch.device("cpu"))
     assert stats.dice == pytest.approx(1.0) and np.isfinite(stats.loss)
+    assert stats.foreground == 8  # reference tumour pixels, the ignored ones not counted
+
+
+def test_best_epoch_falls_back_to_the_loss_when_validation_has_no_foreground():
+    """Every empty prediction scores Dice 1 on a validation set without reference foreground, so epochs are
+    then ranked by validation loss; with foreground, by Dice (train.best_metric=val_dice)."""
+    from types import SimpleNamespace
+
+    from mpliver.training.loop import EpochStats, ValStats
+    from mpliver.training.trainer import Trainer
+
+    def run(vals):
+        fake = SimpleNamespace(best=None, config=SimpleNamespace(
+            train=SimpleNamespace(best_metric="val_dice"), optim=SimpleNamespace(epochs=len(vals))))
+        stats = EpochStats(loss=0.1, slices=8, seconds=1.0)
+        return [Trainer.record(fake, e, 1e-3, stats, v).improved for e, v in enumerate(vals)]
+
+    # no foreground: the Dice of 1.0 at epoch 1 (an empty prediction) must not win; the loss decides
+    empty = [ValStats(loss, dice, 4, 0) for loss, dice in ((0.9, 1.0), (0.5, 0.0), (0.7, 1.0), (0.4, 0.0))]
+    assert run(empty) == [True, True, False, True]
+    some = [ValStats(0.9, 0.1, 4, 50), ValStats(0.5, 0.05, 4, 50), ValStats(0.7, 0.3, 4, 50)]
+    assert run(some) == [True, False, True]

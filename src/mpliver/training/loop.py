@@ -61,6 +61,7 @@ class ValStats:
     loss: float
     dice: float
     slices: int
+    foreground: int = 0  # reference foreground pixels; 0: the Dice cannot rank epochs (Trainer.record)
 
 
 def tumor_target(label: torch.Tensor) -> torch.Tensor:
@@ -196,8 +197,8 @@ def validate(
     """
     channels_last = channels_last and device.type == "cuda"
     model.eval()
-    # sums: loss x slices, slices, |A and B|, |A| + |B|
-    sums = torch.zeros(4, dtype=torch.float64)
+    # sums: loss x slices, slices, |A and B|, |A| + |B|, |A|
+    sums = torch.zeros(5, dtype=torch.float64)
     for batch in loader:
         phases, label = split_batch(batch, num_phases)
         phases, label = _to_device(phases, label, device, channels_last)
@@ -215,12 +216,13 @@ def validate(
                 n,
                 float((pred & (target == 1)).sum()),
                 float(pred.sum() + (target == 1).sum()),
+                float((target == 1).sum()),
             ],
             dtype=torch.float64,
         )
     sums = all_reduce_sum(sums)
-    loss_sum, count, inter, total = sums.tolist()
+    loss_sum, count, inter, total, reference = sums.tolist()
     if count == 0:
         return ValStats(loss=float("nan"), dice=float("nan"), slices=0)
     dice = 1.0 if total == 0 else 2.0 * inter / total
-    return ValStats(loss=loss_sum / count, dice=dice, slices=int(count))
+    return ValStats(loss=loss_sum / count, dice=dice, slices=int(count), foreground=int(reference))

@@ -228,7 +228,11 @@ class Trainer:
         }
         improved = False
         if val is not None:
-            metric = val.dice if self.config.train.best_metric == "val_dice" else -val.loss
+            # a validation set without reference foreground (no tumour, or only lesions that
+            # data.faint_lesion_cnr leaves out) scores every empty prediction Dice 1, so it cannot rank the
+            # epochs by Dice: such a run keeps the epoch of the lowest validation loss
+            by_dice = self.config.train.best_metric == "val_dice" and val.foreground > 0
+            metric = val.dice if by_dice else -val.loss
             improved = self.best is None or metric > self.best
             if improved:
                 self.best = metric
