@@ -126,22 +126,22 @@ def test_validate_leaves_ignored_pixels_out_of_the_dice():
     assert stats.foreground == 8  # reference tumour pixels, the ignored ones not counted
 
 
-def test_best_epoch_falls_back_to_the_loss_when_validation_has_no_foreground():
-    """Every empty prediction scores Dice 1 on a validation set without reference foreground, so epochs are
-    then ranked by validation loss; with foreground, by Dice (train.best_metric=val_dice)."""
+def test_best_epoch_is_the_latest_when_validation_has_no_foreground():
+    """A validation set without reference foreground rewards predicting nothing (Dice 1 for every empty
+    prediction, and the lowest loss), so every epoch replaces the best and the run keeps its latest; with
+    foreground, the best is the highest Dice (train.best_metric=val_dice) or the lowest loss (val_loss)."""
     from types import SimpleNamespace
 
     from mpliver.training.loop import EpochStats, ValStats
     from mpliver.training.trainer import Trainer
 
-    def run(vals):
+    def run(vals, metric="val_dice"):
         fake = SimpleNamespace(best=None, config=SimpleNamespace(
-            train=SimpleNamespace(best_metric="val_dice"), optim=SimpleNamespace(epochs=len(vals))))
+            train=SimpleNamespace(best_metric=metric), optim=SimpleNamespace(epochs=len(vals))))
         stats = EpochStats(loss=0.1, slices=8, seconds=1.0)
         return [Trainer.record(fake, e, 1e-3, stats, v).improved for e, v in enumerate(vals)]
 
-    # no foreground: the Dice of 1.0 at epoch 1 (an empty prediction) must not win; the loss decides
     empty = [ValStats(loss, dice, 4, 0) for loss, dice in ((0.9, 1.0), (0.5, 0.0), (0.7, 1.0), (0.4, 0.0))]
-    assert run(empty) == [True, True, False, True]
+    assert run(empty) == [True, True, True, True] and run(empty, "val_loss") == [True, True, True, True]
     some = [ValStats(0.9, 0.1, 4, 50), ValStats(0.5, 0.05, 4, 50), ValStats(0.7, 0.3, 4, 50)]
-    assert run(some) == [True, False, True]
+    assert run(some) == [True, False, True] and run(some, "val_loss") == [True, True, False]

@@ -229,11 +229,11 @@ class Trainer:
         improved = False
         if val is not None:
             # a validation set without reference foreground (no tumour, or only lesions that
-            # data.faint_lesion_cnr leaves out) scores every empty prediction Dice 1, so it cannot rank the
-            # epochs by Dice: such a run keeps the epoch of the lowest validation loss
-            by_dice = self.config.train.best_metric == "val_dice" and val.foreground > 0
-            metric = val.dice if by_dice else -val.loss
-            improved = self.best is None or metric > self.best
+            # data.faint_lesion_cnr leaves out) rewards predicting nothing, by Dice (1 for every empty
+            # prediction) and by loss alike, so it cannot rank the epochs: such a run keeps its latest epoch,
+            # as a run without validation does
+            metric = val.dice if self.config.train.best_metric == "val_dice" else -val.loss
+            improved = self.best is None or metric > self.best or val.foreground == 0
             if improved:
                 self.best = metric
         return EpochRecord(row, stats, val, improved, final=epoch + 1 == self.config.optim.epochs)
