@@ -37,6 +37,10 @@ def test_quick_demo_runs_every_stage(tmp_path, capsys):
     index = (exp / "paper" / "report" / "index.md").read_text()
     pngs = list((exp / "paper" / "report").glob("*.png"))
     assert pngs and all(p.name in index for p in pngs)
+    # the liver model trained on its own randomised cohort (same seed and size), fold 0 held out
+    liver_cohort = json.loads((out / "liver_cohort" / "dataset.json").read_text())["synthetic"]
+    assert liver_cohort["num_cases"] == 8 and liver_cohort["config"]["noise_sd"] == [8.0, 25.0]
+    assert "liver_cohort" in json.loads((out / "liver" / "run_info.json").read_text())["fold_info"]["dataset"]
     # the held-out prediction lies on the PV grid of its case
     case = cohort.folds()[0][0]
     label, geom = read_nifti(out / "predict" / f"{case}.nii.gz")
@@ -60,13 +64,18 @@ def test_randomize_gives_the_sim_to_real_recipe_and_the_default_keeps_the_paper_
     assert real.training_overrides() == [*plain.training_overrides(), "data.faint_lesion_cnr=0.5",
                                          "data.intensity_aug=true"]
     assert "data.faint_lesion_cnr=0.5" not in plain.training_overrides()
-    assert real.training_overrides(liver=True) == [*plain.training_overrides(liver=True), "optim.epochs=12",
-                                                   "data.slices_per_epoch=384", "data.intensity_aug=true"]
+    # the liver model follows the sim-to-real recipe in every demo: randomised cohort, budget, augmentation
+    liver = ["optim.epochs=3", "data.slices_per_epoch=160", "optim.epochs=12", "data.slices_per_epoch=384",
+             "data.intensity_aug=true"]
+    assert plain.training_overrides(liver=True) == real.training_overrides(liver=True) == liver
+    assert plain.phantom_config(liver=True) == PhantomConfig().randomized()
+    assert real.phantom_config(liver=True) == real.phantom_config()
     quick = DemoSettings.quick()
     quick_real = dataclasses.replace(quick, randomize=True)
     grid = quick_real.phantom_config()
     assert grid.shape == quick.phantom_shape and grid.noise_sd == (8.0, 25.0)  # randomised on its own grid
-    assert quick_real.training_overrides(liver=True)[:-1] == quick.training_overrides(liver=True)  # quick
+    assert quick_real.training_overrides(liver=True) == quick.training_overrides(liver=True)  # quick budget
+    assert "optim.epochs=12" not in quick.training_overrides(liver=True)
 
 
 def test_demo_cli_passes_randomize_and_phases(monkeypatch, tmp_path):
@@ -95,3 +104,21 @@ def test_a_demo_folder_of_other_settings_is_refused_and_left_alone(tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "other settings" in err[0] and str(out) in err[0]
     assert (out / "cohort" / "dataset.json").read_text() == stored  # nothing overwritten
+
+
+def test_a_demo_folder_with_a_liver_model_of_the_old_recipe_is_refused(tmp_path, capsys):
+    """A demo folder whose liver model was trained on the default cohort (before every demo trained it on a
+    randomised one) is refused in one line, not reused."""
+    from mpliver.apps.demo import DemoSettings
+    from mpliver.data.phantom import write_cohort
+
+    out = tmp_path / "demo"
+    quick = DemoSettings.quick()
+    write_cohort(out / "cohort", quick.cases, seed=quick.seed, config=quick.phantom_config(), overwrite=True,
+                 previews=False, num_folds=quick.folds)
+    (out / "liver").mkdir()
+    (out / "liver" / "done").touch()
+    assert main(["demo", "--quick", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "liver model of other settings" in err[0]
+    assert not (out / "liver_cohort").exists() and (out / "liver" / "done").exists()
