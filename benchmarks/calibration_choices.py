@@ -166,13 +166,15 @@ def markdown(results: dict[str, dict[str, dict[str, float]]]) -> str:
 
 
 def summarize(folders: list[Path]) -> str:
-    """Mean ± SD over runs (one folder per cohort seed, each with its results.json) of every cell."""
+    """Mean ± SD over runs (one folder per cohort seed, each with its results.json) of every cell, for the
+    training choices every run scored."""
     runs = [json.loads((f / "results.json").read_text()) for f in folders]
     cols = ["phantom DPC", "phantom DG", "phantom vol pred/ref", "LiTS Dice", "LiTS vol pred/ref"]
     lines = [f"Mean ± SD over {len(runs)} runs (cohort seeds), one model per run and training choice.", "",
              "| training | post-processing | " + " | ".join(cols) + " |", "|---|---|" + "---:|" * len(cols)]
-    for name, table in runs[0].items():
-        for pp_name in table:
+    names = [n for n in runs[0] if all(n in run for run in runs)]  # the choices every run scored
+    for name in names:
+        for pp_name in runs[0][name]:
             cells = []
             for c in cols:
                 values = np.array([run[name][pp_name][c] for run in runs], dtype=np.float64)

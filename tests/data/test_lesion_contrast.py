@@ -160,6 +160,19 @@ def test_faint_lesions_are_ignored_only_for_the_phases_the_model_reads(cache):
         SliceDataset(cache, cases, faint_lesion_cnr=-1)
 
 
+def test_training_data_judges_lesions_on_the_phases_the_model_reads():
+    """`training.data.model_input_phases`: 1 for a PV-only model, num_phases for a fused one (which reads the
+    first num_phases phases of a longer protocol), so lesion B (faint in PV, bright in ART) is left out only
+    for the PV-only model."""
+    from mpliver.training.config import load_config
+    from mpliver.training.data import model_input_phases
+
+    single = load_config("cpu-small", ["model.name=single_phase", "model.urim=false"])
+    fused = load_config("cpu-small", ["model.name=paper"])
+    assert model_input_phases(single) == 1 and model_input_phases(fused) == 2
+    assert model_input_phases(load_config("cpu-small", ["model.name=paper", "model.num_phases=3"])) == 3
+
+
 def test_faint_lesion_setting_is_validated():
     from mpliver.training.config import DataConfig
     with pytest.raises(ConfigError, match="faint_lesion_cnr"):

@@ -164,9 +164,11 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None,
     liver_dir = out / "liver"
     liver_cohort = cohort if settings.randomize else out / "liver_cohort"
     if liver_cohort != cohort and not _cohort_matches(liver_cohort, settings, settings.phantom_config(True)):
-        if liver_dir.exists():  # trained on another cohort, e.g. the default one before 2026-12-03
+        if liver_dir.exists() and _trained_on(liver_dir) != liver_cohort.resolve():
+            # trained on another cohort, e.g. the default one before 2026-12-03 (a liver model of this
+            # recipe whose cohort was deleted gets its cohort written again: the phantom is deterministic)
             raise ConfigError(f"{out} holds a liver model of other settings; use another --out, or delete "
-                              f"{liver_dir} to train it afresh")
+                              f"{liver_dir} and {out / 'model.mpliver'} to train it afresh")
         say(f"[2/6] randomised cohort for the liver model ({settings.cases} cases) -> {liver_cohort}")
         write_cohort(liver_cohort, settings.cases, seed=settings.seed, config=settings.phantom_config(True),
                      overwrite=True, previews=False, num_folds=settings.folds)
@@ -213,6 +215,14 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None,
     result.predicted_dice = _tumor_dice(prediction.label, dataset, case)
     stage("predict")
     return result
+
+
+def _trained_on(run_dir: Path) -> Path | None:
+    """The dataset a training run folder was trained on (its run_info.json), None when unknown."""
+    try:
+        return Path(json.loads((run_dir / "run_info.json").read_text())["fold_info"]["dataset"]).resolve()
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _cohort_matches(cohort: Path, settings: DemoSettings, config: Any) -> bool:

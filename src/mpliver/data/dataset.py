@@ -86,7 +86,7 @@ class SliceDataset(TorchDataset):
                 items.append((ci, s))
         self.items = np.asarray(items, dtype=np.int64).reshape(-1, 2)
         self.tumor_items = np.asarray(tumor, dtype=np.int64)
-        self._arrays: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
+        self._arrays: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]] = {}
 
     @property
     def num_faint(self) -> int:
@@ -113,14 +113,15 @@ class SliceDataset(TorchDataset):
     def _case_arrays(self, ci: int):
         if ci not in self._arrays:
             cc = self.metas[ci]
-            self._arrays[ci] = (cc.images, cc.mask, cc.label)
+            lesions = cc.lesions if len(self.faint[ci]) else None  # only read where lesions are left out
+            self._arrays[ci] = (cc.images, cc.mask, cc.label, lesions)
         return self._arrays[ci]
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         index, seed = (key, None) if np.isscalar(key) else (int(key[0]), int(key[1]))
         ci, s = (int(v) for v in self.items[index])
         cc = self.metas[ci]
-        images, mask, label = self._case_arrays(ci)
+        images, mask, label, lesions = self._case_arrays(ci)
         h = cc.halo
         x = np.asarray(images[:, s:s + 2 * h + 1], dtype=np.float32)            # (P, C, H, W)
         if label is None:
@@ -135,8 +136,8 @@ class SliceDataset(TorchDataset):
                 m = jitter_mask(m, np.random.default_rng([seed, 1]), self.mask_jitter)
             x = x * m.astype(np.float32)[None]
             y = (centre == TUMOR).astype(np.int64)
-            if len(self.faint[ci]):
-                y[np.isin(np.asarray(cc.lesions[s + h]), self.faint[ci])] = IGNORE_INDEX
+            if lesions is not None:
+                y[np.isin(np.asarray(lesions[s + h]), self.faint[ci])] = IGNORE_INDEX
         else:
             x = x[:1]
             y = (centre >= LIVER).astype(np.int64)

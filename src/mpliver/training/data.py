@@ -186,10 +186,10 @@ def training_data(config: Config, data_dir: Path, fold: int | None, dist_info: D
     return TrainingData(train=train_set, epoch_indices=epoch_indices, val=val_set), meta
 
 
-def model_input_phases(config: Config) -> int | None:
-    """How many phases, from the front, the configured model reads: 1 for a PV-only model, None for all."""
+def model_input_phases(config: Config) -> int:
+    """How many phases, from the front, the configured model reads (`ModelConfig.input_phases`)."""
     try:
-        return 1 if resolve_config(config.model.name, **config.model.overrides).input_phases == 1 else None
+        return resolve_config(config.model.name, **config.model.overrides).input_phases
     except (ConfigError, TypeError) as exc:
         raise ConfigError(f"model section of the config: {exc}") from None
 
