@@ -66,10 +66,11 @@ def score(bundle_path: Path, phase: str, draws: int) -> dict[str, float]:
         raise SystemExit(f"{bundle_path}: phases {bundle.phases}; this benchmark makes PV + {phase}")
     ts = SHARED / "totalseg_example"
     pv, geom, _ = read_volume(ts / "pv_dicom", "TS PV series")
-    liver = liver_mask_on_grid(ts / "pv_dicom_seg.nii.gz", geom, (5,))
+    labels = read_volume(ts / "pv_dicom_seg.nii.gz", "TS PV labels")  # read once, placed per structure
     seg = np.zeros(pv.shape, np.int16)
     for value in TS_STRUCTURES:
-        seg[liver_mask_on_grid(ts / "pv_dicom_seg.nii.gz", geom, (value,))] = value
+        seg[liver_mask_on_grid((labels[0], labels[1]), geom, (value,))] = value
+    liver = seg == 5
     ml = float(np.prod(geom.spacing)) / 1000.0
     given, own_in, own_out = [], [], []
     for d in range(draws):

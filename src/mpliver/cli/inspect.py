@@ -27,6 +27,11 @@ def _measure(ds, cases: list[str], console: Console) -> list[dict]:
         return dataset_statistics(ds, cases, progress=lambda _case: bar.advance(task))
 
 
+def _console(phases: list[str]) -> Console:
+    """A console wide enough for the per-type table's columns (six figures per phase)."""
+    return Console(width=max(110, 30 + 60 * len(phases)))
+
+
 def cohort_table(summary: dict[str, dict], phases: list[str], title: str = "") -> Table:
     """The per-tumour-type table of `summarize_by_type` output: Δ, lesion and liver HU, noise SD and the % of
     lesions the phase does not show (|CNR| < 0.5, docs/method.md §4.7) per phase."""
@@ -45,7 +50,7 @@ def print_cohort_table(dataset, console: Console | None = None) -> dict[str, dic
 
     ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
     cases = ds.validate()
-    console = console or Console(width=max(110, 30 + 60 * len(ds.phases)))
+    console = console or _console(ds.phases)
     summary = summarize_by_type(_measure(ds, cases, console), ds.phases)
     title = f"{ds.root}: medians over cases (HU); Δ = median lesion − median liver"
     console.print(cohort_table(summary, ds.phases, title))
@@ -76,7 +81,7 @@ def register(app: typer.Typer) -> None:
 
         ds = Dataset(dataset)
         cases = ds.validate()
-        console = Console(width=max(110, 30 + 60 * len(ds.phases)))
+        console = _console(ds.phases)
         rows = dataset_statistics(ds, cases) if as_json else _measure(ds, cases, console)
         realism = realism_summary(rows, ds.phases)
         summary = summarize_by_type(rows, ds.phases)

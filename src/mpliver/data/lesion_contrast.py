@@ -87,12 +87,13 @@ def lesion_contrast(phases: Mapping[str, np.ndarray], label: np.ndarray, spacing
         lesion = components[grown] == index
         voxels = int(lesion.sum())
         ring = ndimage.binary_dilation(lesion, structure=ball) & parenchyma[grown]
+        measurable = voxels >= min_voxels and bool(ring.any())
         cnr = {}
         for name, image in phases.items():
-            local = np.asarray(image)[grown].astype(np.float64)
-            if voxels < min_voxels or not ring.any() or not spread[name] > 0:
+            if not measurable or not spread[name] > 0:
                 cnr[name] = float("nan")
                 continue
+            local = np.asarray(image)[grown].astype(np.float64)
             contrast = float(np.median(local[lesion])) - float(np.median(local[ring]))
             cnr[name] = contrast / spread[name]
         out.append(LesionContrast(index, voxels, cnr))

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage
 
-from mpliver.data.lesion_contrast import lesion_contrast
+from mpliver.data.lesion_contrast import lesion_contrast, robust_sd
 from mpliver.errors import DatasetError
 from mpliver.io import labels
 from mpliver.io.checks import check_hu, check_label_liver
@@ -52,8 +52,7 @@ def liver_noise_sd(image: np.ndarray, liver: np.ndarray) -> float:
     values = residual[core]
     if values.size < 10:
         return math.nan
-    mad = float(np.median(np.abs(values - np.median(values))))
-    return 1.4826 * mad / _GAIN
+    return robust_sd(values) / _GAIN
 
 
 @dataclass
