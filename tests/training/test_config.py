@@ -355,3 +355,20 @@ def test_model_choice_is_not_the_architecture_config():
     assert isinstance(choice, ModelChoice) and ModelChoice is not ModelConfig
     model = load_config("cpu-small").to_dict()["model"]  # the YAML keys are unchanged
     assert model == {"name": "paper", "width": 0.25, "blocks": [1, 1, 2, 1]}
+
+
+def test_model_sections_compare_as_the_network_they_build(tmp_path):
+    """A run folder is reused when its model section spells the same network another way (a default given
+    or left out), and refused, naming the field, when the network differs."""
+    base = load_config("cpu-small", ["model.name=paper"])
+    spelled = base.override(["model.urim=true", "model.backbone=resnext50"])
+    assert config_differences(base.to_dict(), spelled.to_dict()) == []
+    base.save(tmp_path / "config.yaml")
+    check_run_config(tmp_path, spelled)
+    other = base.override(["model.urim=false"])
+    assert config_differences(base.to_dict(), other.to_dict()) == [("model.urim", True, False)]
+    with pytest.raises(ConfigError, match=r"model\.urim=True, not False"):
+        check_run_config(tmp_path, other)
+    # a section the registry cannot build still compares, as written
+    gone = {**base.to_dict(), "model": {"name": "a_model_since_removed"}}
+    assert ("model.name", "a_model_since_removed", "paper") in config_differences(gone, base.to_dict())

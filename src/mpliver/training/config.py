@@ -38,6 +38,7 @@ import yaml
 from mpliver.data.config import PreprocessConfig, require
 from mpliver.errors import ConfigError
 from mpliver.io.atomic import write_text_atomic
+from mpliver.models.registry import resolve_config
 from mpliver.training.overrides import (
     apply_overrides,
     coerce,
@@ -380,7 +381,9 @@ def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any],
     out = []
     for section in SECTIONS:
         old, new = dict(saved.get(section) or {}), dict(current.get(section) or {})
-        if section != "model":
+        if section == "model":
+            old, new = _resolved_model(old), _resolved_model(new)
+        else:
             old = deep_merge(defaults[section], old)
         old_flat = {short_key(k): v for k, v in flatten(old, f"{section}.").items()}
         new_flat = {short_key(k): v for k, v in flatten(new, f"{section}.").items()}
@@ -388,6 +391,17 @@ def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any],
             if key not in ignore and old_flat.get(key) != new_flat.get(key):
                 out.append((key, old_flat.get(key), new_flat.get(key)))
     return out
+
+
+def _resolved_model(section: dict[str, Any]) -> dict[str, Any]:
+    """The model a `model` section builds, as every field of its `ModelConfig`, so that two sections that
+    spell the same network differently (`urim: true` given or left to the default) compare equal. A section
+    the registry cannot resolve (a model since renamed, a bad override) compares as written."""
+    options = {k: v for k, v in section.items() if k != "name"}
+    try:
+        return resolve_config(str(section.get("name", ModelChoice().name)), **options).to_dict()
+    except (ConfigError, TypeError, ValueError):
+        return section
 
 
 def describe_differences(diffs: Sequence[tuple[str, Any, Any]]) -> str:
