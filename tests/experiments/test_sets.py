@@ -7,6 +7,7 @@ import csv
 import dataclasses
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from scipy import stats
 from helpers.crossval_toys import CountingTrain, dataset_folds, tiny_cohort, tiny_preset
 from mpliver.cli import main
 from mpliver.errors import ConfigError
-from mpliver.experiments.crossval import CrossvalResult
+from mpliver.experiments.crossval import CrossvalResult, crossval
 from mpliver.experiments.sets import (
     EXPERIMENT_SETS,
     ExperimentResult,
@@ -24,6 +25,7 @@ from mpliver.experiments.sets import (
     run_experiments,
     write_tables,
 )
+from mpliver.io.lock import FolderBusyError, FolderLock
 from mpliver.models import resolve_config
 from mpliver.training.config import load_config
 
@@ -185,3 +187,22 @@ def test_unknown_set_or_row_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(ConfigError, match="row 'add_unet'.*width"):
         run_experiments("backbones", tmp_path, tmp_path / "exp", overrides=["model.width=0"])
     assert not (tmp_path / "exp").exists()
+
+
+def test_a_folder_another_run_is_using_is_refused_before_anything_is_written(tmp_path, capsys):
+    """Two runs never share an experiment set's folder or a row's folder: the second is refused in one
+    line that names the folder and the holder, and writes nothing there."""
+    cohort, preset = tiny_cohort(tmp_path), tiny_preset(tmp_path)
+    out = tmp_path / "exp"
+    set_dir, row_dir = out / "ablation", out / "ablation" / "paper"
+    with FolderLock(set_dir, "experiments run of this set"):  # what a running `experiments ablation` holds
+        code = main(["experiments", "ablation", str(cohort), "--out", str(out), "--folds", "1", "--only",
+                     "paper", "--preset", str(preset)])
+        err = capsys.readouterr().err.replace("\n", "")  # the console wraps long lines
+        assert code == 2
+        assert f"{set_dir}: in use by another experiments run of this set (pid {os.getpid()}" in err
+    assert sorted(p.name for p in set_dir.iterdir()) == []  # no run_info, no row folder; the lock is gone
+    with FolderLock(row_dir, "cross-validation of this folder"):  # e.g. the same row linked into two sets
+        with pytest.raises(FolderBusyError, match="in use by another cross-validation of this folder"):
+            crossval(load_config(preset), cohort, row_dir, folds=1, train_fn=CountingTrain())
+    assert sorted(p.name for p in row_dir.iterdir()) == []

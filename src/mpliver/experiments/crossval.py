@@ -39,6 +39,7 @@ from mpliver.inference.slices import label_map, most_tumor_slice, predict_cached
 from mpliver.io.atomic import atomic_path, write_json_atomic, write_text_atomic
 from mpliver.io.labels import LIVER, TUMOR, type_order
 from mpliver.io.layout import Dataset
+from mpliver.io.lock import FolderLock
 from mpliver.io.nifti import read_nifti, write_nifti
 from mpliver.models.inference_copy import inference_model
 from mpliver.runtime import DistInfo, resolve_device
@@ -162,39 +163,41 @@ def crossval(
     method = name or config.model.name
     if run_dir.exists() and not run_dir.is_dir():
         raise InputError("output path exists and is not a folder", run_dir)
-    check_run_config(run_dir, config)
-    device = resolve_device(config.train.device, what="train.device")
-    write_run_info(run_dir, config, config.train.seed, device, extra={
-        "kind": "crossval", "method": method, "dataset": str(dataset_dir.resolve()), "folds": selected,
-        "checkpoint": checkpoint,
-    })
-    (run_dir / CROSSVAL_JSON).unlink(missing_ok=True)  # written again once this call completes
-    cache, _ = resolve_cache(config, dataset_dir, DistInfo())
+    with FolderLock(run_dir, "cross-validation of this folder"):  # a second run here is refused
+        check_run_config(run_dir, config)
+        device = resolve_device(config.train.device, what="train.device")
+        write_run_info(run_dir, config, config.train.seed, device, extra={
+            "kind": "crossval", "method": method, "dataset": str(dataset_dir.resolve()), "folds": selected,
+            "checkpoint": checkpoint,
+        })
+        (run_dir / CROSSVAL_JSON).unlink(missing_ok=True)  # written again once this call completes
+        cache, _ = resolve_cache(config, dataset_dir, DistInfo())
 
-    call_started = time.time()
-    result = CrossvalResult(run_dir=run_dir, method=method, folds=selected, model=config.model.name)
-    test_cases: list[str] = []
-    for fold in selected:
-        cases = split_cases(dataset, fold)[2]
-        test_cases += cases
-        if fold_finished(run_dir, fold, cases, config):
-            say(f"fold {fold}: finished earlier, skipped")
-            result.skipped.append(fold)
-            continue
-        folder = fold_dir(run_dir, fold)
-        resume = (folder / config.train.checkpoint_dir / "last.pt").exists()
-        say(f"fold {fold}: {'resuming' if resume else 'training'} ({len(cases)} test cases) -> {folder}")
-        started = time.time()
-        train_fn(config, dataset_dir, fold, folder, resume=resume, on_epoch=on_epoch)
-        say(f"fold {fold}: predicting {len(cases)} test cases")
-        predict_fold(config, run_dir, fold, cases, cache, dataset, checkpoint, device)
-        write_json_atomic(folder / DONE_JSON, {"fold": fold, "test_cases": cases, "checkpoint": checkpoint,
-                                               "seconds": round(time.time() - started, 1)})
-        result.trained.append(fold)
+        call_started = time.time()
+        result = CrossvalResult(run_dir=run_dir, method=method, folds=selected, model=config.model.name)
+        test_cases: list[str] = []
+        for fold in selected:
+            cases = split_cases(dataset, fold)[2]
+            test_cases += cases
+            if fold_finished(run_dir, fold, cases, config):
+                say(f"fold {fold}: finished earlier, skipped")
+                result.skipped.append(fold)
+                continue
+            folder = fold_dir(run_dir, fold)
+            resume = (folder / config.train.checkpoint_dir / "last.pt").exists()
+            say(f"fold {fold}: {'resuming' if resume else 'training'} ({len(cases)} test cases) -> {folder}")
+            started = time.time()
+            train_fn(config, dataset_dir, fold, folder, resume=resume, on_epoch=on_epoch)
+            say(f"fold {fold}: predicting {len(cases)} test cases")
+            predict_fold(config, run_dir, fold, cases, cache, dataset, checkpoint, device)
+            write_json_atomic(folder / DONE_JSON, {"fold": fold, "test_cases": cases,
+                                                   "checkpoint": checkpoint,
+                                                   "seconds": round(time.time() - started, 1)})
+            result.trained.append(fold)
 
-    say(f"evaluating {len(test_cases)} pooled test cases")
-    evaluate_run(result, dataset, sorted(test_cases), started=call_started)
-    return result
+        say(f"evaluating {len(test_cases)} pooled test cases")
+        evaluate_run(result, dataset, sorted(test_cases), started=call_started)
+        return result
 
 
 def _cv_dataset(dataset_dir: Path) -> Dataset:

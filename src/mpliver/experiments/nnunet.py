@@ -42,6 +42,7 @@ from mpliver.inference.slices import label_map
 from mpliver.io.atomic import write_json_atomic
 from mpliver.io.labels import LIVER, TUMOR
 from mpliver.io.layout import Dataset
+from mpliver.io.lock import FolderLock
 from mpliver.io.nifti import read_nifti, write_nifti
 from mpliver.io.nnunet import REGISTRATION_JSON, export_nnunet, nnunet_folder_name
 
@@ -146,45 +147,47 @@ def run_nnunet_experiment(
     raw = exp_dir / "nnUNet_raw" / nnunet_folder_name(dataset_id, "MPLiver")
     env = nnunet_env(exp_dir, budget.threads)
     log = exp_dir / "nnunet.log"
-    started = time.time()
-    _check_budget(run_dir, budget)
-    write_json_atomic(run_dir / "budget.json", {**asdict(budget), "trainer": TRAINER,
-                                                "configuration": CONFIGURATION, "device": "cpu"})
+    with FolderLock(exp_dir, "nnU-Net experiment in this folder"):  # a second run here is refused
+        started = time.time()
+        _check_budget(run_dir, budget)
+        write_json_atomic(run_dir / "budget.json", {**asdict(budget), "trainer": TRAINER,
+                                                    "configuration": CONFIGURATION, "device": "cpu"})
 
-    if not (raw / REGISTRATION_JSON).is_file():
-        say(f"exporting {dataset.root} with registered {'/'.join(dataset.phases[1:])} -> {raw}")
-        export_nnunet(dataset.root, raw.parent, dataset_id=dataset_id, name="MPLiver", overwrite=True,
-                      align=liver_aligner(),
-                      align_name="registered by mpliver's label-free liver registration")
-    plans = exp_dir / "nnUNet_preprocessed" / raw.name / "nnUNetPlans.json"
-    if not plans.is_file() or not (plans.parent / "splits_final.json").is_file():
-        say(f"nnU-Net planning and pre-processing ({CONFIGURATION}); log: {log}")
-        # the planner sets torch's threads to nnUNet_n_proc_DA, which must then be positive
-        run_step(["prepare", str(dataset_id), CONFIGURATION], {**env, "nnUNet_n_proc_DA": "1"}, log)
+        if not (raw / REGISTRATION_JSON).is_file():
+            say(f"exporting {dataset.root} with registered {'/'.join(dataset.phases[1:])} -> {raw}")
+            export_nnunet(dataset.root, raw.parent, dataset_id=dataset_id, name="MPLiver", overwrite=True,
+                          align=liver_aligner(),
+                          align_name="registered by mpliver's label-free liver registration")
+        plans = exp_dir / "nnUNet_preprocessed" / raw.name / "nnUNetPlans.json"
+        if not plans.is_file() or not (plans.parent / "splits_final.json").is_file():
+            say(f"nnU-Net planning and pre-processing ({CONFIGURATION}); log: {log}")
+            # the planner sets torch's threads to nnUNet_n_proc_DA, which must then be positive
+            run_step(["prepare", str(dataset_id), CONFIGURATION], {**env, "nnUNet_n_proc_DA": "1"}, log)
 
-    result = CrossvalResult(run_dir=run_dir, method=row_label(dataset.phases), folds=selected,
-                            model=f"nnunetv2 {CONFIGURATION} {TRAINER}")
-    test_cases: list[str] = []
-    for fold in selected:
-        cases = split_cases(dataset, fold)[2]
-        test_cases += cases
-        index = all_folds.index(fold)
-        val_dir = (exp_dir / "nnUNet_results" / raw.name / f"{TRAINER}__nnUNetPlans__{CONFIGURATION}"
-                   / f"fold_{index}" / "validation")
-        if all((val_dir / f"{c}.nii.gz").is_file() for c in cases) and (val_dir / "summary.json").is_file():
-            say(f"fold {fold}: finished earlier, skipped")
-            result.skipped.append(fold)
-        else:
-            say(f"fold {fold}: nnU-Net training ({budget.epochs} epochs x {budget.iterations_per_epoch} "
-                f"iterations) and prediction of {len(cases)} test cases; log: {log}")
-            step = ["train", str(dataset_id), CONFIGURATION, str(index), json.dumps(asdict(budget))]
-            run_step(step, env, log)
-            result.trained.append(fold)
-        for case in cases:
-            _write_prediction(dataset, run_dir, case, val_dir / f"{case}.nii.gz")
-    say(f"evaluating {len(test_cases)} pooled test cases")
-    evaluate_run(result, dataset, sorted(test_cases), started=started)
-    return tabulate(exp_dir, dataset, selected, result, peer_roots)
+        result = CrossvalResult(run_dir=run_dir, method=row_label(dataset.phases), folds=selected,
+                                model=f"nnunetv2 {CONFIGURATION} {TRAINER}")
+        test_cases: list[str] = []
+        for fold in selected:
+            cases = split_cases(dataset, fold)[2]
+            test_cases += cases
+            index = all_folds.index(fold)
+            val_dir = (exp_dir / "nnUNet_results" / raw.name / f"{TRAINER}__nnUNetPlans__{CONFIGURATION}"
+                       / f"fold_{index}" / "validation")
+            predicted = all((val_dir / f"{c}.nii.gz").is_file() for c in cases)
+            if predicted and (val_dir / "summary.json").is_file():
+                say(f"fold {fold}: finished earlier, skipped")
+                result.skipped.append(fold)
+            else:
+                say(f"fold {fold}: nnU-Net training ({budget.epochs} epochs x {budget.iterations_per_epoch} "
+                    f"iterations) and prediction of {len(cases)} test cases; log: {log}")
+                step = ["train", str(dataset_id), CONFIGURATION, str(index), json.dumps(asdict(budget))]
+                run_step(step, env, log)
+                result.trained.append(fold)
+            for case in cases:
+                _write_prediction(dataset, run_dir, case, val_dir / f"{case}.nii.gz")
+        say(f"evaluating {len(test_cases)} pooled test cases")
+        evaluate_run(result, dataset, sorted(test_cases), started=started)
+        return tabulate(exp_dir, dataset, selected, result, peer_roots)
 
 
 def _check_budget(run_dir: Path, budget: NnunetBudget) -> None:

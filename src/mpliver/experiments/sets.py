@@ -48,6 +48,7 @@ from mpliver.experiments.seed_tables import paper_side_by_side
 from mpliver.io.atomic import write_json_atomic, write_text_atomic
 from mpliver.io.labels import type_order
 from mpliver.io.layout import Dataset
+from mpliver.io.lock import FolderLock
 from mpliver.models import resolve_config
 from mpliver.runtime import resolve_device
 from mpliver.training.config import load_config
@@ -200,53 +201,54 @@ def run_experiments(
         except ConfigError as exc:
             raise ConfigError(f"row '{row_name}' of set '{exp.name}': {exc}") from None
     selected = select_folds(list(Dataset(dataset_dir).folds()), folds)
-    base = load_config(preset, list(overrides))
-    write_run_info(
-        set_dir,
-        base,
-        base.train.seed,
-        resolve_device(base.train.device, what="train.device"),
-        extra={
-            "kind": "experiments",
-            "set": exp.name,
-            "dataset": str(Path(dataset_dir).resolve()),
-            "folds": selected,
-            "rows": {row.name: list(row.overrides) for row in rows},
-        },
-    )
-
-    result = ExperimentResult(out_dir=set_dir, set=exp, seed=base.train.seed)
-    for row in rows:
-        run_dir = set_dir / row.name
-        config = configs[row.name]
-        check_run_config(run_dir, config)
-        if row_finished(run_dir, selected):
-            say(f"{row.name}: finished earlier, skipped")
-            result.results[row.name] = load_result(run_dir)
-            result.skipped.append(row.name)
-            continue
-        say(f"{row.name}: cross-validation ({' '.join(row.overrides)}) -> {run_dir}")
-        result.results[row.name] = crossval(
-            config,
-            dataset_dir,
-            run_dir,
-            folds=selected,
-            name=row.name,
-            train_fn=train_fn,
-            on_event=lambda msg, n=row.name: say(f"{n}: {msg}"),
+    with FolderLock(set_dir, "experiments run of this set"):  # a second run here is refused
+        base = load_config(preset, list(overrides))
+        write_run_info(
+            set_dir,
+            base,
+            base.train.seed,
+            resolve_device(base.train.device, what="train.device"),
+            extra={
+                "kind": "experiments",
+                "set": exp.name,
+                "dataset": str(Path(dataset_dir).resolve()),
+                "folds": selected,
+                "rows": {row.name: list(row.overrides) for row in rows},
+            },
         )
-        result.ran.append(row.name)
-    for row in exp.rows:  # rows left out by `only` but finished earlier still belong in the tables
-        run_dir = set_dir / row.name
-        if row.name in result.results or not row_finished(run_dir, selected):
-            continue
-        try:
-            check_run_config(run_dir, load_config(preset, list(overrides) + list(row.overrides)))
-        except ConfigError:
-            continue
-        result.results[row.name] = load_result(run_dir)
-    write_tables(result)
-    return result
+
+        result = ExperimentResult(out_dir=set_dir, set=exp, seed=base.train.seed)
+        for row in rows:
+            run_dir = set_dir / row.name
+            config = configs[row.name]
+            check_run_config(run_dir, config)
+            if row_finished(run_dir, selected):
+                say(f"{row.name}: finished earlier, skipped")
+                result.results[row.name] = load_result(run_dir)
+                result.skipped.append(row.name)
+                continue
+            say(f"{row.name}: cross-validation ({' '.join(row.overrides)}) -> {run_dir}")
+            result.results[row.name] = crossval(
+                config,
+                dataset_dir,
+                run_dir,
+                folds=selected,
+                name=row.name,
+                train_fn=train_fn,
+                on_event=lambda msg, n=row.name: say(f"{n}: {msg}"),
+            )
+            result.ran.append(row.name)
+        for row in exp.rows:  # rows left out by `only` but finished earlier still belong in the tables
+            run_dir = set_dir / row.name
+            if row.name in result.results or not row_finished(run_dir, selected):
+                continue
+            try:
+                check_run_config(run_dir, load_config(preset, list(overrides) + list(row.overrides)))
+            except ConfigError:
+                continue
+            result.results[row.name] = load_result(run_dir)
+        write_tables(result)
+        return result
 
 
 def fold_dpc(result: CrossvalResult) -> dict[int, float]:
