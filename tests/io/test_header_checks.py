@@ -1,5 +1,6 @@
 """A lost header (1 mm voxels along the world axes at or around the origin: what conversions without geometry
-write) is warned about where studies are read (predict and convert), naming the file; a real header is not.
+write) is warned about where studies are read (predict, convert, and a dataset's cases for pre-processing and
+training), naming the file; a real header is not.
 The real LiTS 117 crop in ../shared/data is such a file."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from mpliver.inference.study import read_volume as read_study_volume
 from mpliver.io.checks import warn_lost_header
 from mpliver.io.convert import read_volume as read_convert_volume
 from mpliver.io.geometry import Geometry
+from mpliver.io.layout import Dataset, write_dataset_json
 from mpliver.io.nifti import write_nifti
 
 
@@ -63,3 +65,21 @@ def test_real_looking_headers_are_not_warned():
 def test_the_real_lits_crop_is_flagged(shared_data):
     with pytest.warns(InputWarning, match="header looks lost"):
         read_study_volume(shared_data / "lits117" / "ct.nii.gz", "PV phase")
+
+
+def test_a_datasets_case_with_a_lost_header_is_warned_per_phase_file(tmp_path):
+    """`Dataset.load_case` (what preprocess and train read) warns as predict does: here the ART file lost its
+    header and the PV file kept it."""
+    ct = np.full((16, 16, 8), 40, np.int16)
+    ct[0] = -1000
+    real = Geometry.from_spacing(ct.shape, (0.8, 0.8, 2.5), origin=(-8.0, 3.0, 100.0))
+    write_nifti(tmp_path / "imagesTr" / "c1_0000.nii.gz", ct, real)
+    write_nifti(tmp_path / "imagesTr" / "c1_0001.nii.gz", ct, Geometry(np.eye(4), ct.shape))
+    label = np.zeros(ct.shape, np.uint8)
+    label[4:8, 4:8, 2:5] = 1
+    write_nifti(tmp_path / "labelsTr" / "c1.nii.gz", label, real)
+    write_dataset_json(tmp_path, ["PV", "ART"], 1, {"c1": {"tumor_type": "HCC", "fold": 0}})
+    with pytest.warns(InputWarning, match=r"c1_0001\.nii\.gz: the header looks lost") as caught:
+        Dataset(tmp_path).load_case("c1")
+    assert [str(w.message).split(":")[0] for w in caught if issubclass(w.category, InputWarning)] == [
+        str(tmp_path / "imagesTr" / "c1_0001.nii.gz")]

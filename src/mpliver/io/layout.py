@@ -19,7 +19,7 @@ import numpy as np
 
 from mpliver.errors import DatasetError, InputWarning
 from mpliver.io.atomic import write_json_atomic
-from mpliver.io.checks import check_hu, check_label_liver, check_same_grid, check_slices
+from mpliver.io.checks import check_hu, check_label_liver, check_same_grid, check_slices, warn_lost_header
 from mpliver.io.geometry import Geometry
 from mpliver.io.labels import BACKGROUND, LABELS, TUMOR, TUMOR_TYPES
 from mpliver.io.nifti import read_geometry, read_nifti
@@ -189,6 +189,7 @@ class Dataset:
             arr, geom = read_nifti(p, dtype=np.float32)
             check_hu(arr, p)
             check_slices(geom, p, f"the {name} phase")
+            warn_lost_header(geom, p)  # training and pre-processing read what predict reads, checked alike
             phases[name], geoms[name] = arr, geom
         out = CaseVolumes(case, phases, geoms)
         if with_label and split == "Tr":
