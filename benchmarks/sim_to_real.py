@@ -19,6 +19,8 @@ Variants:
 - `after-long`: `after`'s cohort and liver model, the tumour model trained longer and with a quarter tumour
   slices (TUMOR_RECIPES);
 - `after-faint`: `after-long` with lesions the PV phase does not show left out of the loss.
+- `liver-4phase`, `liver-anyphase`: `after-faint`'s tumour model with a liver model trained on a randomised
+  PV, NC, ART, EQP cohort, reading the primary (PV) phase or a phase drawn per slice (LIVER_RECIPES).
 Every variant a run names is scored by the current code (its models are reused when trained), so a fix in
 scoring (the LiTS crop's orientation) shows once the run is repeated; scores.json keeps the variants of
 earlier runs in the same folder as they were scored then.
@@ -61,6 +63,12 @@ def _run(cmd: list[str], src: Path, log: Path) -> None:
 # iso-attenuating HCC) left out of the loss (data.faint_lesion_cnr).
 LONG = ["data.tumor_share=0.25", "optim.epochs=24", "data.slices_per_epoch=256", "optim.step_epochs=18"]
 TUMOR_RECIPES = {"after-long": LONG, "after-faint": [*LONG, "data.faint_lesion_cnr=0.5"]}
+# Variants that change the liver model only and bundle it with `after-faint`'s tumour model: a randomised
+# cohort with four phases (the primary PV, then NC, ART and EQP; same seed and case count), the liver model
+# reading the primary phase (`liver-4phase`, the control) or a phase drawn per slice (`liver-anyphase`,
+# data.liver_phase=any), so that it meets unenhanced, arterial and late livers as well.
+FOUR_PHASES = "PV,NC,ART,EQP"
+LIVER_RECIPES = {"liver-4phase": [], "liver-anyphase": ["data.liver_phase=any"]}
 
 
 def build_variant(name: str, out: Path, src: Path, args: argparse.Namespace) -> Path:
@@ -68,6 +76,8 @@ def build_variant(name: str, out: Path, src: Path, args: argparse.Namespace) -> 
     d = out / name
     d.mkdir(parents=True, exist_ok=True)
     log = d / "log.txt"
+    if name in LIVER_RECIPES:
+        return _build_liver_variant(name, d, out, src, args)
     recipe = TUMOR_RECIPES.get(name, [])
     base = out / "after" if name in TUMOR_RECIPES else d
     if name in TUMOR_RECIPES:
@@ -91,6 +101,25 @@ def build_variant(name: str, out: Path, src: Path, args: argparse.Namespace) -> 
         (tumour / "done").touch()
     if not bundle.exists():
         _run(["bundle", str(tumour), "--liver-run", str(liver), "--out", str(bundle)], ROOT / "src", log)
+    return bundle
+
+
+def _build_liver_variant(name: str, d: Path, out: Path, src: Path, args: argparse.Namespace) -> Path:
+    """Four-phase cohort -> liver model (LIVER_RECIPES) -> bundle with `after-faint`'s tumour model."""
+    build_variant("after-faint", out, src, args)
+    log, cohort, liver, bundle = d / "log.txt", d.parent / "cohort-4phase", d / "liver", d / "model.mpliver"
+    if not (cohort / "dataset.json").exists():
+        _run(["phantom", str(cohort), "--cases", str(args.cases), "--seed", str(args.seed), "--no-previews",
+              "--folds", "2", "--overwrite", "--randomize", "--phases", FOUR_PHASES], src, log)
+    if not (liver / "done").exists():
+        _run(["train", str(cohort), "--preset", "cpu-small", "--task", "liver", "--fold", "none", "--out",
+              str(liver), f"optim.epochs={args.liver_epochs}", f"data.slices_per_epoch={args.liver_slices}",
+              "data.val_fraction=0.1", "train.progress=false", "data.intensity_aug=true",
+              *LIVER_RECIPES[name]], src, log)
+        (liver / "done").touch()
+    if not bundle.exists():
+        _run(["bundle", str(out / "after-faint" / "tumor"), "--liver-run", str(liver), "--out", str(bundle)],
+             ROOT / "src", log)
     return bundle
 
 
@@ -171,7 +200,7 @@ def main() -> None:
     parser.add_argument("--liver-slices", type=int, default=256)
     parser.add_argument("--tumor-epochs", type=int, default=8)
     parser.add_argument("--variants", default="before,after",
-                        help=f"comma-separated: before, after, {', '.join(TUMOR_RECIPES)}")
+                        help=f"comma-separated: before, after, {', '.join([*TUMOR_RECIPES, *LIVER_RECIPES])}")
     parser.add_argument("--summarize", type=Path, nargs="+", default=None,
                         help="print mean ± SD over these finished runs (their scores.json) instead")
     args = parser.parse_args()

@@ -154,3 +154,56 @@ def test_intensity_augmentation_in_training_items_only(cache):
         if inside.any():
             assert not torch.equal(a[inside], p[inside])
         assert torch.equal(a, SliceDataset(cache / "cache", CASES, intensity=strong)[(i, 3)]["phases"])
+
+
+def test_liver_task_with_any_phase_draws_a_phase_per_training_slice(cache):
+    """liver_phase='any': training items read phase 0 or 1 (drawn per item and seed, reproducibly) with the
+    PV label; validation items (no seed) read the primary phase."""
+    data = SliceDataset(cache / "cache", ["SCENE_000"], task="liver", liver_phase="any")
+    cc = CachedCase.open(cache / "cache" / "cases" / "SCENE_000")
+    s = 2
+    stacks = [np.asarray(cc.images[p, s:s + 3], np.float32) for p in (0, 1)]
+    assert not np.array_equal(*stacks)
+    drawn = []
+    for seed in range(40):
+        item = data[(s, seed)]
+        x = item["phases"].numpy()[0]
+        matches = [p for p in (0, 1) if np.array_equal(x, stacks[p])]
+        assert len(matches) == 1
+        drawn.append(matches[0])
+        np.testing.assert_array_equal(item["label"].numpy(), (np.asarray(cc.label[s + 1]) >= 1).astype(np.int64))
+        assert torch.equal(item["phases"], data[(s, seed)]["phases"])
+    assert 10 <= sum(drawn) <= 30  # both phases, about half each
+    np.testing.assert_array_equal(data[s]["phases"].numpy()[0], stacks[0])
+    with pytest.raises(ValueError, match="liver_phase"):
+        SliceDataset(cache / "cache", ["SCENE_000"], task="liver", liver_phase="ART")
+
+
+def test_a_phase_whose_field_misses_the_liver_is_not_drawn(cache, tmp_path):
+    """Where the registered phase was filled with air (its grid did not reach that part of the PV grid), the
+    liver item reads the primary phase instead, so the label never marks liver on air."""
+    import shutil
+
+    from mpliver.data.dataset import covers_liver
+
+    copy = tmp_path / "cache"
+    shutil.copytree(cache / "cache", copy)
+    images = np.load(copy / "cases" / "SCENE_000" / "images.npy", mmap_mode="r+")
+    images[1] = 0  # phase 1: nothing but registration's air fill
+    images.flush()
+    del images
+    data = SliceDataset(copy, ["SCENE_000"], task="liver", liver_phase="any")
+    cc = CachedCase.open(copy / "cases" / "SCENE_000")
+    liver_slices = [s for s in range(cc.num_slices) if np.any(np.asarray(cc.label[s + 1]) >= 1)]
+    assert liver_slices
+    for s in liver_slices:
+        for seed in range(6):
+            np.testing.assert_array_equal(data[(s, seed)]["phases"].numpy()[0],
+                                          np.asarray(cc.images[0, s:s + 3], np.float32))
+    # the rule itself, by hand: up to 1 % of the liver values at the floor is tolerated
+    stack, liver = np.full((3, 10, 10), 0.5, np.float32), np.ones((10, 10), bool)
+    stack[1, 0, 0] = 0.0
+    assert covers_liver(stack, liver)  # 1 of 300 values
+    stack[:, 0, :4] = 0.0
+    assert not covers_liver(stack, liver)  # 12 of 300
+    assert covers_liver(np.zeros((3, 10, 10), np.float32), np.zeros((10, 10), bool))  # no liver here

@@ -130,6 +130,7 @@ def test_unknown_keys_name_the_key(override, key):
         ("train.device=tpu", "train.device"),
         ("data.tumor_share=1.5", "data.tumor_share"),
         ("optim.epochs=2.5", "optim.epochs"),
+        ("data.liver_phase=ART", "data.liver_phase"),
     ],
 )
 def test_bad_values_name_the_key(override, key):

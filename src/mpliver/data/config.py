@@ -16,6 +16,8 @@ REGISTRATIONS = ("tumor-center", "liver", "none")
 INFERENCE_REGISTRATIONS = ("liver", "none")  # label-free: what a new study can be registered with
 LIVER_MASK_SOURCES = ("label", "file", "model")
 KEEP_SLICES = ("liver", "all")
+# the phase the liver model reads in training: the primary, or one drawn per slice (data.liver_phase)
+LIVER_PHASES = ("primary", "any")
 CACHE_DTYPES = ("float16", "float32")
 
 

@@ -3,7 +3,9 @@
 Item: {'phases': (P, C, H, W) float32, 'label': (H, W) int64, 'case': str, 'slice': int (centre index within
 the cached case), 'axial': int (the axial slice of the PV volume)}. For task 'tumor' the label is tumour (1)
 vs background (0) and each slice of a stack is multiplied by its own liver mask; for task 'liver' (the liver
-model) 'phases' holds PV only (1, C, H, W), unmasked, and the label is liver incl. tumour (1) vs background.
+model) 'phases' holds one phase (1, C, H, W), unmasked, and the label is liver incl. tumour (1) vs background:
+the primary phase, or with `liver_phase='any'` in training a phase drawn per slice (the primary where the
+drawn phase's field does not cover the liver).
 With `faint_lesion_cnr` > 0 (task 'tumor'), a lesion whose CNR stays below it in every phase the model reads
 is IGNORE_INDEX in the label: out of the loss, neither tumour nor liver (`lesion_contrast.py` says why).
 """
@@ -19,6 +21,7 @@ from scipy import ndimage
 from torch.utils.data import Dataset as TorchDataset
 
 from mpliver.data.cache import CachedCase
+from mpliver.data.config import LIVER_PHASES
 from mpliver.data.lesion_contrast import LesionContrast
 from mpliver.data.sampling import EpochSampler
 from mpliver.data.transforms import AffineAugmentation, IntensityAugmentation, RandomAffine, RandomIntensity
@@ -51,13 +54,16 @@ class SliceDataset(TorchDataset):
     def __init__(self, cache: str | Path, cases: list[str], task: str = "tumor",
                  augmentation: AffineAugmentation | None = None, mask_jitter: int = 0,
                  intensity: IntensityAugmentation | None = None, faint_lesion_cnr: float = 0.0,
-                 input_phases: int | None = None):
+                 input_phases: int | None = None, liver_phase: str = "primary"):
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got '{task}'")
         if mask_jitter < 0:
             raise ValueError(f"mask_jitter must be >= 0, got {mask_jitter}")
         if faint_lesion_cnr < 0:
             raise ValueError(f"faint_lesion_cnr must be >= 0, got {faint_lesion_cnr}")
+        if liver_phase not in LIVER_PHASES:
+            raise ValueError(f"liver_phase must be one of {LIVER_PHASES}, got '{liver_phase}'")
+        self.liver_phase = liver_phase
         self.cache, self.task = Path(cache), task
         self.mask_jitter = int(mask_jitter)
         self.transform = RandomAffine(augmentation) if augmentation is not None else None
@@ -123,12 +129,19 @@ class SliceDataset(TorchDataset):
         cc = self.metas[ci]
         images, mask, label, lesions = self._case_arrays(ci)
         h = cc.halo
-        x = np.asarray(images[:, s:s + 2 * h + 1], dtype=np.float32)            # (P, C, H, W)
         if label is None:
             raise InputError(f"case {self.case_ids[ci]} has no label in the cache", cc.root)
         centre = np.asarray(label[s + h])
+        if self.task == "liver":  # one phase: the primary, or in training with "any" one drawn per slice
+            p = 0
+            if self.liver_phase == "any" and seed is not None:
+                p = int(np.random.default_rng([seed, 3]).integers(images.shape[0]))
+            x = np.asarray(images[p:p + 1, s:s + 2 * h + 1], dtype=np.float32)  # (1, C, H, W)
+            if p and not covers_liver(x[0], centre >= LIVER):
+                x = np.asarray(images[:1, s:s + 2 * h + 1], dtype=np.float32)
+        else:
+            x = np.asarray(images[:, s:s + 2 * h + 1], dtype=np.float32)        # (P, C, H, W)
         if self.intensity is not None and seed is not None:  # before masking: the mask stays exact zeros
-            x = x[:1] if self.task == "liver" else x
             x = self.intensity(torch.from_numpy(x), np.random.default_rng([seed, 2])).numpy()
         if self.task == "tumor":
             m = np.asarray(mask[s:s + 2 * h + 1])
@@ -139,13 +152,25 @@ class SliceDataset(TorchDataset):
             if lesions is not None:
                 y[np.isin(np.asarray(lesions[s + h]), self.faint[ci])] = IGNORE_INDEX
         else:
-            x = x[:1]
             y = (centre >= LIVER).astype(np.int64)
         sample = {"phases": torch.from_numpy(np.ascontiguousarray(x)), "label": torch.from_numpy(y)}
         if self.transform is not None and seed is not None:
             sample = self.transform(sample, np.random.default_rng(seed))
         sample.update(case=self.case_ids[ci], slice=s, axial=int(cc.meta["mapping"]["centre_slices"][s]))
         return sample
+
+
+UNCOVERED = 0.01  # windowed value at or below which a liver pixel counts as outside the phase's field
+
+
+def covers_liver(stack: np.ndarray, liver: np.ndarray, tolerance: float = 0.01) -> bool:
+    """Whether a registered phase's windowed slices (C, H, W) show the liver where the label puts it: a
+    phase whose grid did not reach this part of the PV grid is filled with air there (registration's
+    FILL_HU, 0 after windowing), and liver tissue never windows to 0 in any phase. True when at most
+    `tolerance` of the liver pixels, over the stack, are at that floor."""
+    if not liver.any():
+        return True
+    return float(np.mean(stack[:, liver] <= UNCOVERED)) <= tolerance
 
 
 def faint_lesions(case: CachedCase, threshold: float, input_phases: int | None = None

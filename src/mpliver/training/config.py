@@ -35,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from mpliver.data.config import PreprocessConfig, require
+from mpliver.data.config import LIVER_PHASES, PreprocessConfig, require
 from mpliver.errors import ConfigError
 from mpliver.io.atomic import write_text_atomic
 from mpliver.models.registry import resolve_config
@@ -120,6 +120,10 @@ class DataConfig:
     # training: lesions fainter than this CNR in every phase the model reads are left out of the loss
     # (0 = off; data/lesion_contrast.py)
     faint_lesion_cnr: float = 0.0
+    # training, liver task: the phase each slice is read from. primary: the first phase (what predict gives
+    # the liver model); any: a phase of the case drawn per slice (registered to the PV grid the label is on),
+    # so that the model meets every contrast the cohort holds. Validation always reads the primary phase.
+    liver_phase: str = "primary"
 
     def __post_init__(self) -> None:
         require(self.batch_size >= 1, "batch_size", "must be >= 1", self.batch_size)
@@ -134,6 +138,8 @@ class DataConfig:
         require(spe is None or spe >= 1, "slices_per_epoch", "must be >= 1 (or null)", spe)
         require(self.mask_jitter >= 0, "mask_jitter", "must be >= 0", self.mask_jitter)
         require(self.faint_lesion_cnr >= 0, "faint_lesion_cnr", "must be >= 0", self.faint_lesion_cnr)
+        require(self.liver_phase in LIVER_PHASES, "liver_phase", f"must be one of {', '.join(LIVER_PHASES)}",
+                self.liver_phase)
         lis = self.liver_input_size
         require(lis is None or lis >= 16, "liver_input_size", "must be >= 16 (or null)", lis)
 

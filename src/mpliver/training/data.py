@@ -153,7 +153,8 @@ def training_data(config: Config, data_dir: Path, fold: int | None, dist_info: D
     train_set = SliceDataset(cache, train_cases, task=task, augmentation=augmentation,
                              mask_jitter=d.mask_jitter,
                              intensity=IntensityAugmentation() if d.intensity_aug else None,
-                             faint_lesion_cnr=d.faint_lesion_cnr, input_phases=input_phases)
+                             faint_lesion_cnr=d.faint_lesion_cnr, input_phases=input_phases,
+                             liver_phase=d.liver_phase)
     sampler = train_set.sampler(
         num_samples=d.slices_per_epoch,
         tumor_share=d.tumor_share if task == "tumor" else None,
