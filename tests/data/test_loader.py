@@ -171,7 +171,8 @@ def test_liver_task_with_any_phase_draws_a_phase_per_training_slice(cache):
         matches = [p for p in (0, 1) if np.array_equal(x, stacks[p])]
         assert len(matches) == 1
         drawn.append(matches[0])
-        np.testing.assert_array_equal(item["label"].numpy(), (np.asarray(cc.label[s + 1]) >= 1).astype(np.int64))
+        liver = (np.asarray(cc.label[s + 1]) >= 1).astype(np.int64)
+        np.testing.assert_array_equal(item["label"].numpy(), liver)
         assert torch.equal(item["phases"], data[(s, seed)]["phases"])
     assert 10 <= sum(drawn) <= 30  # both phases, about half each
     np.testing.assert_array_equal(data[s]["phases"].numpy()[0], stacks[0])

@@ -46,3 +46,18 @@ def test_write_run_info(tmp_path):
     assert saved["config"]["train"]["seed"] == 11
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text()) == cfg.to_dict()
     assert environment("cpu")["gpu"] is None
+
+
+def test_read_run_info_reads_what_was_written_and_names_a_broken_file(tmp_path):
+    from mpliver.errors import InputError
+    from mpliver.training.config import Config
+    from mpliver.training.run_info import read_run_info, write_run_info
+
+    assert read_run_info(tmp_path) == {}  # a run written before run_info.json existed
+    written = write_run_info(tmp_path, Config(), seed=3, extra={"fold_info": {"dataset": "/data/ds"}})
+    assert read_run_info(tmp_path) == written
+    for broken in ('{"seed": 3', "[1, 2]", b"\xff\xfe"):
+        path = tmp_path / "run_info.json"
+        path.write_bytes(broken if isinstance(broken, bytes) else broken.encode())
+        with pytest.raises(InputError, match="run_info.json: .*remove it or train the run again"):
+            read_run_info(tmp_path)

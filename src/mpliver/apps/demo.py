@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from mpliver.data.phantom import PhantomConfig, write_cohort
-from mpliver.errors import ConfigError
+from mpliver.errors import ConfigError, InputError
 from mpliver.evaluation.metrics import dice
 from mpliver.experiments import sets as experiments
 from mpliver.experiments.packaging import bundle_from_runs
@@ -39,6 +39,7 @@ from mpliver.io.labels import DEFAULT_PHASES, TUMOR
 from mpliver.io.layout import Dataset
 from mpliver.io.nifti import read_nifti
 from mpliver.training.config import load_task_config
+from mpliver.training.run_info import read_run_info
 from mpliver.training.trainer import train
 
 DEMO_SET = ExperimentSet(
@@ -220,8 +221,8 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None,
 def _trained_on(run_dir: Path) -> Path | None:
     """The dataset a training run folder was trained on (its run_info.json), None when unknown."""
     try:
-        return Path(json.loads((run_dir / "run_info.json").read_text())["fold_info"]["dataset"]).resolve()
-    except (OSError, ValueError, KeyError, TypeError):
+        return Path(read_run_info(run_dir)["fold_info"]["dataset"]).resolve()
+    except (InputError, KeyError, TypeError):
         return None
 
 

@@ -6,7 +6,6 @@ This reads training run folders (config, checkpoint, run_info), so it sits above
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from mpliver.io.layout import Dataset
 from mpliver.models import ModelConfig, build_model, create_model
 from mpliver.training.checkpoint import load_checkpoint
 from mpliver.training.config import config_from_dict
+from mpliver.training.run_info import read_run_info
 
 
 def _run_model(run_dir: Path, checkpoint: str, task: str) -> tuple[nn.Module, Any, dict[str, Any]]:
@@ -45,8 +45,7 @@ def _run_model(run_dir: Path, checkpoint: str, task: str) -> tuple[nn.Module, An
                           "saved before a registry default changed (liver_resunet's width was 0.5 before "
                           "2026-11-28) needs that option in its config.yaml, e.g. model: {width: 0.5}",
                           ckpt_path) from None
-    info_path = run_dir / "run_info.json"
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    info = read_run_info(run_dir)
     info["_epoch"] = int(state.get("epoch", 0))
     return model.eval(), config, info
 

@@ -7,6 +7,7 @@ Reproducing a number needs more than the config: the library versions, the devic
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import platform
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from mpliver._version import __version__
+from mpliver.errors import InputError
 from mpliver.io.atomic import write_json_atomic
 
 RUN_INFO = "run_info.json"
@@ -94,6 +96,22 @@ def write_run_info(
         **(extra or {}),
     }
     write_json_atomic(run_dir / name, info)
+    return info
+
+
+def read_run_info(run_dir: str | Path, name: str = RUN_INFO) -> dict[str, Any]:
+    """The run_info.json of a run folder: {} when there is none (a run written before it existed); an
+    unreadable one is an InputError naming the file."""
+    path = Path(run_dir) / name
+    if not path.is_file():
+        return {}
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"unreadable run metadata ({type(exc).__name__}); remove it or train the run again",
+                         path) from None
+    if not isinstance(info, dict):
+        raise InputError("run metadata is not a JSON object; remove it or train the run again", path)
     return info
 
 
