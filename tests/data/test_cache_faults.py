@@ -129,6 +129,37 @@ def test_lock_is_exclusive_within_one_process_too(tmp_path):
         pass
 
 
+def test_a_file_system_without_flock_runs_unlocked_with_a_warning_and_other_faults_are_one_line(
+        tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    from mpliver.errors import InputWarning, MpliverError
+
+    def no_flock(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    with pytest.warns(InputWarning, match="cannot lock files .*No locks available.*would not be stopped"):
+        with FolderLock(tmp_path / "run", "cross-validation"):
+            assert not (tmp_path / "run" / ".lock").exists()
+
+    def broken(fd, op):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(fcntl, "flock", broken)
+    with pytest.raises(MpliverError, match=r"cannot lock the folder \(Input/output error\)"):
+        FolderLock(tmp_path / "run", "cross-validation").acquire()
+    monkeypatch.undo()
+
+    def read_only(path, flags, mode=0o777):  # what a read-only folder answers (root is never refused)
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(os, "open", read_only)
+    with pytest.raises(MpliverError, match=r"cannot write the lock file \.lock \(Permission denied\)"):
+        FolderLock(tmp_path / "run", "x").acquire()
+
+
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)

@@ -18,6 +18,7 @@ from helpers.crossval_toys import CountingTrain, dataset_folds, tiny_cohort, tin
 from mpliver.cli import main
 from mpliver.errors import ConfigError
 from mpliver.experiments.crossval import CrossvalResult, crossval
+from mpliver.experiments.seeds import run_seeded_experiments
 from mpliver.experiments.sets import (
     EXPERIMENT_SETS,
     ExperimentResult,
@@ -202,6 +203,11 @@ def test_a_folder_another_run_is_using_is_refused_before_anything_is_written(tmp
         assert code == 2
         assert f"{set_dir}: in use by another experiments run of this set (pid {os.getpid()}" in err
     assert sorted(p.name for p in set_dir.iterdir()) == []  # no run_info, no row folder; the lock is gone
+    with FolderLock(set_dir, "experiments run of this set"):  # a seeded run is refused before any seed runs
+        with pytest.raises(FolderBusyError, match="in use by another experiments run of this set"):
+            run_seeded_experiments("ablation", cohort, out, seeds=2, preset=preset, folds=1, only=["paper"],
+                                   train_fn=CountingTrain())
+    assert sorted(p.name for p in set_dir.iterdir()) == []
     with FolderLock(row_dir, "cross-validation of this folder"):  # e.g. the same row linked into two sets
         with pytest.raises(FolderBusyError, match="in use by another cross-validation of this folder"):
             crossval(load_config(preset), cohort, row_dir, folds=1, train_fn=CountingTrain())

@@ -370,6 +370,9 @@ def test_model_sections_compare_as_the_network_they_build(tmp_path):
     assert config_differences(base.to_dict(), other.to_dict()) == [("model.urim", True, False)]
     with pytest.raises(ConfigError, match=r"model\.urim=True, not False"):
         check_run_config(tmp_path, other)
-    # a section the registry cannot build still compares, as written
-    gone = {**base.to_dict(), "model": {"name": "a_model_since_removed"}}
-    assert ("model.name", "a_model_since_removed", "paper") in config_differences(gone, base.to_dict())
+    # where either section cannot be built, both compare as written: the keys the user typed are named
+    model = base.to_dict()["model"]
+    gone = {**base.to_dict(), "model": {**model, "name": "a_model_since_removed"}}
+    assert config_differences(gone, base.to_dict()) == [("model.name", "a_model_since_removed", "paper")]
+    typo = {**base.to_dict(), "model": {**model, "witdh": 0.5}}
+    assert config_differences(base.to_dict(), typo) == [("model.witdh", None, 0.5)]

@@ -163,9 +163,9 @@ def crossval(
     method = name or config.model.name
     if run_dir.exists() and not run_dir.is_dir():
         raise InputError("output path exists and is not a folder", run_dir)
+    device = resolve_device(config.train.device, what="train.device")  # a bad device creates no folder
     with FolderLock(run_dir, "cross-validation of this folder"):  # a second run here is refused
         check_run_config(run_dir, config)
-        device = resolve_device(config.train.device, what="train.device")
         write_run_info(run_dir, config, config.train.seed, device, extra={
             "kind": "crossval", "method": method, "dataset": str(dataset_dir.resolve()), "folds": selected,
             "checkpoint": checkpoint,

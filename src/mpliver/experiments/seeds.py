@@ -24,6 +24,7 @@ from typing import Any
 from mpliver.errors import ConfigError
 from mpliver.experiments.seed_tables import write_seed_tables
 from mpliver.experiments.sets import ExperimentResult, ExperimentSet, get_set, run_experiments
+from mpliver.io.lock import FolderLock
 from mpliver.training.config import load_config
 
 SEEDS_JSON = "seeds.json"
@@ -84,18 +85,19 @@ def run_seeded_experiments(
         "dataset": str(Path(dataset_dir).resolve()), "preset": str(preset), "overrides": list(overrides),
         "folds": folds if folds is None or isinstance(folds, int) else list(folds),
         "only": None if only is None else list(only)})
-    for seed in result.seeds:
-        result.by_seed[seed] = run_experiments(
-            exp.name,
-            dataset_dir,
-            out_dir,
-            preset=preset,
-            overrides=list(overrides) + [f"train.seed={seed}"],
-            folds=folds,
-            only=only,
-            train_fn=train_fn,
-            on_event=lambda msg, s=seed: say(f"seed {s}: {msg}"),
-            set_dir=set_dir / seed_dir_name(seed),
-        )
-    write_seed_tables(result)
+    with FolderLock(set_dir, "seeded experiments run of this set"):  # each seed_S folder is locked too
+        for seed in result.seeds:
+            result.by_seed[seed] = run_experiments(
+                exp.name,
+                dataset_dir,
+                out_dir,
+                preset=preset,
+                overrides=list(overrides) + [f"train.seed={seed}"],
+                folds=folds,
+                only=only,
+                train_fn=train_fn,
+                on_event=lambda msg, s=seed: say(f"seed {s}: {msg}"),
+                set_dir=set_dir / seed_dir_name(seed),
+            )
+        write_seed_tables(result)
     return result

@@ -201,13 +201,14 @@ def run_experiments(
         except ConfigError as exc:
             raise ConfigError(f"row '{row_name}' of set '{exp.name}': {exc}") from None
     selected = select_folds(list(Dataset(dataset_dir).folds()), folds)
+    base = load_config(preset, list(overrides))
+    device = resolve_device(base.train.device, what="train.device")  # a bad device creates no folder
     with FolderLock(set_dir, "experiments run of this set"):  # a second run here is refused
-        base = load_config(preset, list(overrides))
         write_run_info(
             set_dir,
             base,
             base.train.seed,
-            resolve_device(base.train.device, what="train.device"),
+            device,
             extra={
                 "kind": "experiments",
                 "set": exp.name,

@@ -9,16 +9,19 @@ place, so that the removal cannot let two runs in.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import fcntl
 import json
 import os
 import socket
 import time
+import warnings
 from pathlib import Path
 
-from mpliver.errors import MpliverError
+from mpliver.errors import InputWarning, MpliverError
 
 LOCK_NAME = ".lock"
+_NO_FLOCK = {errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK, errno.EINVAL}  # flock unsupported here
 
 
 class FolderBusyError(MpliverError):
@@ -45,7 +48,11 @@ class FolderLock:
         self.folder.mkdir(parents=True, exist_ok=True)
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise MpliverError(f"cannot write the lock file {LOCK_NAME} ({exc.strerror})",
+                                   self.folder) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -54,10 +61,21 @@ class FolderLock:
                     info = self.holder()
                     who = f"pid {info['pid']} on {info.get('host', '?')}, since {info.get('started', '?')}" \
                         if "pid" in info else "another process"
-                    raise FolderBusyError(f"in use by another {self.what} ({who}); wait for it to finish or "
+                    what = info.get("what", self.what)  # the holder's own words
+                    raise FolderBusyError(f"in use by another {what} ({who}); wait for it to finish or "
                                           "use another folder", self.folder) from None
                 time.sleep(0.2)
                 continue
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno not in _NO_FLOCK:
+                    raise MpliverError(f"cannot lock the folder ({exc.strerror})", self.folder) from None
+                # e.g. Lustre without -o flock, some NFS/SMB mounts: run unlocked, and say so
+                self.path.unlink(missing_ok=True)
+                warnings.warn(InputWarning(
+                    f"{self.folder}: this file system cannot lock files ({exc.strerror}); a second "
+                    f"{self.what} into this folder would not be stopped"), stacklevel=2)
+                return self
             try:
                 current = os.stat(self.path).st_ino
             except FileNotFoundError:

@@ -38,7 +38,6 @@ import yaml
 from mpliver.data.config import LIVER_PHASES, PreprocessConfig, require
 from mpliver.errors import ConfigError
 from mpliver.io.atomic import write_text_atomic
-from mpliver.models.registry import resolve_config
 from mpliver.training.overrides import (
     apply_overrides,
     coerce,
@@ -380,7 +379,8 @@ def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any],
                        ignore: Collection[str] = EXECUTION_KEYS) -> list[tuple[str, Any, Any]]:
     """(key, saved value, current value) for every key of two `Config.to_dict()`s that differs, except
     `ignore`. A key missing from `saved` (added to mpliver after that run was written) counts as its default,
-    since that is what the run used; the open `model` section has no defaults. A run written with the legacy
+    since that is what the run used. The `model` sections compare as the networks they build (today's
+    registry defaults filled in), or as written where either cannot be built. A run written with the legacy
     flat keys compares as their nested fields, and keys are named as users type them (`data.input_size`)."""
     defaults = Config().to_dict()
     saved, current = migrate_legacy(saved, "saved config"), migrate_legacy(current, "config")
@@ -388,7 +388,7 @@ def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any],
     for section in SECTIONS:
         old, new = dict(saved.get(section) or {}), dict(current.get(section) or {})
         if section == "model":
-            old, new = _resolved_model(old), _resolved_model(new)
+            old, new = _resolved_models(old, new)
         else:
             old = deep_merge(defaults[section], old)
         old_flat = {short_key(k): v for k, v in flatten(old, f"{section}.").items()}
@@ -399,15 +399,21 @@ def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any],
     return out
 
 
-def _resolved_model(section: dict[str, Any]) -> dict[str, Any]:
-    """The model a `model` section builds, as every field of its `ModelConfig`, so that two sections that
-    spell the same network differently (`urim: true` given or left to the default) compare equal. A section
-    the registry cannot resolve (a model since renamed, a bad override) compares as written."""
-    options = {k: v for k, v in section.items() if k != "name"}
-    try:
+def _resolved_models(saved: dict[str, Any], current: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The networks two `model` sections build, as every field of their `ModelConfig`, so that two spellings
+    of one network (`urim: true` given or left to the default) compare equal. Where either section cannot be
+    built (a model since renamed, a misspelt or bad override), both compare as written, so the difference
+    named is the key the user typed, not every field of a network it could not build."""
+    from mpliver.models.registry import resolve_config  # the registry imports torch; config stays light
+
+    def resolve(section: dict[str, Any]) -> dict[str, Any]:
+        options = {k: v for k, v in section.items() if k != "name"}
         return resolve_config(str(section.get("name", ModelChoice().name)), **options).to_dict()
+
+    try:
+        return resolve(saved), resolve(current)
     except (ConfigError, TypeError, ValueError):
-        return section
+        return saved, current
 
 
 def describe_differences(diffs: Sequence[tuple[str, Any, Any]]) -> str:
