@@ -202,9 +202,17 @@ def test_a_phase_whose_field_misses_the_liver_is_not_drawn(cache, tmp_path):
             np.testing.assert_array_equal(data[(s, seed)]["phases"].numpy()[0],
                                           np.asarray(cc.images[0, s:s + 3], np.float32))
     # the rule itself, by hand: up to 1 % of the liver values at the floor is tolerated
-    stack, liver = np.full((3, 10, 10), 0.5, np.float32), np.ones((10, 10), bool)
+    stack, liver = np.full((3, 10, 10), 0.5, np.float32), np.ones((3, 10, 10), bool)
     stack[1, 0, 0] = 0.0
     assert covers_liver(stack, liver)  # 1 of 300 values
     stack[:, 0, :4] = 0.0
     assert not covers_liver(stack, liver)  # 12 of 300
-    assert covers_liver(np.zeros((3, 10, 10), np.float32), np.zeros((10, 10), bool))  # no liver here
+    assert covers_liver(np.zeros((3, 10, 10), np.float32), np.zeros((3, 10, 10), bool))  # no liver here
+    # the liver's top slice: the slice above holds lung (0 after windowing) where the liver is below it;
+    # each slice is judged by its own label, so a covered phase stays usable there
+    dome = np.full((3, 10, 10), 0.5, np.float32)
+    dome[0] = 0.0
+    top = np.zeros((3, 10, 10), bool)
+    top[1:] = True
+    assert covers_liver(dome, top)
+    assert not covers_liver(dome, np.ones((3, 10, 10), bool))

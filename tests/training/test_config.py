@@ -376,3 +376,9 @@ def test_model_sections_compare_as_the_network_they_build(tmp_path):
     assert config_differences(gone, base.to_dict()) == [("model.name", "a_model_since_removed", "paper")]
     typo = {**base.to_dict(), "model": {**model, "witdh": 0.5}}
     assert config_differences(base.to_dict(), typo) == [("model.witdh", None, 0.5)]
+
+
+def test_liver_phase_any_needs_registered_phases():
+    assert load_config("paper", ["data.liver_phase=any"]).data.liver_phase == "any"
+    with pytest.raises(ConfigError, match=r"data\.liver_phase .*registered to the PV grid"):
+        load_config("paper", ["data.liver_phase=any", "data.registration=none"])

@@ -137,7 +137,7 @@ class SliceDataset(TorchDataset):
             if self.liver_phase == "any" and seed is not None:
                 p = int(np.random.default_rng([seed, 3]).integers(images.shape[0]))
             x = np.asarray(images[p:p + 1, s:s + 2 * h + 1], dtype=np.float32)  # (1, C, H, W)
-            if p and not covers_liver(x[0], centre >= LIVER):
+            if p and not covers_liver(x[0], np.asarray(label[s:s + 2 * h + 1]) >= LIVER):
                 x = np.asarray(images[:1, s:s + 2 * h + 1], dtype=np.float32)
         else:
             x = np.asarray(images[:, s:s + 2 * h + 1], dtype=np.float32)        # (P, C, H, W)
@@ -164,13 +164,13 @@ UNCOVERED = 0.01  # windowed value at or below which a liver pixel counts as out
 
 
 def covers_liver(stack: np.ndarray, liver: np.ndarray, tolerance: float = 0.01) -> bool:
-    """Whether a registered phase's windowed slices (C, H, W) show the liver where the label puts it: a
-    phase whose grid did not reach this part of the PV grid is filled with air there (registration's
-    FILL_HU, 0 after windowing), and liver tissue never windows to 0 in any phase. True when at most
-    `tolerance` of the liver pixels, over the stack, are at that floor."""
+    """Whether a registered phase's windowed slices (C, H, W) show the liver where each slice's label
+    (C, H, W) puts it: a phase whose grid did not reach this part of the PV grid is filled with air there
+    (registration's FILL_HU, 0 after windowing), and liver tissue never windows to 0 in any phase. True when
+    at most `tolerance` of the liver pixels of the stack are at that floor."""
     if not liver.any():
         return True
-    return float(np.mean(stack[:, liver] <= UNCOVERED)) <= tolerance
+    return float(np.mean(stack[liver] <= UNCOVERED)) <= tolerance
 
 
 def faint_lesions(case: CachedCase, threshold: float, input_phases: int | None = None

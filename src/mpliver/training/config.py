@@ -139,6 +139,9 @@ class DataConfig:
         require(self.faint_lesion_cnr >= 0, "faint_lesion_cnr", "must be >= 0", self.faint_lesion_cnr)
         require(self.liver_phase in LIVER_PHASES, "liver_phase", f"must be one of {', '.join(LIVER_PHASES)}",
                 self.liver_phase)
+        require(self.liver_phase == "primary" or self.preprocess.registration != "none", "liver_phase",
+                "needs the other phases registered to the PV grid that holds the label "
+                "(data.registration: liver or tumor-center, not none)", self.liver_phase)
         lis = self.liver_input_size
         require(lis is None or lis >= 16, "liver_input_size", "must be >= 16 (or null)", lis)
 

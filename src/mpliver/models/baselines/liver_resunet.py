@@ -1,4 +1,5 @@
-"""The stage-1 liver model (docs/method.md §4.3): a small residual U-Net on the 3-slice PV stack."""
+"""The stage-1 liver model (docs/method.md §4.3): a small residual U-Net on a 3-slice stack of one phase
+(the primary one at inference)."""
 
 from __future__ import annotations
 
