@@ -92,7 +92,7 @@ def build_variant(name: str, out: Path, src: Path, args: argparse.Namespace) -> 
     if not (liver / "done").exists():
         _run(["train", str(cohort), "--preset", "cpu-small", "--task", "liver", "--fold", "none", "--out",
               str(liver), f"optim.epochs={args.liver_epochs}", f"data.slices_per_epoch={args.liver_slices}",
-              "data.val_fraction=0.1", "train.progress=false", *aug], src, log)
+              "data.val_fraction=0.1", "train.progress=false", *aug, *_liver_step(args)], src, log)
         (liver / "done").touch()
     if not (tumour / "done").exists():
         _run(["train", str(cohort), "--preset", "cpu-small", "--fold", "none", "--out", str(tumour),
@@ -102,6 +102,11 @@ def build_variant(name: str, out: Path, src: Path, args: argparse.Namespace) -> 
     if not bundle.exists():
         _run(["bundle", str(tumour), "--liver-run", str(liver), "--out", str(bundle)], ROOT / "src", log)
     return bundle
+
+
+def _liver_step(args: argparse.Namespace) -> list[str]:
+    """The liver run's LR step (cpu-small's, every 6 epochs, unless --liver-step-epochs is given)."""
+    return [] if args.liver_step_epochs is None else [f"optim.step_epochs={args.liver_step_epochs}"]
 
 
 def _build_liver_variant(name: str, d: Path, out: Path, src: Path, args: argparse.Namespace) -> Path:
@@ -115,7 +120,7 @@ def _build_liver_variant(name: str, d: Path, out: Path, src: Path, args: argpars
         _run(["train", str(cohort), "--preset", "cpu-small", "--task", "liver", "--fold", "none", "--out",
               str(liver), f"optim.epochs={args.liver_epochs}", f"data.slices_per_epoch={args.liver_slices}",
               "data.val_fraction=0.1", "train.progress=false", "data.intensity_aug=true",
-              *LIVER_RECIPES[name]], src, log)
+              *LIVER_RECIPES[name], *_liver_step(args)], src, log)
         (liver / "done").touch()
     if not bundle.exists():
         _run(["bundle", str(out / "after-faint" / "tumor"), "--liver-run", str(liver), "--out", str(bundle)],
@@ -198,6 +203,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--liver-epochs", type=int, default=6)
     parser.add_argument("--liver-slices", type=int, default=256)
+    parser.add_argument("--liver-step-epochs", type=int, default=None,
+                        help="the liver run's LR step (default: cpu-small's 6; /10 at each step)")
     parser.add_argument("--tumor-epochs", type=int, default=8)
     parser.add_argument("--variants", default="before,after",
                         help=f"comma-separated: before, after, {', '.join([*TUMOR_RECIPES, *LIVER_RECIPES])}")
