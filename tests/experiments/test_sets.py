@@ -190,7 +190,7 @@ def test_unknown_set_or_row_is_a_clear_error(tmp_path, capsys):
     assert not (tmp_path / "exp").exists()
 
 
-def test_a_folder_another_run_is_using_is_refused_before_anything_is_written(tmp_path, capsys):
+def test_a_folder_another_run_is_using_is_refused_before_anything_is_written(tmp_path, capsys, monkeypatch):
     """Two runs never share an experiment set's folder or a row's folder: the second is refused in one
     line that names the folder and the holder, and writes nothing there."""
     cohort, preset = tiny_cohort(tmp_path), tiny_preset(tmp_path)
@@ -208,6 +208,14 @@ def test_a_folder_another_run_is_using_is_refused_before_anything_is_written(tmp
             run_seeded_experiments("ablation", cohort, out, seeds=2, preset=preset, folds=1, only=["paper"],
                                    train_fn=CountingTrain())
     assert sorted(p.name for p in set_dir.iterdir()) == []
+    # `experiments nnunet` locks EXP/nnunet the same way (its extra is not needed to reach the refusal)
+    import mpliver.experiments.nnunet as nnunet
+
+    monkeypatch.setattr(nnunet, "require_nnunet", lambda what: None)
+    with FolderLock(out / "nnunet", "nnU-Net experiment in this folder"):
+        with pytest.raises(FolderBusyError, match="in use by another nnU-Net experiment in this folder"):
+            nnunet.run_nnunet_experiment(cohort, out)
+    assert sorted(p.name for p in (out / "nnunet").iterdir()) == []
     with FolderLock(row_dir, "cross-validation of this folder"):  # e.g. the same row linked into two sets
         with pytest.raises(FolderBusyError, match="in use by another cross-validation of this folder"):
             crossval(load_config(preset), cohort, row_dir, folds=1, train_fn=CountingTrain())
