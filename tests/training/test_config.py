@@ -382,3 +382,13 @@ def test_liver_phase_any_needs_registered_phases():
     assert load_config("paper", ["data.liver_phase=any"]).data.liver_phase == "any"
     with pytest.raises(ConfigError, match=r"data\.liver_phase .*registered to the PV grid"):
         load_config("paper", ["data.liver_phase=any", "data.registration=none"])
+
+
+def test_keys_that_only_the_other_task_reads_do_not_refuse_a_run():
+    """data.liver_phase changes only liver runs and data.faint_lesion_cnr only tumour runs."""
+    tumour, liver = load_config("cpu-small"), load_config("cpu-small", ["train.task=liver"])
+    for base, same, differs in ((tumour, "data.liver_phase=any", "data.faint_lesion_cnr=0.5"),
+                                (liver, "data.faint_lesion_cnr=0.5", "data.liver_phase=any")):
+        assert config_differences(base.to_dict(), base.override([same]).to_dict()) == []
+        key = differs.split("=")[0]
+        assert [d[0] for d in config_differences(base.to_dict(), base.override([differs]).to_dict())] == [key]

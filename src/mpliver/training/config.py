@@ -376,6 +376,8 @@ EXECUTION_KEYS = frozenset({"data.num_workers", "data.cache", "train.progress", 
                             "train.device"})
 # what `train --resume` may also change: more (or fewer) epochs continue the same schedule from the checkpoint
 RESUME_SAFE_KEYS = EXECUTION_KEYS | {"optim.epochs"}
+# keys that only one task reads: a run of the other task computes the same thing whatever they say
+TASK_KEYS = {"data.liver_phase": "liver", "data.faint_lesion_cnr": "tumor"}
 
 
 def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any],
@@ -384,9 +386,12 @@ def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any],
     `ignore`. A key missing from `saved` (added to mpliver after that run was written) counts as its default,
     since that is what the run used. The `model` sections compare as the networks they build (today's
     registry defaults filled in), or as written where either cannot be built. A run written with the legacy
-    flat keys compares as their nested fields, and keys are named as users type them (`data.input_size`)."""
+    flat keys compares as their nested fields, and keys are named as users type them (`data.input_size`).
+    Keys that only the other task reads (TASK_KEYS) are not compared."""
     defaults = Config().to_dict()
     saved, current = migrate_legacy(saved, "saved config"), migrate_legacy(current, "config")
+    task = (current.get("train") or {}).get("task", TrainConfig().task)
+    ignore = set(ignore) | {key for key, reader in TASK_KEYS.items() if reader != task}
     out = []
     for section in SECTIONS:
         old, new = dict(saved.get(section) or {}), dict(current.get(section) or {})
