@@ -68,3 +68,25 @@ def test_crossval_run_folder_check_names_every_differing_key(tmp_path):
     _config("optim.epochs=3").save(tmp_path / "config.yaml")
     with pytest.raises(ConfigError, match=r"optim.epochs=3, not 4; optim.lr=0.05, not 0.2"):
         check_run_config(tmp_path, _config("optim.epochs=4", "optim.lr=0.2", "train.device=auto"))
+
+
+def test_resume_compares_the_network_the_checkpoint_trained():
+    """A run written before a registry default changed (here liver_resunet's width, 0.5 then) is judged by
+    the `model_config` its checkpoint stored: resuming with that width spelled out passes, and resuming
+    with today's default is refused naming the run's own value."""
+    from mpliver.models.registry import resolve_config
+    from mpliver.training.trainer import _check_resumable
+
+    today = resolve_config("liver_resunet")
+    assert today.width != 0.5
+    old_run = load_config("paper", ["model.name=liver_resunet", "train.task=liver"])
+    state = {"config": old_run.to_dict(),
+             "model_config": resolve_config("liver_resunet", width=0.5).to_dict()}
+    spelled = old_run.override(["model.width=0.5"])
+    _check_resumable(state, spelled, "last.pt", resolve_config("liver_resunet", width=0.5).to_dict())
+    with pytest.raises(ConfigError, match=rf"model\.width=0\.5, not {today.width}"):
+        _check_resumable(state, old_run, "last.pt", today.to_dict())
+    # a checkpoint without model_config (older still) is judged by its config sections, as before
+    with pytest.raises(ConfigError, match=rf"model\.width={today.width}, not 0\.5"):
+        _check_resumable({"config": old_run.to_dict()}, spelled, "last.pt",
+                         resolve_config("liver_resunet", width=0.5).to_dict())

@@ -151,7 +151,7 @@ class Trainer:
         self.resuming = resume
         if resume and self.last_path.exists():
             state = ckpt.load_checkpoint(self.last_path)
-            _check_resumable(state, self.config, self.last_path)
+            _check_resumable(state, self.config, self.last_path, _model_config(self.model))
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
@@ -300,14 +300,24 @@ def _with_on_epoch(
     return [*callbacks, *([OnEpoch(on_epoch)] if on_epoch is not None else [])]
 
 
-def _check_resumable(state: dict[str, Any], config: Config, path: Path) -> None:
+def _check_resumable(state: dict[str, Any], config: Config, path: Path,
+                     model_config: dict[str, Any] | None = None) -> None:
     """A resumed run must compute what the checkpoint's run computed: every config key but those of
     `RESUME_SAFE_KEYS` (how it runs, and the number of epochs) must be the same; all that differ are named.
-    Otherwise the optimiser state would carry the old settings while config.yaml claimed the new ones."""
+    Otherwise the optimiser state would carry the old settings while config.yaml claimed the new ones.
+    The network is compared as the checkpoint stored it (`model_config`, the model it trained) against
+    `model_config`, the model built now, where both are known: a registry default changed since the run
+    was written is then named with the run's own value, and an explicit setting that restores it passes."""
     saved = state.get("config")
     if not saved:
         raise ConfigError("cannot resume: the checkpoint records no config; choose another --out", path)
     diffs = config_differences(saved, config.to_dict(), ignore=RESUME_SAFE_KEYS)
+    stored = state.get("model_config")
+    if stored and model_config:
+        fields = sorted(set(stored) | set(model_config))
+        diffs = [d for d in diffs if not d[0].startswith("model.")] + [
+            (f"model.{k}", stored.get(k), model_config.get(k)) for k in fields
+            if _plain(stored.get(k)) != _plain(model_config.get(k))]
     if diffs:
         raise ConfigError(
             f"cannot resume with a different config ({describe_differences(diffs)}); resume with the run's "
@@ -328,6 +338,11 @@ def _loader(
 ) -> DataLoader:
     return make_loader(dataset, indices, batch_size, workers, epoch_seed(seed, epoch, 1_000_003),
                        pin_memory=device.type == "cuda")
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists, so a stored (JSON-like) config compares equal to a fresh `to_dict()`."""
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _model_config(model: torch.nn.Module) -> dict[str, Any] | None:
