@@ -89,11 +89,7 @@ def build_variant(name: str, out: Path, src: Path, args: argparse.Namespace) -> 
                "--folds", "2", "--overwrite"]
         _run(cmd + (["--randomize"] if after else []), src, log)
     aug = ["data.intensity_aug=true"] if after else []
-    if not (liver / "done").exists():
-        _run(["train", str(cohort), "--preset", "cpu-small", "--task", "liver", "--fold", "none", "--out",
-              str(liver), f"optim.epochs={args.liver_epochs}", f"data.slices_per_epoch={args.liver_slices}",
-              "data.val_fraction=0.1", "train.progress=false", *aug, *_liver_step(args)], src, log)
-        (liver / "done").touch()
+    _train_liver(cohort, liver, aug, src, log, args)
     if not (tumour / "done").exists():
         _run(["train", str(cohort), "--preset", "cpu-small", "--fold", "none", "--out", str(tumour),
               "model.name=single_phase", "model.urim=false", f"optim.epochs={args.tumor_epochs}",
@@ -104,9 +100,17 @@ def build_variant(name: str, out: Path, src: Path, args: argparse.Namespace) -> 
     return bundle
 
 
-def _liver_step(args: argparse.Namespace) -> list[str]:
-    """The liver run's LR step (cpu-small's, every 6 epochs, unless --liver-step-epochs is given)."""
-    return [] if args.liver_step_epochs is None else [f"optim.step_epochs={args.liver_step_epochs}"]
+def _train_liver(cohort: Path, liver: Path, recipe: list[str], src: Path, log: Path,
+                 args: argparse.Namespace) -> None:
+    """The liver model of a variant (skipped when done): cpu-small at the liver budget, plus `recipe`; the
+    LR step is cpu-small's (every 6 epochs) unless --liver-step-epochs is given."""
+    if (liver / "done").exists():
+        return
+    step = [] if args.liver_step_epochs is None else [f"optim.step_epochs={args.liver_step_epochs}"]
+    _run(["train", str(cohort), "--preset", "cpu-small", "--task", "liver", "--fold", "none", "--out",
+          str(liver), f"optim.epochs={args.liver_epochs}", f"data.slices_per_epoch={args.liver_slices}",
+          "data.val_fraction=0.1", "train.progress=false", *recipe, *step], src, log)
+    (liver / "done").touch()
 
 
 def _build_liver_variant(name: str, d: Path, out: Path, src: Path, args: argparse.Namespace) -> Path:
@@ -116,12 +120,7 @@ def _build_liver_variant(name: str, d: Path, out: Path, src: Path, args: argpars
     if not (cohort / "dataset.json").exists():
         _run(["phantom", str(cohort), "--cases", str(args.cases), "--seed", str(args.seed), "--no-previews",
               "--folds", "2", "--overwrite", "--randomize", "--phases", FOUR_PHASES], src, log)
-    if not (liver / "done").exists():
-        _run(["train", str(cohort), "--preset", "cpu-small", "--task", "liver", "--fold", "none", "--out",
-              str(liver), f"optim.epochs={args.liver_epochs}", f"data.slices_per_epoch={args.liver_slices}",
-              "data.val_fraction=0.1", "train.progress=false", "data.intensity_aug=true",
-              *LIVER_RECIPES[name], *_liver_step(args)], src, log)
-        (liver / "done").touch()
+    _train_liver(cohort, liver, ["data.intensity_aug=true", *LIVER_RECIPES[name]], src, log, args)
     if not bundle.exists():
         _run(["bundle", str(out / "after-faint" / "tumor"), "--liver-run", str(liver), "--out", str(bundle)],
              ROOT / "src", log)
