@@ -317,7 +317,7 @@ def _check_resumable(state: dict[str, Any], config: Config, path: Path,
         fields = sorted(set(stored) | set(model_config))
         diffs = [d for d in diffs if not d[0].startswith("model.")] + [
             (f"model.{k}", stored.get(k), model_config.get(k)) for k in fields
-            if _plain(stored.get(k)) != _plain(model_config.get(k))]
+            if stored.get(k) != model_config.get(k)]
     if diffs:
         raise ConfigError(
             f"cannot resume with a different config ({describe_differences(diffs)}); resume with the run's "
@@ -338,11 +338,6 @@ def _loader(
 ) -> DataLoader:
     return make_loader(dataset, indices, batch_size, workers, epoch_seed(seed, epoch, 1_000_003),
                        pin_memory=device.type == "cuda")
-
-
-def _plain(value: Any) -> Any:
-    """Tuples as lists, so a stored (JSON-like) config compares equal to a fresh `to_dict()`."""
-    return list(value) if isinstance(value, tuple) else value
 
 
 def _model_config(model: torch.nn.Module) -> dict[str, Any] | None:
