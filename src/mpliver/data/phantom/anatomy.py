@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mpliver.data.phantom.cirrhosis import Cirrhosis
 from mpliver.data.phantom.shapes import (
     PointGrid,
     SmoothField,
@@ -52,6 +53,7 @@ class Anatomy:
     )  # loops: centre, semi, content
     portal_tree: list[Segment] = field(default_factory=list)
     hepatic_tree: list[Segment] = field(default_factory=list)
+    cirrhosis: Cirrhosis | None = None  # a cirrhotic liver (cirrhosis.apply_cirrhosis), None: healthy
 
     def world(self, canonical) -> np.ndarray:
         return np.asarray(canonical, dtype=np.float64) * self.scale + self.offset
@@ -315,6 +317,7 @@ def _paint_liver(P: _Painter, anat: Anatomy, T: dict, sp, phase: str) -> None:
     """The liver: smooth union of two lobes, perturbed by a low-frequency field; textured parenchyma; then
     the portal and hepatic vein trees inside it."""
     lo, hi = anat.liver_box()
+    cirrhosis = anat.cirrhosis
 
     def liver_distance(p):
         (d1, n1), *others = [ellipsoid(p, c, s) for c, s in anat.liver_lobes]
@@ -325,6 +328,8 @@ def _paint_liver(P: _Painter, anat: Anatomy, T: dict, sp, phase: str) -> None:
         # The perturbation field is bounded by ±3 SD, so it only matters near the surface.
         near = np.abs(d) < 3.0 * anat.liver_shape_mm + 2.0 * float(np.max(sp))
         d[near] += anat.liver_shape(p[:, near]) * np.float32(anat.liver_shape_mm)
+        if cirrhosis is not None:  # a nodular surface
+            d[near] += cirrhosis.bumps(p[:, near])
         return d, n1
 
     def liver_occ(p):
@@ -343,9 +348,22 @@ def _paint_liver(P: _Painter, anat: Anatomy, T: dict, sp, phase: str) -> None:
             return ramp(d - t, n, sp, 0.8) * facing.astype(np.float32)
 
         P.paint(lo - anat.diaphragm_mm, hi + anat.diaphragm_mm, shell_occ, T["muscle"])
-    hit = P.paint(
-        lo, hi, liver_occ, lambda p: T["liver"] + anat.liver_texture(p) * np.float32(anat.texture_sd[phase])
-    )
+    if cirrhosis is not None and cirrhosis.ascites_mm > 0:
+        # Perihepatic ascites: fluid between the liver and the wall, in front, on the right and below.
+        a = np.float32(cirrhosis.ascites_mm)
+
+        def ascites_occ(p):
+            d, n = liver_distance(p)
+            facing = np.clip(0.5 + 1.5 * (0.5 * n[0] + 0.7 * n[1] - 0.3 * n[2]), 0.0, 1.0)
+            return ramp(d - a, n, sp, 0.8) * facing.astype(np.float32)
+
+        P.paint(lo - cirrhosis.ascites_mm, hi + cirrhosis.ascites_mm, ascites_occ, cirrhosis.ascites_hu)
+
+    def parenchyma(p):
+        hu = T["liver"] + anat.liver_texture(p) * np.float32(anat.texture_sd[phase])
+        return hu if cirrhosis is None else hu + cirrhosis.parenchyma(p, phase, sp)
+
+    hit = P.paint(lo, hi, liver_occ, parenchyma)
     if hit is not None:
         P.liver[hit[0]] = np.maximum(P.liver[hit[0]], hit[1])
     for tree, name in ((anat.portal_tree, "portal_vein"), (anat.hepatic_tree, "hepatic_vein")):

@@ -9,6 +9,7 @@ import numpy as np
 
 from mpliver.data.phantom.anatomy import AnatomyVariety, render_anatomy, sample_anatomy
 from mpliver.data.phantom.artefacts import global_hu, slice_profile_blur, streaks
+from mpliver.data.phantom.cirrhosis import apply_cirrhosis, sample_cirrhosis
 from mpliver.data.phantom.config import PhantomConfig
 from mpliver.data.phantom.enhancement import sample_kinetics
 from mpliver.data.phantom.lesions import LESION_TYPES, Lesion, place_lesions, render_lesion
@@ -42,6 +43,7 @@ class SyntheticCase:
     structures: dict[str, np.ndarray] = field(default_factory=dict)
     times: dict[str, float | None] = field(default_factory=dict)
     acquisition: dict = field(default_factory=dict)
+    cirrhosis: dict | None = None  # the cirrhosis draws (cirrhosis.Cirrhosis.describe); None: a healthy liver
 
     @property
     def num_lesions(self) -> int:
@@ -111,6 +113,9 @@ def generate_case(
                              config.diaphragm_mm)
     arterial = {p: kin.arterial(p) for p in names}
     anatomy = sample_anatomy(rng, config.field_of_view_mm, kin.table, arterial, variety)
+    cirrhosis = sample_cirrhosis(seed, index, config.cirrhosis_prob, {p: kin.tau(p) for p in names}, arterial)
+    if cirrhosis is not None:  # its own stream: every other draw of the case stays the same
+        apply_cirrhosis(anatomy, cirrhosis)
     motions = {p: sample_motion(rng, config) for p in names[1:]}
     geoms = {primary: geom0} | {p: art_geometry(rng, config, geom0) for p in names[1:]}
 
@@ -139,6 +144,7 @@ def generate_case(
         noise_sd=noise_sd,
         structures=structures,
         times=dict(kin.times),
+        cirrhosis=None if cirrhosis is None else cirrhosis.describe(),
         acquisition=acquisition
         | {"circulation": {"arrival_s": round(kin.circulation.arrival_s, 2),
                            "cardiac": round(kin.circulation.cardiac, 3),

@@ -108,6 +108,8 @@ def _generate_and_write(root: str, index: int, seed: int, ttype: str, config: di
         "scan_time_s": {p: (None if t is None else round(t, 2)) for p, t in case.times.items()},
         "acquisition": case.acquisition,
     }
+    if case.cirrhosis is not None:
+        meta["cirrhosis"] = case.cirrhosis
     if len(case.motions) > 1:
         meta["motion_mm_by_phase"] = {p: [round(float(v), 4) for v in m] for p, m in case.motions.items()}
     write_json_atomic(Path(root) / DONE_DIR / f"{case.case_id}.json", meta)  # the case is complete

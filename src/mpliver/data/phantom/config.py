@@ -54,6 +54,7 @@ class PhantomConfig:
     streak_prob: float = 0.0  # share of cases with streak artefacts
     streak_hu: Pair = (20.0, 80.0)  # their amplitude
     timing_variety: float = 0.0  # share of contrast phases scanned at any time 0-300 s (kinetics.py)
+    cirrhosis_prob: float = 0.0  # share of cases with a cirrhotic liver (nodules, septa, ascites: cirrhosis.py)
 
     def __post_init__(self) -> None:
         shape = tuple(int(s) for s in self.shape)
@@ -93,6 +94,7 @@ class PhantomConfig:
             "liver_variety": 0.0 <= self.liver_variety <= 1.0, "extra_lesions": self.extra_lesions >= 0,
             "no_lesion_prob": 0.0 <= self.no_lesion_prob < 1.0, "streak_prob": 0.0 <= self.streak_prob <= 1.0,
             "timing_variety": 0.0 <= self.timing_variety <= 1.0,
+            "cirrhosis_prob": 0.0 <= self.cirrhosis_prob <= 1.0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -128,6 +130,7 @@ class PhantomConfig:
             body_scale=(0.8, 1.12), fat_mm=(3.0, 45.0), liver_variety=1.0, diaphragm_mm=(0.0, 8.0),
             lesion_scale_range=(0.45, 1.6),
             extra_lesions=3, no_lesion_prob=0.1, fov_shift=(0.12, 0.08, 0.15), streak_prob=0.4,
+            cirrhosis_prob=0.5,
             # timing_variety stays 0: one sim-to-real run with 0.25 scored lower on every real CT
             # (docs/results.md); the option remains for experiments.
         )
