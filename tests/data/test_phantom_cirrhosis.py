@@ -85,10 +85,10 @@ def test_cirrhotic_case_keeps_its_other_draws_and_labels_the_nodules_liver():
 
 
 def test_cohort_records_cirrhosis(tmp_path):
-    config = dataclasses.replace(PhantomConfig(shape=(48, 48, 12), spacing=(7.0, 7.0, 16.0)), cirrhosis_prob=1.0)
-    write_cohort(tmp_path / "sick", 2, seed=0, config=config, previews=False, num_folds=2, workers=1)
-    write_cohort(tmp_path / "healthy", 2, seed=0, config=PhantomConfig(shape=(48, 48, 12), spacing=(7.0, 7.0, 16.0)),
-                 previews=False, num_folds=2, workers=1)
+    grid = PhantomConfig(shape=(48, 48, 12), spacing=(7.0, 7.0, 16.0))
+    sick_config = dataclasses.replace(grid, cirrhosis_prob=1.0)
+    write_cohort(tmp_path / "sick", 2, seed=0, config=sick_config, previews=False, num_folds=2, workers=1)
+    write_cohort(tmp_path / "healthy", 2, seed=0, config=grid, previews=False, num_folds=2, workers=1)
     sick = json.loads((tmp_path / "sick" / "dataset.json").read_text())["cases"]
     healthy = json.loads((tmp_path / "healthy" / "dataset.json").read_text())["cases"]
     assert all(0.3 <= c["cirrhosis"]["severity"] <= 1.0 for c in sick.values())

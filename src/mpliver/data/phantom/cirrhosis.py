@@ -147,7 +147,8 @@ def apply_cirrhosis(anatomy, cirrhosis: Cirrhosis) -> None:
     """Give `anatomy` (an anatomy.Anatomy) the cirrhotic liver: a shrunken right lobe, larger left and
     caudate lobes, a larger spleen; then lay the nodules over the new liver."""
     (c, s), *others = anatomy.liver_lobes
-    anatomy.liver_lobes = [(c, s * cirrhosis.right_lobe)] + [(c2, s2 * cirrhosis.left_lobe) for c2, s2 in others]
+    others = [(c2, s2 * cirrhosis.left_lobe) for c2, s2 in others]
+    anatomy.liver_lobes = [(c, s * cirrhosis.right_lobe), *others]
     c, s = anatomy.organs["spleen"]
     anatomy.organs["spleen"] = (c, s * cirrhosis.spleen)
     anatomy.cirrhosis = cirrhosis

@@ -54,7 +54,7 @@ class PhantomConfig:
     streak_prob: float = 0.0  # share of cases with streak artefacts
     streak_hu: Pair = (20.0, 80.0)  # their amplitude
     timing_variety: float = 0.0  # share of contrast phases scanned at any time 0-300 s (kinetics.py)
-    cirrhosis_prob: float = 0.0  # share of cases with a cirrhotic liver (nodules, septa, ascites: cirrhosis.py)
+    cirrhosis_prob: float = 0.0  # share of cases with a cirrhotic liver (cirrhosis.py)
 
     def __post_init__(self) -> None:
         shape = tuple(int(s) for s in self.shape)
