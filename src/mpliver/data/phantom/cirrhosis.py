@@ -9,7 +9,8 @@ here stays liver. Every number and its source: docs/phantom.md ("Cirrhosis").
 
 A case is cirrhotic with `PhantomConfig.cirrhosis_prob` (0 by default, so the paper-like cohort is
 unchanged). The draws come from their own stream, seeded from (seed, case), so switching cirrhosis on leaves
-every other draw of the case as it was: a cirrhotic cohort is the same cohort with diseased livers.
+every other draw of the case as it was: a cirrhotic cohort is the same cohort with diseased livers (the
+lesions are placed inside the changed liver, so they move).
 """
 
 from __future__ import annotations
