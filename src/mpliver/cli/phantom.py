@@ -45,8 +45,8 @@ def register(app: typer.Typer) -> None:
             help="Ordered phases, the first primary: NC, EART, ART, PV, EQP, DELAY (e.g. EQP,ART).",
         ),
         randomize: bool = typer.Option(
-            False, "--randomize", help="Domain randomisation for sim-to-real training, cirrhotic livers included "
-            "(docs/phantom.md)."
+            False, "--randomize",
+            help="Domain randomisation for sim-to-real training, cirrhotic livers included (docs/phantom.md).",
         ),
         folds: int = typer.Option(5, "--folds", help="Number of type-stratified folds."),
         workers: int = typer.Option(min(2, os.cpu_count() or 1), "--workers", help="Parallel processes."),
