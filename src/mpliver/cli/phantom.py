@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
         ),
         randomize: bool = typer.Option(
             False, "--randomize",
-            help="Domain randomisation for sim-to-real training, cirrhotic livers included (docs/phantom.md).",
+            help="Domain randomisation for sim-to-real training, with cirrhotic livers (docs/phantom.md).",
         ),
         folds: int = typer.Option(5, "--folds", help="Number of type-stratified folds."),
         workers: int = typer.Option(min(2, os.cpu_count() or 1), "--workers", help="Parallel processes."),
