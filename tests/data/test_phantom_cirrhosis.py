@@ -8,11 +8,20 @@ import json
 
 import numpy as np
 import pytest
-from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from mpliver.data.phantom import PhantomConfig, generate_case, write_cohort
-from mpliver.data.phantom.cirrhosis import SEPTUM_ANCHOR_TAU_S, Cirrhosis, _septum_delta, sample_cirrhosis
+from mpliver.data.phantom.anatomy import render_anatomy, sample_anatomy
+from mpliver.data.phantom.cirrhosis import (
+    SEPTUM_ANCHOR_TAU_S,
+    Cirrhosis,
+    _septum_delta,
+    apply_cirrhosis,
+    sample_cirrhosis,
+)
+from mpliver.data.phantom.enhancement import sample_kinetics
+from mpliver.data.phantom.motion import pv_geometry
+from mpliver.data.phantom.shapes import PointGrid
 from mpliver.errors import ConfigError
 
 GRID = PhantomConfig(shape=(96, 96, 24), spacing=(3.5, 3.5, 8.0), noise_sd=(0.0, 0.0))
@@ -25,20 +34,55 @@ def _cirrhosis(**kw) -> Cirrhosis:
     return Cirrhosis(**(base | kw))
 
 
+def _two_nodules(a, b, z=((1.0, 0.0), (-0.5, 0.0)), **kw) -> Cirrhosis:
+    c = _cirrhosis(**kw)
+    c.seeds = cKDTree(np.array([a, b], dtype=np.float64))
+    c.nodule_z = np.array(z, np.float32)
+    return c
+
+
 def test_septum_and_nodules_by_hand():
-    c = _cirrhosis()
-    c.seeds = cKDTree(np.array([[0.0, 0.0, 0.0], [10.0, 0.0, 0.0]]))
-    c.nodule_z = np.array([[1.0, 0.0], [-0.5, 0.0]], np.float32)
-    points = np.array([[5.0, 0.0, 0.0], [1.0, 0.0, 0.0], [9.0, 0.0, 0.0], [4.0, 0.0, 0.0]]).T
-    hu = c.parenchyma(points, "PV", np.array([1.0, 1.0, 1.0]))
+    c = _two_nodules([0.0, 0.0, 0.0], [10.0, 0.0, 0.0])
+    one_mm = np.array([1.0, 1.0, 1.0])
+    points = np.array([[5.0, 0.0, 0.0], [1.0, 0.0, 0.0], [9.0, 0.0, 0.0], [4.5, 0.0, 0.0]]).T
+    hu = c.parenchyma(points, "PV", one_mm)
     # on the wall between the two nodules: the septum's offset; deep in a nodule: that nodule's z x SD
     np.testing.assert_allclose(hu[:3], [-12.0, 4.0, -2.0], atol=1e-5)
-    # 1 mm from the wall, a 2 mm septum on 1 mm voxels: half septum (ramp 0.5 + (1 - 1) / 1), half nodule 1
-    np.testing.assert_allclose(hu[3], 0.5 * 4.0 + 0.5 * -12.0, atol=1e-5)
-    # a septum thinner than the voxel fills part of it: 0.1 mm from the wall on 4 mm voxels the ramp gives
-    # 0.5 + (1 - 0.1) / 4 = 0.725, times 2 / 4 for the thin septum: 0.3625 septum, the rest nodule 1
-    near_wall = c.parenchyma(np.array([[4.9, 0.0, 0.0]]).T, "PV", np.array([4.0, 4.0, 4.0]))
-    np.testing.assert_allclose(near_wall, [0.6375 * 4.0 + 0.3625 * -12.0], atol=1e-5)
+    # 0.5 mm from the wall: the voxel [0, 1] mm from the wall overlaps the 2 mm septum over [0, 1]: all septum
+    np.testing.assert_allclose(hu[3], -12.0, atol=1e-5)
+    # 1.5 mm from the wall the voxel [1, 2] overlaps the septum's half [0, 1] at one point: all nodule 1
+    np.testing.assert_allclose(c.parenchyma(np.array([[3.5, 0.0, 0.0]]).T, "PV", one_mm), [4.0], atol=1e-5)
+    # off the seed axis the distance to the wall is to the bisecting plane, not half the distance difference
+    off_axis = np.array([[4.5, 6.0, 0.0]]).T
+    np.testing.assert_allclose(c.parenchyma(off_axis, "PV", one_mm), [-12.0], atol=1e-5)
+
+
+@pytest.mark.parametrize(("spacing", "direction"), [((1.0, 1.0, 1.0), (1.0, 0.0, 0.0)),
+                                                    ((0.7, 0.7, 3.0), (0.0, 0.0, 1.0)),
+                                                    ((0.7, 0.7, 3.0), (0.6, 0.0, 0.8)),
+                                                    ((2.0, 2.0, 4.0), (1.0, 1.0, 1.0))])
+@pytest.mark.parametrize("septum_mm", [0.3, 1.0, 2.5])
+def test_septum_keeps_its_width_on_any_grid(spacing, direction, septum_mm):
+    """Summed over voxels that tile a line across the wall, the septum's share times the voxel's extent along
+    the wall's normal is the septum's width, whatever the grid and the wall's direction."""
+    n = np.asarray(direction, dtype=np.float64) / np.linalg.norm(direction)
+    c = _two_nodules(-10.0 * n, 10.0 * n, z=((0.0, 0.0), (0.0, 0.0)), septum_mm=septum_mm,
+                     septum_hu={"PV": 1.0})
+    v = float(np.sqrt(((n * np.asarray(spacing)) ** 2).sum()))  # the voxel's extent along n (as shapes.ramp)
+    steps = (np.arange(-40, 41) + 0.37) * v
+    share = c.parenchyma((steps[:, None] * n).T, "PV", np.asarray(spacing))
+    assert float(share.sum()) * v == pytest.approx(septum_mm, rel=1e-5)
+    assert share.max() <= 1.0 + 1e-6
+
+
+def test_parenchyma_needs_place_first():
+    c = _cirrhosis()
+    with pytest.raises(RuntimeError, match="place"):
+        c.parenchyma(np.zeros((3, 1)), "PV", np.ones(3))
+    with pytest.raises(RuntimeError, match="place"):
+        c.bumps(np.zeros((3, 1)))
+    c.place([-20.0, -20.0, -20.0], [20.0, 20.0, 20.0])
+    assert c.parenchyma(np.zeros((3, 4)), "PV", np.ones(3)).shape == (4,)
 
 
 def test_septum_offset_over_time():
@@ -67,21 +111,52 @@ def test_sampled_cirrhosis_is_deterministic_and_follows_the_protocol():
     assert 0.4 < share < 0.6
 
 
-def test_cirrhotic_case_keeps_its_other_draws_and_labels_the_nodules_liver():
+def _render(cirrhosis: Cirrhosis | None):
+    """The PV anatomy of one case on a small grid, with `cirrhosis` applied (None: healthy)."""
+    rng = np.random.default_rng([5, 1])
+    kin = sample_kinetics(rng, ("PV",), 0.0)
+    anatomy = sample_anatomy(rng, GRID.field_of_view_mm, kin.table, {"PV": 0.0})
+    if cirrhosis is not None:
+        apply_cirrhosis(anatomy, cirrhosis)
+    geom = pv_geometry(GRID)
+    return render_anatomy(PointGrid.from_geometry(geom), anatomy, "PV")
+
+
+def test_nodules_and_septa_change_the_parenchyma_not_the_liver():
+    healthy = _render(None)
+    # no change of shape (lobe factors 1, no surface bumps, no ascites): only the parenchyma's HU changes
+    sick = _render(_cirrhosis(nodule_sd={"PV": 5.0}, septum_hu={"PV": -15.0}, septum_mm=1.0, nodule_mm=6.0))
+    np.testing.assert_array_equal(sick[1], healthy[1])  # the liver's occupancy: the label
+    np.testing.assert_array_equal(sick[2], healthy[2])  # the structure map
+    liver = healthy[1] >= 0.999
+    outside = healthy[1] == 0.0
+    np.testing.assert_allclose(sick[0][outside], healthy[0][outside], atol=1e-3)  # float32 rounding only
+    diff = (sick[0] - healthy[0])[liver & (healthy[2] == 0)]
+    assert diff.std() > 3.0 and diff.mean() < 0.0  # nodules spread it; the dark septa pull it down
+
+
+def test_ascites_fills_the_cavity_fat_around_the_liver_only():
+    healthy = _render(None)
+    sick = _render(_cirrhosis(nodule_sd={"PV": 0.0}, septum_hu={"PV": 0.0}, ascites_mm=12.0, ascites_hu=8.0))
+    fluid = (np.abs(sick[0] - 8.0) < 2.0) & (np.abs(healthy[0] - 8.0) > 20.0)  # became ascites
+    assert fluid.sum() > 100
+    # such voxels were the cavity's fat (enhancement.py: -110 to -90 HU), or fat at the edge of the
+    # fluid-filled gallbladder painted over it; never muscle, kidney, bowel or lung
+    was = healthy[0][fluid]
+    assert -110.0 <= float(np.median(was)) <= -90.0 and np.mean(was < -85.0) > 0.95
+    assert np.all((was < 0.0) & (was > -200.0)), np.unique(np.round(was))[-10:]
+    assert np.all(healthy[1][fluid] < 0.5)  # and outside the liver (partial-volume edges at most)
+    np.testing.assert_array_equal(sick[2], healthy[2])  # no organ lost its structure code
+
+
+def test_cirrhotic_case_keeps_its_other_draws():
     healthy = generate_case(2, 4, "HCC", GRID)
     sick = generate_case(2, 4, "HCC", dataclasses.replace(GRID, cirrhosis_prob=1.0))
     assert healthy.cirrhosis is None and sick.cirrhosis is not None
-    assert sick.times == healthy.times and sick.acquisition == healthy.acquisition
+    assert sick.times == healthy.times and sick.noise_sd == healthy.noise_sd
     np.testing.assert_array_equal(sick.motions["ART"], healthy.motions["ART"])
-    assert set(np.unique(sick.label)) <= {0, 1, 2}
-    assert sick.geometries["PV"].same_grid(healthy.geometries["PV"])
-    # the parenchyma is a mosaic: inside the liver, away from its edges, lesions and vessels, the spread grows
-    def core(c):
-        inside = ndimage.binary_erosion(c.label == 1, iterations=2) & (c.structures["PV"] == 0)
-        return c.phases["PV"][inside]
-
-    assert core(healthy).size > 1000 and core(sick).size > 1000
-    assert core(sick).std() > core(healthy).std()  # noise-free: only the nodules and septa add spread
+    assert sick.geometries["ART"].same_grid(healthy.geometries["ART"])
+    assert (sick.label >= 1).sum() != (healthy.label >= 1).sum()  # the lobes changed
 
 
 def test_cohort_records_cirrhosis(tmp_path):
@@ -96,7 +171,8 @@ def test_cohort_records_cirrhosis(tmp_path):
 
 
 def test_cirrhosis_setting_is_checked():
-    with pytest.raises(ConfigError, match="cirrhosis_prob"):
-        PhantomConfig(cirrhosis_prob=1.5)
+    for bad in (1.5, -0.1):
+        with pytest.raises(ConfigError, match="cirrhosis_prob"):
+            PhantomConfig(cirrhosis_prob=bad)
     assert PhantomConfig().cirrhosis_prob == 0.0
     assert PhantomConfig().randomized().cirrhosis_prob == 0.5

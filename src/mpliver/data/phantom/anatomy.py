@@ -61,9 +61,15 @@ class Anatomy:
     def size(self, canonical) -> np.ndarray:
         return np.asarray(canonical, dtype=np.float64) * self.scale
 
+    @property
+    def surface_mm(self) -> float:
+        """How far the surface fields may move the liver's surface (mm): each is bounded by ±3 SD."""
+        bumps = self.cirrhosis.surface_mm if self.cirrhosis is not None else 0.0
+        return 3.0 * (self.liver_shape_mm + bumps)
+
     def liver_box(self) -> tuple[np.ndarray, np.ndarray]:
-        lo = np.min([c - s for c, s in self.liver_lobes], axis=0) - self.liver_shape_mm * 3
-        hi = np.max([c + s for c, s in self.liver_lobes], axis=0) + self.liver_shape_mm * 3
+        lo = np.min([c - s for c, s in self.liver_lobes], axis=0) - self.surface_mm
+        hi = np.max([c + s for c, s in self.liver_lobes], axis=0) + self.surface_mm
         return lo, hi
 
 
@@ -268,6 +274,7 @@ def _paint_trunk(P: _Painter, anat: Anatomy, T: dict, sp) -> None:
     P.paint([-_BIG, -_BIG, zlo], [_BIG, _BIG, zhi], _cyl(c0, wall, sp), T["muscle"])
     cavity = wall - 10.0 * anat.scale[:2]
     P.paint([-_BIG, -_BIG, zlo], [_BIG, _BIG, zhi], _cyl(c0, cavity, sp), T["fat"])
+    _paint_ascites(P, anat, sp, _cyl(c0, cavity, sp))
     for side in (-1.0, 1.0):  # paraspinal muscles
         c = anat.world([side * 32.0, -90.0, 0.0])[:2]
         s = anat.size([22.0, 16.0, 0])[:2]
@@ -313,10 +320,9 @@ def _paint_organs(P: _Painter, anat: Anatomy, T: dict, sp, phase: str) -> None:
         P.paint(*_box(c, s - 3.0), _ell(c, s - 3.0, sp), fill)
 
 
-def _paint_liver(P: _Painter, anat: Anatomy, T: dict, sp, phase: str) -> None:
-    """The liver: smooth union of two lobes, perturbed by a low-frequency field; textured parenchyma; then
-    the portal and hepatic vein trees inside it."""
-    lo, hi = anat.liver_box()
+def _liver_distance(anat: Anatomy, sp):
+    """The liver's signed distance (mm) and outward normal at points p (3, N): a smooth union of its lobes,
+    perturbed near the surface by the shape field (and a cirrhotic liver's nodular surface)."""
     cirrhosis = anat.cirrhosis
 
     def liver_distance(p):
@@ -325,12 +331,41 @@ def _paint_liver(P: _Painter, anat: Anatomy, T: dict, sp, phase: str) -> None:
         for d2, n2 in others:
             n1 = np.where(d <= d2, n1, n2)
             d = smooth_min(d, d2, anat.liver_blend_mm)
-        # The perturbation field is bounded by ±3 SD, so it only matters near the surface.
-        near = np.abs(d) < 3.0 * anat.liver_shape_mm + 2.0 * float(np.max(sp))
+        # The surface fields are bounded (±3 SD), so they only matter near the surface.
+        near = np.abs(d) < anat.surface_mm + 2.0 * float(np.max(sp))
         d[near] += anat.liver_shape(p[:, near]) * np.float32(anat.liver_shape_mm)
         if cirrhosis is not None:  # a nodular surface
             d[near] += cirrhosis.bumps(p[:, near])
         return d, n1
+
+    return liver_distance
+
+
+def _paint_ascites(P: _Painter, anat: Anatomy, sp, cavity) -> None:
+    """Perihepatic ascites of a cirrhotic liver: fluid around the liver, in front, on the right and below,
+    inside the abdominal cavity only (`cavity`: its occupancy). Painted before the organs and the liver,
+    which lie over it."""
+    cirrhosis = anat.cirrhosis
+    if cirrhosis is None or cirrhosis.ascites_mm <= 0:
+        return
+    a = np.float32(cirrhosis.ascites_mm)
+    liver_distance = _liver_distance(anat, sp)
+
+    def ascites_occ(p):
+        d, n = liver_distance(p)
+        facing = np.clip(0.5 + 1.5 * (0.5 * n[0] + 0.7 * n[1] - 0.3 * n[2]), 0.0, 1.0)
+        return ramp(d - a, n, sp, 0.8) * facing.astype(np.float32) * cavity(p)
+
+    lo, hi = anat.liver_box()
+    P.paint(lo - cirrhosis.ascites_mm, hi + cirrhosis.ascites_mm, ascites_occ, cirrhosis.ascites_hu)
+
+
+def _paint_liver(P: _Painter, anat: Anatomy, T: dict, sp, phase: str) -> None:
+    """The liver: smooth union of two lobes, perturbed by a low-frequency field; textured parenchyma; then
+    the portal and hepatic vein trees inside it."""
+    lo, hi = anat.liver_box()
+    cirrhosis = anat.cirrhosis
+    liver_distance = _liver_distance(anat, sp)
 
     def liver_occ(p):
         d, n = liver_distance(p)
@@ -348,17 +383,6 @@ def _paint_liver(P: _Painter, anat: Anatomy, T: dict, sp, phase: str) -> None:
             return ramp(d - t, n, sp, 0.8) * facing.astype(np.float32)
 
         P.paint(lo - anat.diaphragm_mm, hi + anat.diaphragm_mm, shell_occ, T["muscle"])
-    if cirrhosis is not None and cirrhosis.ascites_mm > 0:
-        # Perihepatic ascites: fluid between the liver and the wall, in front, on the right and below.
-        a = np.float32(cirrhosis.ascites_mm)
-
-        def ascites_occ(p):
-            d, n = liver_distance(p)
-            facing = np.clip(0.5 + 1.5 * (0.5 * n[0] + 0.7 * n[1] - 0.3 * n[2]), 0.0, 1.0)
-            return ramp(d - a, n, sp, 0.8) * facing.astype(np.float32)
-
-        P.paint(lo - cirrhosis.ascites_mm, hi + cirrhosis.ascites_mm, ascites_occ, cirrhosis.ascites_hu)
-
     def parenchyma(p):
         hu = T["liver"] + anat.liver_texture(p) * np.float32(anat.texture_sd[phase])
         return hu if cirrhosis is None else hu + cirrhosis.parenchyma(p, phase, sp)

@@ -23,9 +23,12 @@ from scipy.spatial import cKDTree
 from mpliver.data.phantom.shapes import SmoothField
 
 STREAM = 11  # the cirrhosis stream: np.random.default_rng([seed, case, STREAM])
+CHUNK = 1 << 19  # points per nearest-seed query
 
 NODULE_MM = (3.0, 10.0)  # regenerative nodule size (Brancatelli 2007: mostly < 1 cm)
-SEPTUM_MM = (0.8, 2.0)  # fibrous septum width (chosen; "thin reticular bands")
+# Share of the parenchyma's volume in the septa (chosen). The septum width follows from it and the nodule
+# size: nodules of size L have about 3/L of wall area per volume, so septa of width w fill 3 w / L of it.
+SEPTUM_SHARE = (0.08, 0.3)
 NODULE_SD_HU = (2.0, 6.0)  # SD of the nodule-to-nodule HU offset, portal-venous and later (chosen)
 NODULE_ART_SD_HU = (3.0, 9.0)  # the same in arterial phases: heterogeneous arterial perfusion (chosen)
 # Septum HU minus liver HU at anchor times: unenhanced, arterial (τ 20 s), portal (τ 55 s), late (τ 150 s).
@@ -79,18 +82,27 @@ class Cirrhosis:
 
     def parenchyma(self, p: np.ndarray, phase: str, spacing: np.ndarray) -> np.ndarray:
         """HU offset of the parenchyma at world points `p` (3, N): each nodule's own offset, and the septa
-        between nodules (with partial volume over the voxel size)."""
+        between nodules, each voxel taking the share of its extent across the wall that the septum fills."""
         if self.seeds is None or self.nodule_z is None:
             raise RuntimeError("Cirrhosis.place() must run before the liver is painted")
-        pts = np.ascontiguousarray(p.T, dtype=np.float64)
-        dist, idx = self.seeds.query(pts, k=2)
-        z = self.nodule_z[idx[:, 0]]
-        nodule = z[:, 0] * self.nodule_sd[phase] + z[:, 1] * self.nodule_art_sd[phase]
-        half_gap = 0.5 * (dist[:, 1] - dist[:, 0])  # ~ distance to the wall between two nodules
-        voxel = float(np.max(spacing))
-        septum = np.clip(0.5 + (0.5 * self.septum_mm - half_gap) / voxel, 0.0, 1.0)
-        septum *= min(1.0, self.septum_mm / voxel)  # a septum thinner than a voxel fills part of it
-        return (nodule * (1.0 - septum) + self.septum_hu[phase] * septum).astype(np.float32)
+        out = np.empty(p.shape[1], np.float32)
+        sp = np.asarray(spacing, dtype=np.float64)
+        for start in range(0, p.shape[1], CHUNK):  # bounded memory on large grids
+            pts = np.ascontiguousarray(p[:, start:start + CHUNK].T, dtype=np.float64)
+            dist, idx = self.seeds.query(pts, k=2)
+            a, b = self.seeds.data[idx[:, 0]], self.seeds.data[idx[:, 1]]
+            gap = np.linalg.norm(b - a, axis=1)
+            normal = (b - a) / gap[:, None]
+            # distance to the wall (the bisecting plane of the two nearest seeds), and the voxel's extent
+            # along the wall's normal (as shapes.ramp measures it)
+            h = (dist[:, 1] ** 2 - dist[:, 0] ** 2) / (2.0 * gap)
+            v = np.sqrt(((normal * sp) ** 2).sum(axis=1))
+            w = 0.5 * self.septum_mm
+            septum = np.clip(np.minimum(h + 0.5 * v, w) - np.maximum(h - 0.5 * v, -w), 0.0, None) / v
+            z = self.nodule_z[idx[:, 0]]
+            nodule = z[:, 0] * self.nodule_sd[phase] + z[:, 1] * self.nodule_art_sd[phase]
+            out[start:start + len(pts)] = nodule * (1.0 - septum) + self.septum_hu[phase] * septum
+        return out
 
     def bumps(self, p: np.ndarray) -> np.ndarray:
         """Surface nodularity (mm), added to the liver's signed distance near its surface."""
@@ -127,10 +139,11 @@ def sample_cirrhosis(seed: int, index: int, prob: float, taus: dict[str, float |
     sd, art_sd = u(NODULE_SD_HU) * severity, u(NODULE_ART_SD_HU) * severity
     anchors = {k: u(r) * severity for k, r in SEPTUM_DELTA_HU.items()}
     ascites = u(ASCITES_MM) if rng.random() < ASCITES_PROB else 0.0
+    nodule = u(NODULE_MM)
     return Cirrhosis(
         severity=severity,
-        nodule_mm=u(NODULE_MM),
-        septum_mm=u(SEPTUM_MM),
+        nodule_mm=nodule,
+        septum_mm=u(SEPTUM_SHARE) * nodule / 3.0,
         nodule_sd={p: sd for p in taus},
         nodule_art_sd={p: art_sd * float(arterial.get(p, 0.0)) for p in taus},
         septum_hu={p: _septum_delta(t, anchors) for p, t in taus.items()},
