@@ -176,3 +176,32 @@ def test_cirrhosis_setting_is_checked():
             PhantomConfig(cirrhosis_prob=bad)
     assert PhantomConfig().cirrhosis_prob == 0.0
     assert PhantomConfig().randomized().cirrhosis_prob == 0.5
+
+
+@pytest.mark.parametrize(("args", "share"), [(["--randomize"], 0.5),
+                                             (["--randomize", "--cirrhosis", "0"], 0.0),
+                                             (["--cirrhosis", "1"], 1.0)])
+def test_phantom_cli_cirrhosis_share(tmp_path, args, share):
+    from typer.testing import CliRunner
+
+    from mpliver.cli import app
+
+    out = tmp_path / "c"
+    common = ["phantom", str(out), "--cases", "2", "--shape", "48,48,12", "--spacing", "7,7,16",
+              "--workers", "1", "--no-previews", "--folds", "2"]
+    result = CliRunner().invoke(app, common + args)
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["synthetic"]["config"]["cirrhosis_prob"] == share
+    if share == 1.0:
+        assert all("cirrhosis" in c for c in meta["cases"].values())
+
+
+def test_phantom_cli_refuses_a_share_outside_0_1(tmp_path):
+    from typer.testing import CliRunner
+
+    from mpliver.cli import app
+
+    result = CliRunner().invoke(app, ["phantom", str(tmp_path / "c"), "--cases", "2", "--cirrhosis", "1.5"])
+    assert result.exit_code != 0 and "--cirrhosis" in result.output
+    assert "less than or equal to 1" in result.output

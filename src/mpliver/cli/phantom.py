@@ -48,6 +48,10 @@ def register(app: typer.Typer) -> None:
             False, "--randomize",
             help="Domain randomisation for sim-to-real training, with cirrhotic livers (docs/phantom.md).",
         ),
+        cirrhosis: float = typer.Option(
+            None, "--cirrhosis", min=0.0, max=1.0,
+            help="Share of cases with a cirrhotic liver (default: 0, or 0.5 with --randomize).",
+        ),
         folds: int = typer.Option(5, "--folds", help="Number of type-stratified folds."),
         workers: int = typer.Option(min(2, os.cpu_count() or 1), "--workers", help="Parallel processes."),
         no_previews: bool = typer.Option(False, "--no-previews", help="Skip the preview PNGs."),
@@ -71,6 +75,8 @@ def register(app: typer.Typer) -> None:
         config = replace(config, **overrides)
         if randomize:
             config = config.randomized()
+        if cirrhosis is not None:
+            config = replace(config, cirrhosis_prob=cirrhosis)
         check_writable(out_dir)
         start = time.perf_counter()
         with count_bar("phantom") as progress:  # progress to stderr, results to stdout
