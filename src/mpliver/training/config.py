@@ -164,6 +164,9 @@ class TrainConfig:
     threads: int | None = None  # CPU threads of torch (None = torch's default: one per core)
     fg_weight: float = 1.0  # weight of the foreground class in both CE terms; 1.0 = the paper's plain CE
     loss: str = "ce"  # ce: the paper's; dice_ce: CE + soft Dice on every term, as nnU-Net trains
+    # Decay per step of an exponential moving average of the weights (0 = off; 0.99 averages over ~100 steps).
+    # Validation, the best checkpoint and everything that loads the run then use the averaged weights.
+    ema: float = 0.0
 
     def __post_init__(self) -> None:
         require(self.task in TASKS, "task", f"must be one of {', '.join(TASKS)}", self.task)
@@ -174,6 +177,7 @@ class TrainConfig:
         require(self.fg_weight > 0, "fg_weight", "must be > 0", self.fg_weight)
         require(self.loss in LOSSES, "loss", f"must be one of {', '.join(LOSSES)}", self.loss)
         require(self.threads is None or self.threads >= 1, "threads", "must be >= 1 (or null)", self.threads)
+        require(0.0 <= self.ema < 1.0, "ema", "must be in [0, 1) (0 = off)", self.ema)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
@@ -138,6 +139,14 @@ class Trainer:
         self.optimizer, self.scheduler = make_optimizer(model, config)
         self.start_epoch, self.best, self.resuming = 0, None, False
         self.ddp_model: nn.Module = model
+        # the moving average of the weights (train.ema), updated after every optimiser step on every rank
+        self.ema = _moving_average(model, config.train.ema) if config.train.ema > 0 else None
+
+    @property
+    def evaluated(self) -> nn.Module:
+        """The weights that validation, the checkpoints' `model` and every later use of the run take: the
+        moving average with `train.ema`, else the trained weights."""
+        return self.ema.module if self.ema is not None else unwrap(self.ddp_model)
 
     def resume(self, resume: bool = True) -> int:
         """Restore model, optimiser, schedule and RNG states from `last.pt` (with `resume`; a fresh start if
@@ -152,7 +161,12 @@ class Trainer:
         if resume and self.last_path.exists():
             state = ckpt.load_checkpoint(self.last_path)
             _check_resumable(state, self.config, self.last_path, _model_config(self.model))
-            self.model.load_state_dict(state["model"])
+            self.model.load_state_dict(state.get("model_raw", state["model"]))
+            if self.ema is not None and "model_raw" in state:  # "model" holds the average
+                self.ema.module.load_state_dict(state["model"])
+                self.ema.n_averaged.fill_(int(state["ema_steps"]))
+            elif self.ema is not None:  # a checkpoint without an average: start it from these weights
+                self.ema = _moving_average(self.model, self.config.train.ema)
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             ckpt.restore_rng_state(state["rng"])
@@ -165,8 +179,11 @@ class Trainer:
     def snapshot(self, epoch: int) -> dict[str, Any]:
         """The checkpoint after `epoch` completed epochs: weights, optimiser, schedule, RNG and config."""
         model = unwrap(self.ddp_model)
+        averaged = {} if self.ema is None else {"model_raw": model.state_dict(),
+                                                "ema_steps": int(self.ema.n_averaged)}
         return {
-            "model": model.state_dict(),
+            "model": self.evaluated.state_dict(),
+            **averaged,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "epoch": epoch,
@@ -192,6 +209,7 @@ class Trainer:
                 self.ddp_model, loader, self.optimizer, self.loss_fn, self.device,
                 target_fn=self.data.target_fn, num_phases=self.num_phases, amp=cfg_t.amp,
                 channels_last=cfg_t.channels_last, dist_info=self.dist_info, progress=progress, epoch=epoch,
+                on_step=self._average if self.ema is not None else None,
             )
         except NonFiniteLossError as exc:
             raise NonFiniteLossError(
@@ -211,7 +229,7 @@ class Trainer:
             self.data.val, val_indices, cfg_d.batch_size, cfg_d.num_workers, cfg_t.seed, 2**31, self.device
         )
         return validate(
-            unwrap(self.ddp_model), val_loader, self.loss_fn, self.device, target_fn=self.data.target_fn,
+            self.evaluated, val_loader, self.loss_fn, self.device, target_fn=self.data.target_fn,
             num_phases=self.num_phases, amp=cfg_t.amp, channels_last=cfg_t.channels_last,
         )
 
@@ -240,7 +258,8 @@ class Trainer:
 
     def end_epoch(self, epoch: int, record: EpochRecord) -> None:
         """Refuse non-finite weights (on every rank), then hand the record to the callbacks."""
-        if any_rank(not ckpt.state_is_finite(unwrap(self.ddp_model).state_dict())):
+        if any_rank(not ckpt.state_is_finite(unwrap(self.ddp_model).state_dict())
+                    or not ckpt.state_is_finite(self.evaluated.state_dict())):
             raise NonFiniteLossError(
                 f"non-finite weights after epoch {epoch + 1}; "
                 f"the last good checkpoint (epoch {epoch}) is kept",
@@ -263,8 +282,18 @@ class Trainer:
             emit(self.callbacks, "on_fit_end", self)
         return self.out_dir
 
+    def _average(self, step: int, loss: float) -> None:
+        """After each optimiser step: fold the new weights into the moving average (train.ema)."""
+        assert self.ema is not None
+        self.ema.update_parameters(unwrap(self.ddp_model))
+
     def _report_step(self, report: StepReport) -> None:
         emit(self.callbacks, "on_train_step", self, report)
+
+
+def _moving_average(model: nn.Module, decay: float) -> AveragedModel:
+    """An exponential moving average of `model`'s weights and buffers (batch-norm statistics included)."""
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def fit(
