@@ -62,7 +62,10 @@ def _run(cmd: list[str], src: Path, log: Path) -> None:
 # `after-faint` is `after-long` with the lesions that the PV phase does not show (|CNR| < 0.5, mostly FNH and
 # iso-attenuating HCC) left out of the loss (data.faint_lesion_cnr).
 LONG = ["data.tumor_share=0.25", "optim.epochs=24", "data.slices_per_epoch=256", "optim.step_epochs=18"]
-TUMOR_RECIPES = {"after-long": LONG, "after-faint": [*LONG, "data.faint_lesion_cnr=0.5"]}
+FAINT = [*LONG, "data.faint_lesion_cnr=0.5"]
+# `after-ema` is `after-faint` with a moving average of the weights (train.ema=0.99, about 100 of its 768
+# steps): the tumour runs' validation Dice jumps from epoch to epoch, and so does the checkpoint it picks.
+TUMOR_RECIPES = {"after-long": LONG, "after-faint": FAINT, "after-ema": [*FAINT, "train.ema=0.99"]}
 # Variants that change the liver model only and bundle it with `after-faint`'s tumour model: a randomised
 # cohort with four phases (the primary PV, then NC, ART and EQP; same seed and case count), the liver model
 # reading the primary phase (`liver-4phase`, the control) or a phase drawn per slice (`liver-anyphase`,
