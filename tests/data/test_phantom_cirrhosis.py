@@ -28,7 +28,7 @@ GRID = PhantomConfig(shape=(96, 96, 24), spacing=(3.5, 3.5, 8.0), noise_sd=(0.0,
 
 
 def _cirrhosis(**kw) -> Cirrhosis:
-    base = dict(severity=1.0, nodule_mm=10.0, septum_mm=2.0, nodule_sd={"PV": 4.0}, nodule_art_sd={"PV": 0.0},
+    base = dict(severity=1.0, nodule_mm=10.0, septum_mm=2.0, nodule_sd=4.0, nodule_art_sd={"PV": 0.0},
                 septum_hu={"PV": -12.0}, surface_mm=0.0, right_lobe=1.0, left_lobe=1.0, spleen=1.0,
                 ascites_mm=0.0, ascites_hu=10.0, layout_seed=0)
     return Cirrhosis(**(base | kw))
@@ -125,7 +125,7 @@ def _render(cirrhosis: Cirrhosis | None):
 def test_nodules_and_septa_change_the_parenchyma_not_the_liver():
     healthy = _render(None)
     # no change of shape (lobe factors 1, no surface bumps, no ascites): only the parenchyma's HU changes
-    sick = _render(_cirrhosis(nodule_sd={"PV": 5.0}, septum_hu={"PV": -15.0}, septum_mm=1.0, nodule_mm=6.0))
+    sick = _render(_cirrhosis(nodule_sd=5.0, septum_hu={"PV": -15.0}, septum_mm=1.0, nodule_mm=6.0))
     np.testing.assert_array_equal(sick[1], healthy[1])  # the liver's occupancy: the label
     np.testing.assert_array_equal(sick[2], healthy[2])  # the structure map
     liver = healthy[1] >= 0.999
@@ -137,7 +137,7 @@ def test_nodules_and_septa_change_the_parenchyma_not_the_liver():
 
 def test_ascites_fills_the_cavity_fat_around_the_liver_only():
     healthy = _render(None)
-    sick = _render(_cirrhosis(nodule_sd={"PV": 0.0}, septum_hu={"PV": 0.0}, ascites_mm=12.0, ascites_hu=8.0))
+    sick = _render(_cirrhosis(nodule_sd=0.0, septum_hu={"PV": 0.0}, ascites_mm=12.0, ascites_hu=8.0))
     fluid = (np.abs(sick[0] - 8.0) < 2.0) & (np.abs(healthy[0] - 8.0) > 20.0)  # became ascites
     assert fluid.sum() > 100
     # such voxels were the cavity's fat (enhancement.py: -110 to -90 HU), or fat at the edge of the

@@ -161,12 +161,11 @@ class Trainer:
         if resume and self.last_path.exists():
             state = ckpt.load_checkpoint(self.last_path)
             _check_resumable(state, self.config, self.last_path, _model_config(self.model))
-            self.model.load_state_dict(state.get("model_raw", state["model"]))
-            if self.ema is not None and "model_raw" in state:  # "model" holds the average
+            # with train.ema (held equal by the check above) "model" is the average, "model_raw" the weights
+            self.model.load_state_dict(state["model_raw"] if self.ema is not None else state["model"])
+            if self.ema is not None:
                 self.ema.module.load_state_dict(state["model"])
                 self.ema.n_averaged.fill_(int(state["ema_steps"]))
-            elif self.ema is not None:  # a checkpoint without an average: start it from these weights
-                self.ema = _moving_average(self.model, self.config.train.ema)
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             ckpt.restore_rng_state(state["rng"])

@@ -53,7 +53,7 @@ class Cirrhosis:
     severity: float
     nodule_mm: float
     septum_mm: float
-    nodule_sd: dict[str, float]  # phase -> HU SD of each nodule's shared offset
+    nodule_sd: float  # HU SD of each nodule's offset shared by every phase
     nodule_art_sd: dict[str, float]  # phase -> HU SD of its arterial-only offset
     septum_hu: dict[str, float]  # phase -> septum HU minus liver HU
     surface_mm: float
@@ -100,7 +100,7 @@ class Cirrhosis:
             w = 0.5 * self.septum_mm
             septum = np.clip(np.minimum(h + 0.5 * v, w) - np.maximum(h - 0.5 * v, -w), 0.0, None) / v
             z = self.nodule_z[idx[:, 0]]
-            nodule = z[:, 0] * self.nodule_sd[phase] + z[:, 1] * self.nodule_art_sd[phase]
+            nodule = z[:, 0] * self.nodule_sd + z[:, 1] * self.nodule_art_sd[phase]
             out[start:start + len(pts)] = nodule * (1.0 - septum) + self.septum_hu[phase] * septum
         return out
 
@@ -144,7 +144,7 @@ def sample_cirrhosis(seed: int, index: int, prob: float, taus: dict[str, float |
         severity=severity,
         nodule_mm=nodule,
         septum_mm=u(SEPTUM_SHARE) * nodule / 3.0,
-        nodule_sd={p: sd for p in taus},
+        nodule_sd=sd,
         nodule_art_sd={p: art_sd * float(arterial.get(p, 0.0)) for p in taus},
         septum_hu={p: _septum_delta(t, anchors) for p, t in taus.items()},
         surface_mm=u(SURFACE_MM) * severity,
