@@ -27,7 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from mpliver.data import liver_mask as lm  # noqa: E402
-from mpliver.data import slices as sl  # noqa: E402
 from mpliver.evaluation.metrics import dice  # noqa: E402
 from mpliver.inference.bundle import load_bundle  # noqa: E402
 from mpliver.inference.study import liver_mask_on_grid, read_volume  # noqa: E402
@@ -50,30 +49,18 @@ def real_cts() -> dict[str, tuple[np.ndarray, object, np.ndarray]]:
     return out
 
 
-def probability(source: lm.FromModel, volume: np.ndarray, geom, flip: bool = False,
-                fov_floor_mm: float = 0.0) -> np.ndarray:
-    """The liver probability on the volume's grid, computed as FromModel computes it (optionally with the
-    slices flipped left-right, or padded to a field of view of at least `fov_floor_mm`)."""
-    orient = lm.slice_orientation(geom, source.axial_axis)
-    slices = lm.window(orient.to_slices(volume), *source.window)
-    spacing = orient.plane_spacing(geom)
-    side = max(slices.shape[1] * spacing[0], slices.shape[2] * spacing[1], fov_floor_mm)
-    # full_box's square, made larger when asked (the private helper: this is an experiment, not a feature)
-    box = sl._square_box(np.zeros(2, int), np.asarray(slices.shape[1:]) - 1, spacing, side)
-    resized = lm.crop_resize(slices, box, source.input_size, "linear")
-    k = len(resized)
-    idx = lm.context_indices(np.arange(k), k, source.context_slices // 2)
-    source.module.eval()
-    probs = np.empty((k, source.input_size, source.input_size), np.float32)
-    with torch.no_grad():
-        for s in range(0, k, source.batch_size):
-            batch = torch.from_numpy(resized[idx[s:s + source.batch_size]])
-            batch = torch.flip(batch, dims=[-1]) if flip else batch
-            logits = source.module([batch] if source.sequence_input else batch)
-            logits = logits["logits"] if isinstance(logits, dict) else logits
-            p = torch.softmax(logits.float(), dim=1)[:, 1]
-            probs[s:s + len(batch)] = (torch.flip(p, dims=[-1]) if flip else p).numpy()
-    return orient.from_slices(lm.uncrop(probs, box, slices.shape[1:], "linear", fill=0.0))
+class Flipped(torch.nn.Module):
+    """The liver network on left-right flipped slices, its output flipped back (test-time augmentation)."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        x = [torch.flip(t, dims=[-1]) for t in x] if isinstance(x, list) else torch.flip(x, dims=[-1])
+        out = self.net(x)
+        logits = out["logits"] if isinstance(out, dict) else out
+        return torch.flip(logits, dims=[-1])
 
 
 def mask(p: np.ndarray, threshold: float = 0.5, fill: bool = False) -> np.ndarray:
@@ -106,19 +93,20 @@ def main() -> None:
     stage = bundle.liver
     net = bundle.inference_model("liver", torch.device("cpu"))
     source = lm.FromModel(net, stage.input_size, stage.window, stage.context_slices, None)
+    flipped = lm.FromModel(Flipped(net), stage.input_size, stage.window, stage.context_slices, None,
+                           sequence_input=source.sequence_input)
     report: dict[str, dict[str, float]] = {}
     for name, (volume, geom, ref) in real_cts().items():
-        p = probability(source, volume, geom)
+        p = source.probability(volume, geom)
         axial = lm.slice_orientation(geom, None).axial_axis
         base = mask(p)
         row = {"Dice": dice(base, ref), "pred/ref volume": float(base.sum() / ref.sum()),
                "Dice, holes filled": dice(mask(p, fill=True), ref),
                "Dice, 3-slice average": dice(mask(ndimage.uniform_filter1d(p, 3, axis=axial)), ref),
-               "Dice, flip TTA": dice(mask(0.5 * (p + probability(source, volume, geom, flip=True))), ref)}
+               "Dice, flip TTA": dice(mask(0.5 * (p + flipped.probability(volume, geom))), ref)}
         row |= {f"Dice, p > {t}": dice(mask(p, t), ref) for t in THRESHOLDS}
         if name == "LiTS":
-            row |= {f"Dice, field of view >= {f:.0f} mm": dice(mask(probability(source, volume, geom,
-                                                                                  fov_floor_mm=f)), ref)
+            row |= {f"Dice, field of view >= {f:.0f} mm": dice(mask(source.probability(volume, geom, f)), ref)
                     for f in FOV_FLOORS_MM}
         row |= errors(base, ref, volume)
         report[name] = row

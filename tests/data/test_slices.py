@@ -61,6 +61,8 @@ def test_liver_box_hand_values():
     assert box.size == (50, 25)
     assert box.start[0] <= 10 and box.start[0] + 50 > 19 and box.start[1] <= 30 and box.start[1] + 25 > 49
     assert full_box((40, 60), (1.0, 1.0)) == CropBox((-10, 0), (60, 60))
+    # at least 100 mm wide: 100 x 100 voxels about the same centre (19.5, 29.5)
+    assert full_box((40, 60), (1.0, 1.0), min_side_mm=100.0) == CropBox((-30, -20), (100, 100))
 
 
 def test_crop_pads_outside_the_image():

@@ -144,12 +144,12 @@ class FromModel:
         return f"{self.name} on case {case_id}"
 
     @torch.no_grad()
-    def __call__(self, case: CaseVolumes) -> np.ndarray:
-        pv = next(iter(case.phases.values()))
-        geom = case.pv_geometry
+    def probability(self, volume: np.ndarray, geom: Geometry, min_field_mm: float = 0.0) -> np.ndarray:
+        """The network's liver probability on `volume`'s grid; `min_field_mm` pads each slice to at least
+        that field of view before resizing (0: the slice's own)."""
         orient = slice_orientation(geom, self.axial_axis)
-        slices = window(orient.to_slices(pv), *self.window)           # (K, H, W)
-        box = full_box(slices.shape[1:], orient.plane_spacing(geom))
+        slices = window(orient.to_slices(volume), *self.window)        # (K, H, W)
+        box = full_box(slices.shape[1:], orient.plane_spacing(geom), min_field_mm)
         resized = crop_resize(slices, box, self.input_size, "linear")  # (K, n, n)
         k = len(resized)
         idx = context_indices(np.arange(k), k, self.context_slices // 2)
@@ -166,8 +166,11 @@ class FromModel:
                 probs[s:s + len(batch)] = torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy()
         finally:
             self.module.train(was_training)
-        plane = uncrop(probs, box, slices.shape[1:], "linear", fill=0.0) > 0.5
-        mask = orient.from_slices(plane)
+        return orient.from_slices(uncrop(probs, box, slices.shape[1:], "linear", fill=0.0))
+
+    def __call__(self, case: CaseVolumes) -> np.ndarray:
+        pv = next(iter(case.phases.values()))
+        mask = self.probability(pv, case.pv_geometry) > 0.5
         return check_liver_mask(largest_component(mask) if mask.any() else mask, self.origin(case.case_id))
 
 

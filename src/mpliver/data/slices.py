@@ -91,9 +91,10 @@ def liver_box(mask_slices: np.ndarray, spacing: tuple[float, float], margin_mm: 
     return _square_box(lo, hi, spacing, max(extent_mm))
 
 
-def full_box(plane_shape: tuple[int, int], spacing: tuple[float, float]) -> CropBox:
-    """The whole slice, padded to a square in mm about its centre (whole-slice input, the `paper` preset)."""
-    side = max(plane_shape[0] * spacing[0], plane_shape[1] * spacing[1])
+def full_box(plane_shape: tuple[int, int], spacing: tuple[float, float], min_side_mm: float = 0.0) -> CropBox:
+    """The whole slice, padded to a square in mm about its centre (whole-slice input, the `paper` preset),
+    at least `min_side_mm` wide."""
+    side = max(plane_shape[0] * spacing[0], plane_shape[1] * spacing[1], min_side_mm)
     return _square_box(np.zeros(2, int), np.asarray(plane_shape) - 1, spacing, side)
 
 
