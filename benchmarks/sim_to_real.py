@@ -19,6 +19,8 @@ Variants:
 - `after-long`: `after`'s cohort and liver model, the tumour model trained longer and with a quarter tumour
   slices (TUMOR_RECIPES);
 - `after-faint`: `after-long` with lesions the PV phase does not show left out of the loss.
+- `after-spread`: `after-faint` on a cohort with multifocal cases and lesions at the liver surface
+  (COHORT_FLAGS), with `after`'s liver model.
 - `liver-4phase`, `liver-anyphase`: `after-faint`'s tumour model with a liver model trained on a randomised
   PV, NC, ART, EQP cohort, reading the primary (PV) phase or a phase drawn per slice (LIVER_RECIPES).
 Every variant a run names is scored by the current code (its models are reused when trained), so a fix in
@@ -65,7 +67,12 @@ LONG = ["data.tumor_share=0.25", "optim.epochs=24", "data.slices_per_epoch=256",
 FAINT = [*LONG, "data.faint_lesion_cnr=0.5"]
 # `after-ema` is `after-faint` with a moving average of the weights (train.ema=0.99, about 100 of its 768
 # steps): the tumour runs' validation Dice jumps from epoch to epoch, and so does the checkpoint it picks.
-TUMOR_RECIPES = {"after-long": LONG, "after-faint": FAINT, "after-ema": [*FAINT, "train.ema=0.99"]}
+# `after-spread` is `after-faint` on a cohort of the same seed with the lesion spread of docs/phantom.md (a
+# quarter of the METS, HCC and cyst cases multifocal with 6-20 lesions, 30 % of the lesions reaching the liver
+# surface), bundled with `after`'s liver model, so that only the tumour model differs from `after-faint`.
+TUMOR_RECIPES = {"after-long": LONG, "after-faint": FAINT, "after-ema": [*FAINT, "train.ema=0.99"],
+                 "after-spread": FAINT}
+COHORT_FLAGS = {"after-spread": ["--multifocal", "0.25", "--subcapsular", "0.3"]}
 # Variants that change the liver model only and bundle it with `after-faint`'s tumour model: a randomised
 # cohort with four phases (the primary PV, then NC, ART and EQP; same seed and case count), the liver model
 # reading the primary phase (`liver-4phase`, the control) or a phase drawn per slice (`liver-anyphase`,
@@ -86,11 +93,13 @@ def build_variant(name: str, out: Path, src: Path, args: argparse.Namespace) -> 
     if name in TUMOR_RECIPES:
         build_variant("after", out, src, args)
     cohort, liver, tumour, bundle = base / "cohort", base / "liver", d / "tumor", d / "model.mpliver"
+    if name in COHORT_FLAGS:  # its own cohort; `after`'s liver model
+        cohort = d / "cohort"
     after = name == "after" or name in TUMOR_RECIPES
     if not (cohort / "dataset.json").exists():
         cmd = ["phantom", str(cohort), "--cases", str(args.cases), "--seed", str(args.seed), "--no-previews",
                "--folds", "2", "--overwrite"]
-        _run(cmd + (["--randomize"] if after else []), src, log)
+        _run(cmd + (["--randomize"] if after else []) + COHORT_FLAGS.get(name, []), src, log)
     aug = ["data.intensity_aug=true"] if after else []
     _train_liver(cohort, liver, aug, src, log, args)
     if not (tumour / "done").exists():

@@ -52,6 +52,14 @@ def register(app: typer.Typer) -> None:
             None, "--cirrhosis", min=0.0, max=1.0,
             help="Share of cases with a cirrhotic liver (default: 0, or 0.5 with --randomize).",
         ),
+        multifocal: float = typer.Option(
+            None, "--multifocal", min=0.0, max=1.0,
+            help="Share of METS, HCC and cyst cases with 6-20 lesions (default: 0, or --randomize's).",
+        ),
+        subcapsular: float = typer.Option(
+            None, "--subcapsular", min=0.0, max=1.0,
+            help="Share of lesions that reach the liver surface (default: 0, or --randomize's).",
+        ),
         folds: int = typer.Option(5, "--folds", help="Number of type-stratified folds."),
         workers: int = typer.Option(min(2, os.cpu_count() or 1), "--workers", help="Parallel processes."),
         no_previews: bool = typer.Option(False, "--no-previews", help="Skip the preview PNGs."),
@@ -77,6 +85,10 @@ def register(app: typer.Typer) -> None:
             config = config.randomized()
         if cirrhosis is not None:
             config = replace(config, cirrhosis_prob=cirrhosis)
+        if multifocal is not None:
+            config = replace(config, multifocal_prob=multifocal)
+        if subcapsular is not None:
+            config = replace(config, subcapsular_share=subcapsular)
         check_writable(out_dir)
         start = time.perf_counter()
         with count_bar("phantom") as progress:  # progress to stderr, results to stdout

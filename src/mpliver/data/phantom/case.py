@@ -12,7 +12,7 @@ from mpliver.data.phantom.artefacts import global_hu, slice_profile_blur, streak
 from mpliver.data.phantom.cirrhosis import apply_cirrhosis, sample_cirrhosis
 from mpliver.data.phantom.config import PhantomConfig
 from mpliver.data.phantom.enhancement import sample_kinetics
-from mpliver.data.phantom.lesions import LESION_TYPES, Lesion, place_lesions, render_lesion
+from mpliver.data.phantom.lesions import LESION_TYPES, Lesion, LesionSpread, place_lesions, render_lesion
 from mpliver.data.phantom.motion import art_geometry, pv_geometry, sample_motion
 from mpliver.data.phantom.noise import blurred_noise
 from mpliver.data.phantom.shapes import PointGrid
@@ -126,9 +126,10 @@ def generate_case(
     z_lo, z_hi = _common_z_range(geoms, motions, names)
     scale = config.lesion_scale * float(np.exp(rng.uniform(*np.log(config.lesion_scale_range))))
     no_lesion = config.no_lesion_prob > 0 and rng.random() < config.no_lesion_prob
+    spread = LesionSpread.draw(seed, index, tumor_type, config.multifocal_prob, config.subcapsular_share)
     lesions = [] if no_lesion else place_lesions(
         rng, tumor_type, rendered0[1] >= 0.5, geom0, (z_lo + margin, z_hi - margin), kin, scale,
-        int(rng.integers(0, config.extra_lesions + 1)) if config.extra_lesions else 0)
+        int(rng.integers(0, config.extra_lesions + 1)) if config.extra_lesions else 0, spread)
     volumes, labels, structures = _render_phases(anatomy, lesions, geoms, motions, names, grid0, rendered0)
     del grid0, rendered0
     phases, noise_sd = _acquire(rng, config, volumes, geoms, anatomy, acquisition)
@@ -176,7 +177,7 @@ def _render_phases(anatomy, lesions: list, geoms: dict, motions: dict, names: tu
             hu, liver, struct = render_anatomy(grid, anatomy, p)
         tumour = np.zeros(geoms[p].shape, dtype=np.float32)
         for lesion in lesions:
-            render_lesion(grid, lesion, p, hu, tumour)
+            render_lesion(grid, lesion, p, hu, tumour, liver)
         struct[tumour > 0] = 0
         volumes[p], labels[p], structures[p] = hu, _labels(liver, tumour), struct
     return volumes, labels, structures

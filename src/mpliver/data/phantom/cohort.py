@@ -110,6 +110,9 @@ def _generate_and_write(root: str, index: int, seed: int, ttype: str, config: di
     }
     if case.cirrhosis is not None:
         meta["cirrhosis"] = case.cirrhosis
+    subcapsular = sum(lesion.subcapsular for lesion in case.lesions)
+    if subcapsular:
+        meta["subcapsular_lesions"] = subcapsular
     if len(case.motions) > 1:
         meta["motion_mm_by_phase"] = {p: [round(float(v), 4) for v in m] for p, m in case.motions.items()}
     write_json_atomic(Path(root) / DONE_DIR / f"{case.case_id}.json", meta)  # the case is complete

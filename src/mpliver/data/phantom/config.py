@@ -55,6 +55,8 @@ class PhantomConfig:
     streak_hu: Pair = (20.0, 80.0)  # their amplitude
     timing_variety: float = 0.0  # share of contrast phases scanned at any time 0-300 s (kinetics.py)
     cirrhosis_prob: float = 0.0  # share of cases with a cirrhotic liver (cirrhosis.py)
+    multifocal_prob: float = 0.0  # share of METS, HCC and cyst cases with 6-20 lesions (lesions.LesionSpread)
+    subcapsular_share: float = 0.0  # share of lesions that reach the liver surface, cut by the capsule
 
     def __post_init__(self) -> None:
         shape = tuple(int(s) for s in self.shape)
@@ -95,6 +97,8 @@ class PhantomConfig:
             "no_lesion_prob": 0.0 <= self.no_lesion_prob < 1.0, "streak_prob": 0.0 <= self.streak_prob <= 1.0,
             "timing_variety": 0.0 <= self.timing_variety <= 1.0,
             "cirrhosis_prob": 0.0 <= self.cirrhosis_prob <= 1.0,
+            "multifocal_prob": 0.0 <= self.multifocal_prob <= 1.0,
+            "subcapsular_share": 0.0 <= self.subcapsular_share <= 1.0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

@@ -35,6 +35,15 @@ COUNT_PROB = {
     "HCC": (0.85, 0.15),
     "METS": (0.25, 0.2, 0.2, 0.15, 0.1, 0.1),
 }
+# Lesion spread (LesionSpread; chosen, docs/phantom.md "Lesion spread"): types that present multifocal
+# (metastases, multifocal HCC, polycystic livers), the lesion count of such a case, the satellites' smallest
+# diameter, and the depth of a surface lesion's centre as a share of its radius (the capsule cuts 5-35 %
+# of its diameter off).
+MULTIFOCAL_TYPES = ("METS", "HCC", "cyst")
+MULTIFOCAL_COUNT = (6, 20)
+MULTIFOCAL_MIN_MM = 5.0
+SUBCAPSULAR_DEPTH = (0.3, 0.9)
+SPREAD_STREAM = 12  # the stream (seed, case, 12); cirrhosis has 11
 # Amplitudes of the degree-2, 3 and 4 radius terms (relative); edge blur (mm) on top of partial volume.
 SHAPE_AMPLITUDE = {
     "cyst": (0.04, 0.02, 0.0),
@@ -64,6 +73,7 @@ class Lesion:
     quartic: np.ndarray  # 4 unit vectors: the degree-4 term
     amplitude: tuple[float, float, float]
     features: dict = field(default_factory=dict)
+    subcapsular: bool = False  # reaches the liver surface: drawn clipped to the liver (place_lesions)
 
     @property
     def max_extent(self) -> float:
@@ -116,8 +126,10 @@ def _soft_below(x: np.ndarray, edge: float, width: float) -> np.ndarray:
     return np.clip((edge - x) / np.float32(width) + 0.5, 0.0, 1.0)
 
 
-def render_lesion(grid: PointGrid, lesion: Lesion, phase: str, hu: np.ndarray, tumour: np.ndarray) -> None:
-    """Composite one lesion into `hu` (in place) at the grid's points and raise `tumour` to its occupancy."""
+def render_lesion(grid: PointGrid, lesion: Lesion, phase: str, hu: np.ndarray, tumour: np.ndarray,
+                  liver: np.ndarray | None = None) -> None:
+    """Composite one lesion into `hu` (in place) at the grid's points and raise `tumour` to its occupancy.
+    A subcapsular lesion's occupancy is multiplied by the liver occupancy `liver`: the capsule cuts it."""
     ext = lesion.max_extent + 2 * float(np.max(grid.spacing))
     sl = grid.crop(lesion.center - ext, lesion.center + ext)
     if sl is None:
@@ -128,6 +140,10 @@ def render_lesion(grid: PointGrid, lesion: Lesion, phase: str, hu: np.ndarray, t
     u = v / r
     rad = np.float32(lesion.radius) * lesion.radius_factor(u)
     occ = ramp(r - rad, u, grid.spacing, EDGE_BLUR_MM[lesion.kind])
+    if lesion.subcapsular:
+        if liver is None:
+            raise ValueError("a subcapsular lesion is drawn with the liver occupancy of the grid")
+        occ = occ * liver[sl]
     rho = r / rad
     value = _lesion_value(lesion, phase, p, u, rho)
     h = hu[sl]
@@ -187,6 +203,43 @@ def sample_lesion_count(rng: np.random.Generator, kind: str) -> int:
     return int(rng.choice(len(probs), p=probs / probs.sum())) + 1
 
 
+@dataclass
+class LesionSpread:
+    """Where and how many lesions beyond the type's pattern, drawn from a case's own stream (so a case's other
+    draws stay as they were): a multifocal burden for the types that spread (MULTIFOCAL_TYPES) and lesions
+    that reach the liver surface. Both are off at 0; ranges in docs/phantom.md "Lesion spread"."""
+
+    rng: np.random.Generator
+    multifocal_prob: float = 0.0
+    subcapsular_share: float = 0.0
+    multifocal: bool = False
+
+    @classmethod
+    def draw(cls, seed: int, index: int, kind: str, multifocal_prob: float,
+             subcapsular_share: float) -> LesionSpread | None:
+        """The spread of case `index` (None when both shares are 0: no draw at all)."""
+        if multifocal_prob <= 0 and subcapsular_share <= 0:
+            return None
+        rng = np.random.default_rng([int(seed), int(index), SPREAD_STREAM])
+        multifocal = bool(rng.random() < multifocal_prob) and kind in MULTIFOCAL_TYPES
+        return cls(rng, multifocal_prob, subcapsular_share, multifocal)
+
+    def satellites(self, kind: str, n: int) -> np.ndarray:
+        """Diameters (mm) of the lesions a multifocal case adds to its `n`: up to MULTIFOCAL_COUNT in all,
+        log-uniform from MULTIFOCAL_MIN_MM to half the type's largest diameter."""
+        if not self.multifocal:
+            return np.zeros(0)
+        total = int(self.rng.integers(MULTIFOCAL_COUNT[0], MULTIFOCAL_COUNT[1] + 1))
+        hi = max(2 * MULTIFOCAL_MIN_MM, 0.5 * DIAMETER_MM[kind][1])
+        return np.exp(self.rng.uniform(np.log(MULTIFOCAL_MIN_MM), np.log(hi), size=max(0, total - n)))
+
+    def surface_depth(self) -> float | None:
+        """For a lesion that reaches the surface, its centre's depth as a share of its radius; else None."""
+        if self.subcapsular_share <= 0 or self.rng.random() >= self.subcapsular_share:
+            return None
+        return float(self.rng.uniform(*SUBCAPSULAR_DEPTH))
+
+
 def _liver_depth(liver_mask: np.ndarray, geometry: Geometry) -> tuple[np.ndarray, Geometry]:
     """Distance (mm) from each liver voxel to the nearest non-liver voxel, on the liver's bounding box
     subsampled 2× in-plane (for speed), with the geometry of that coarse grid."""
@@ -214,11 +267,13 @@ def place_lesions(
     kinetics: Kinetics,
     lesion_scale: float = 1.0,
     extra_lesions: int = 0,
+    spread: LesionSpread | None = None,
 ) -> list[Lesion]:
     """Draw the lesions of one case and place them inside the liver (PV grid), apart from each other.
 
     `z_range` bounds the world z of every lesion's extent, so lesions lie whole inside both phases' grids.
-    Lesions that do not fit shrink (down to a few voxels); at least one lesion is always placed.
+    Lesions that do not fit shrink (down to a few voxels); at least one lesion is always placed. `spread`
+    (its own random stream) adds a multifocal burden and lets lesions reach the liver surface.
     """
     if kind not in LESION_TYPES:
         raise ValueError(f"unknown tumour type '{kind}' (expected one of {', '.join(LESION_TYPES)})")
@@ -228,15 +283,22 @@ def place_lesions(
     k_world = geometry.origin[2] + spacing[2] * np.arange(dist.shape[2])
     lo_d, hi_d = DIAMETER_MM[kind]
     n = sample_lesion_count(rng, kind) + int(extra_lesions)
-    diameters = np.sort(np.exp(rng.uniform(np.log(lo_d), np.log(hi_d), size=n)) * lesion_scale)[::-1]
+    diameters = np.exp(rng.uniform(np.log(lo_d), np.log(hi_d), size=n)) * lesion_scale
+    if spread is not None:
+        diameters = np.concatenate([diameters, spread.satellites(kind, n) * lesion_scale])
+    diameters = np.sort(diameters)[::-1]
     placed: list[Lesion] = []
     for diameter in diameters:
         lesion = sample_lesion_shape(rng, kind, max(diameter / 2, min_radius), kinetics)
+        depth = spread.surface_depth() if spread is not None else None  # centre depth / radius, or None
         while True:
             ext = (
                 lesion.max_extent + 1.5 + float(np.max(spacing[:2])) / 2
             )  # the coarse depth map errs by <½ voxel
             ok = dist >= ext
+            if depth is not None:  # the centre inside the liver, less than a radius deep: the capsule cuts it
+                lesion.subcapsular = True
+                ok = (dist >= depth * lesion.radius) & (dist < lesion.radius)
             z_ok = (k_world - ext >= z_range[0]) & (k_world + ext <= z_range[1])
             ok &= z_ok[None, None, :]
             idx = np.argwhere(ok)
@@ -250,6 +312,9 @@ def place_lesions(
                 lesion.center = geometry.index_to_world(idx[rng.integers(len(idx))].astype(np.float64))
                 placed.append(lesion)
                 break
+            if depth is not None:  # no room at the surface: placed whole inside, as any other lesion
+                depth, lesion.subcapsular = None, False
+                continue
             if lesion.radius * 0.85 < min_radius:
                 break
             lesion.radius *= 0.85
