@@ -11,7 +11,7 @@ import pytest
 from scipy import ndimage
 
 from mpliver.data.phantom import PhantomConfig, generate_case, write_cohort
-from mpliver.data.phantom.lesions import MULTIFOCAL_COUNT, LesionSpread, render_lesion
+from mpliver.data.phantom.lesions import MULTIFOCAL_COUNT, SUBCAPSULAR_DEPTH, LesionSpread, render_lesion
 from mpliver.data.phantom.shapes import PointGrid
 from mpliver.errors import ConfigError
 from mpliver.io.geometry import Geometry
@@ -51,15 +51,51 @@ def test_multifocal_case_holds_many_lesions():
 
 
 def test_surface_lesions_are_cut_by_the_capsule():
-    inside = generate_case(5, 0, "HCC", GRID)
+    many = dataclasses.replace(GRID, multifocal_prob=1.0)
+    inside = generate_case(3, 0, "METS", many)
     assert not any(lesion.subcapsular for lesion in inside.lesions)
     assert not _touches_outside(inside.label)  # whole inside the liver, with a margin
-    surface = generate_case(5, 0, "HCC", dataclasses.replace(GRID, subcapsular_share=1.0))
-    assert any(lesion.subcapsular for lesion in surface.lesions)
-    assert _touches_outside(surface.label)  # reaches the surface ...
-    for lesion in surface.lesions:  # ... with its centre inside the liver, less than a radius deep
+    surface = generate_case(3, 0, "METS", dataclasses.replace(many, subcapsular_share=1.0))
+    assert sum(lesion.subcapsular for lesion in surface.lesions) >= 3
+    assert _touches_outside(surface.label)  # reaches the surface
+    # each centre lies at its drawn depth below the liver's boundary (± half a voxel), within 0.3-0.9 radii
+    liver = np.pad(surface.label >= 1, 1, mode="edge")[:, :, 1:-1]  # the image edge is not the boundary
+    depth_mm = ndimage.distance_transform_edt(liver, sampling=GRID.spacing)[1:-1, 1:-1]
+    half_voxel = max(GRID.spacing[:2]) / 2
+    for lesion in (lesion for lesion in surface.lesions if lesion.subcapsular):
+        assert SUBCAPSULAR_DEPTH[0] <= lesion.surface_depth <= SUBCAPSULAR_DEPTH[1]
         idx = np.round(surface.geometries["PV"].world_to_index(lesion.center[None])[0]).astype(int)
-        assert surface.label[tuple(idx)] >= 1
+        assert abs(depth_mm[tuple(idx)] - lesion.surface_depth * lesion.radius) <= half_voxel + 1e-3
+
+
+def test_the_capsule_cuts_the_label_in_every_phase(monkeypatch):
+    import mpliver.data.phantom.case as case_module
+
+    seen = []
+    original = case_module._labels
+
+    def spy(liver, tumour):
+        seen.append((liver.copy(), tumour.copy()))
+        return original(liver, tumour)
+
+    monkeypatch.setattr(case_module, "_labels", spy)
+    config = dataclasses.replace(GRID, subcapsular_share=1.0, phases=("PV", "ART", "EQP"))
+    case = generate_case(5, 0, "HCC", config)
+    assert len(seen) == 3 and any(lesion.subcapsular for lesion in case.lesions)
+    for liver, tumour in seen:  # a tumour voxel is a liver voxel: no lesion beyond the capsule
+        assert (tumour > 0.05).any()
+        assert np.all(tumour <= liver + 1e-6)
+
+
+def test_no_surface_lesion_at_the_image_edge():
+    # randomised fields of view cut the liver at the image's edge (here case 9 and 20); the edge is not its
+    # surface, and no lesion runs off the image in-plane
+    config = dataclasses.replace(GRID.randomized(), subcapsular_share=1.0, no_lesion_prob=0.0)
+    for index in (9, 20):
+        case = generate_case(index, 0, "HCC", config)
+        edges = np.concatenate([case.label[[0, -1]].ravel(), case.label[:, [0, -1]].ravel()])
+        assert (edges >= 1).any()  # the liver reaches the edge
+        assert not (edges == 2).any()
 
 
 def test_render_clips_to_the_liver_occupancy():

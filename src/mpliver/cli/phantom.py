@@ -54,11 +54,11 @@ def register(app: typer.Typer) -> None:
         ),
         multifocal: float = typer.Option(
             None, "--multifocal", min=0.0, max=1.0,
-            help="Share of METS, HCC and cyst cases with 6-20 lesions (default: 0, or --randomize's).",
+            help="Share of METS, HCC and cyst cases with 6-20 lesions (default: 0).",
         ),
         subcapsular: float = typer.Option(
             None, "--subcapsular", min=0.0, max=1.0,
-            help="Share of lesions that reach the liver surface (default: 0, or --randomize's).",
+            help="Share of lesions that reach the liver surface (default: 0).",
         ),
         folds: int = typer.Option(5, "--folds", help="Number of type-stratified folds."),
         workers: int = typer.Option(min(2, os.cpu_count() or 1), "--workers", help="Parallel processes."),

@@ -73,7 +73,12 @@ class Lesion:
     quartic: np.ndarray  # 4 unit vectors: the degree-4 term
     amplitude: tuple[float, float, float]
     features: dict = field(default_factory=dict)
-    subcapsular: bool = False  # reaches the liver surface: drawn clipped to the liver (place_lesions)
+    surface_depth: float | None = None  # a lesion at the liver surface: its centre's depth / radius
+
+    @property
+    def subcapsular(self) -> bool:
+        """Whether the lesion reaches the liver surface and is drawn clipped to the liver (place_lesions)."""
+        return self.surface_depth is not None
 
     @property
     def max_extent(self) -> float:
@@ -240,9 +245,11 @@ class LesionSpread:
         return float(self.rng.uniform(*SUBCAPSULAR_DEPTH))
 
 
-def _liver_depth(liver_mask: np.ndarray, geometry: Geometry) -> tuple[np.ndarray, Geometry]:
+def _liver_depth(liver_mask: np.ndarray, geometry: Geometry,
+                 edge_is_outside: bool = True) -> tuple[np.ndarray, Geometry]:
     """Distance (mm) from each liver voxel to the nearest non-liver voxel, on the liver's bounding box
-    subsampled 2× in-plane (for speed), with the geometry of that coarse grid."""
+    subsampled 2× in-plane (for speed), with the geometry of that coarse grid. With `edge_is_outside` False
+    the liver goes on beyond the image's edge: the distance is to the liver's own boundary."""
     idx = np.argwhere(liver_mask)
     if len(idx) == 0:
         raise ValueError("the generated liver is empty (field of view too small?)")
@@ -254,8 +261,20 @@ def _liver_depth(liver_mask: np.ndarray, geometry: Geometry) -> tuple[np.ndarray
     affine[:3, 3] = geometry.index_to_world(lo.astype(np.float64))
     affine[:3, :3] = affine[:3, :3] * np.asarray(step, dtype=np.float64)
     coarse = Geometry(affine, crop.shape)
-    padded = np.pad(crop, 1)  # the field-of-view border counts as outside the liver
+    padded = np.pad(crop, 1) if edge_is_outside else np.pad(crop, 1, mode="edge")
     return ndimage.distance_transform_edt(padded, sampling=coarse.spacing)[1:-1, 1:-1, 1:-1], coarse
+
+
+def _inplane_clearance(image: Geometry, coarse: Geometry, shape: tuple[int, ...]) -> np.ndarray:
+    """Distance (mm) from each point of the (axis-aligned) `coarse` grid to the in-plane edge of `image`, as
+    an array that broadcasts against `shape`."""
+    out = np.full(tuple(shape[:2]) + (1,), np.inf)
+    for a in range(2):
+        world = coarse.origin[a] + coarse.affine[a, a] * np.arange(shape[a])
+        index = (world - image.origin[a]) / image.affine[a, a]
+        mm = np.minimum(index, image.shape[a] - 1 - index) * abs(float(image.affine[a, a]))
+        out = np.minimum(out, mm[:, None, None] if a == 0 else mm[None, :, None])
+    return out
 
 
 def place_lesions(
@@ -278,8 +297,12 @@ def place_lesions(
     if kind not in LESION_TYPES:
         raise ValueError(f"unknown tumour type '{kind}' (expected one of {', '.join(LESION_TYPES)})")
     min_radius = 1.5 * float(np.max(geometry.spacing[:2]))  # a lesion spans at least 3 voxels
-    dist, geometry = _liver_depth(liver_mask, geometry)
+    image = geometry
+    dist, geometry = _liver_depth(liver_mask, image)  # the image's edge counts as outside the liver
     spacing = geometry.spacing
+    if spread is not None and spread.subcapsular_share > 0:  # depth below the liver's own boundary
+        surface = _liver_depth(liver_mask, image, edge_is_outside=False)[0]
+        clearance = _inplane_clearance(image, geometry, dist.shape)
     k_world = geometry.origin[2] + spacing[2] * np.arange(dist.shape[2])
     lo_d, hi_d = DIAMETER_MM[kind]
     n = sample_lesion_count(rng, kind) + int(extra_lesions)
@@ -296,9 +319,11 @@ def place_lesions(
                 lesion.max_extent + 1.5 + float(np.max(spacing[:2])) / 2
             )  # the coarse depth map errs by <½ voxel
             ok = dist >= ext
-            if depth is not None:  # the centre inside the liver, less than a radius deep: the capsule cuts it
-                lesion.subcapsular = True
-                ok = (dist >= depth * lesion.radius) & (dist < lesion.radius)
+            if depth is not None:  # the centre `depth` radii (± ½ voxel) below the liver's boundary, which
+                # cuts it, and the whole lesion inside the image in-plane (z: below)
+                lesion.surface_depth = depth
+                ok = (np.abs(surface - depth * lesion.radius) <= float(np.max(spacing[:2])) / 2) & (
+                    clearance >= ext)
             z_ok = (k_world - ext >= z_range[0]) & (k_world + ext <= z_range[1])
             ok &= z_ok[None, None, :]
             idx = np.argwhere(ok)
@@ -313,7 +338,7 @@ def place_lesions(
                 placed.append(lesion)
                 break
             if depth is not None:  # no room at the surface: placed whole inside, as any other lesion
-                depth, lesion.subcapsular = None, False
+                depth = lesion.surface_depth = None
                 continue
             if lesion.radius * 0.85 < min_radius:
                 break
