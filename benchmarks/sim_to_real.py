@@ -102,9 +102,9 @@ def build_variant(name: str, out: Path, src: Path, args: argparse.Namespace) -> 
         _run(cmd + (["--randomize"] if after else []) + COHORT_FLAGS.get(name, []), src, log)
     aug = ["data.intensity_aug=true"] if after else []
     _train_liver(cohort, liver, aug, src, log, args)
-    if not (tumour / "done").exists():
+    if not (tumour / "done").exists():  # --resume: a killed run goes on from its last checkpoint
         _run(["train", str(cohort), "--preset", "cpu-small", "--fold", "none", "--out", str(tumour),
-              "model.name=single_phase", "model.urim=false", f"optim.epochs={args.tumor_epochs}",
+              "--resume", "model.name=single_phase", "model.urim=false", f"optim.epochs={args.tumor_epochs}",
               "data.val_fraction=0.1", "train.progress=false", *aug, *recipe], src, log)
         (tumour / "done").touch()
     if not bundle.exists():
@@ -120,7 +120,8 @@ def _train_liver(cohort: Path, liver: Path, recipe: list[str], src: Path, log: P
         return
     step = [] if args.liver_step_epochs is None else [f"optim.step_epochs={args.liver_step_epochs}"]
     _run(["train", str(cohort), "--preset", "cpu-small", "--task", "liver", "--fold", "none", "--out",
-          str(liver), f"optim.epochs={args.liver_epochs}", f"data.slices_per_epoch={args.liver_slices}",
+          str(liver), "--resume", f"optim.epochs={args.liver_epochs}",
+          f"data.slices_per_epoch={args.liver_slices}",
           "data.val_fraction=0.1", "train.progress=false", *recipe, *step], src, log)
     (liver / "done").touch()
 
