@@ -206,6 +206,31 @@ def summarize(folders: list[Path]) -> str:
     return "\n".join(lines)
 
 
+def paired(folders: list[Path], base: str) -> str:
+    """Per figure, each variant minus `base` over the runs that scored both: mean ± SD of the difference, the
+    runs where it is positive, the per-run differences and the Wilcoxon signed-rank p over runs."""
+    from scipy.stats import wilcoxon
+
+    runs = [json.loads((f / "scores.json").read_text()) for f in folders]
+    runs = [r for r in runs if base in r]
+    names = [n for n in dict.fromkeys(n for r in runs for n in r) if n != base and all(n in r for r in runs)]
+    lines = [f"Paired differences against `{base}` over {len(runs)} runs (cohort seeds).", "",
+             "| figure | variant | mean ± SD | higher in | per run | Wilcoxon p |",
+             "|---|---|---:|---:|---|---:|"]
+    for n in names:
+        for row in runs[0][base]:
+            if not all(row in r[n] and row in r[base] for r in runs):
+                continue
+            d = np.array([r[n][row] - r[base][row] for r in runs], dtype=np.float64)
+            p = wilcoxon(d).pvalue if len(d) > 1 and np.any(d != 0) else float("nan")
+            digits = 2 if "vol." in row else 1
+            sd = d.std(ddof=1) if len(d) > 1 else 0.0
+            lines.append(f"| {row} | {n} | {d.mean():+.{digits}f} ± {sd:.{digits}f} "
+                         f"| {int((d > 0).sum())} of {len(d)} | {', '.join(f'{v:+.{digits}f}' for v in d)} "
+                         f"| {p:.3g} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("bench_sim_to_real"))
@@ -222,9 +247,13 @@ def main() -> None:
                         help=f"comma-separated: before, after, {', '.join([*TUMOR_RECIPES, *LIVER_RECIPES])}")
     parser.add_argument("--summarize", type=Path, nargs="+", default=None,
                         help="print mean ± SD over these finished runs (their scores.json) instead")
+    parser.add_argument("--paired", default=None, metavar="BASE",
+                        help="with --summarize: also each variant minus BASE, per run, with a Wilcoxon test")
     args = parser.parse_args()
     if args.summarize:
         print(summarize(args.summarize))
+        if args.paired:
+            print("\n" + paired(args.summarize, args.paired))
         return
     sys.path.insert(0, str(ROOT / "src"))
     started = time.perf_counter()
